@@ -1,0 +1,168 @@
+//! One HTTP exchange with the server: headers, the token, one refresh after a 401,
+//! and retries of 5xx / 429 answers with capped exponential backoff and jitter.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+
+use crate::error::{Error, Result};
+use crate::protocol::ProtocolVersion;
+
+use super::ClientInner;
+
+/// A server answer, its body read whole (one item, or one page).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) url: String,
+    /// The request was sent again after a 5xx / 429 answer: an earlier try may have been
+    /// applied although its answer said otherwise (e.g. a gateway timing out).
+    pub(crate) retried: bool,
+}
+
+impl Answer {
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON, if it is JSON.
+    pub(crate) fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// A short text of the body for messages.
+    pub(crate) fn message(&self) -> String {
+        if let Some(serde_json::Value::Object(map)) = self.json() {
+            for key in ["message", "error", "detail", "title"] {
+                if let Some(serde_json::Value::String(s)) = map.get(key) {
+                    return s.clone();
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        if text.is_empty() {
+            StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").to_owned()
+        } else {
+            text.chars().take(300).collect()
+        }
+    }
+}
+
+/// A request to send: rebuilt for each retry.
+#[derive(Clone)]
+pub(crate) struct Request {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) if_match: Option<String>,
+    pub(crate) body: Option<serde_json::Value>,
+}
+
+/// Whether a status means "the server is unavailable right now".
+pub(crate) fn is_unavailable(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+impl ClientInner {
+    /// `<base>/tables/<table>[/<id>]`, each segment percent-encoded.
+    pub(crate) fn table_url(&self, table: &str, id: Option<&str>) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push("tables").push(table);
+            if let Some(id) = id {
+                segments.push(id);
+            }
+        }
+        url
+    }
+
+    /// Sends a request: the token, one refresh after a 401, and retries of 5xx / 429
+    /// answers by the retry policy. Returns the last answer, whatever its status, except
+    /// that network failures and refused credentials are errors.
+    pub(crate) async fn send(&self, req: &Request) -> Result<Answer> {
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            let token = match &self.token {
+                Some(provider) => provider(refreshed).await,
+                None => None,
+            };
+            let mut answer = self.send_once(req, token.as_deref()).await?;
+            answer.0.retried = attempt > 0;
+            if matches!(answer.0.status, 401 | 403) {
+                if answer.0.status == 401 && self.token.is_some() && !refreshed {
+                    refreshed = true;
+                    continue;
+                }
+                return Err(Error::Auth { url: answer.0.url, status: answer.0.status });
+            }
+            let status = answer.0.status;
+            if (is_unavailable(status) || status == 500) && attempt < self.retry.max_retries {
+                let delay = self.backoff(attempt, answer.1);
+                tracing::debug!(status, attempt, ?delay, url = %answer.0.url, "retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(answer.0);
+        }
+    }
+
+    async fn send_once(&self, req: &Request, token: Option<&str>) -> Result<(Answer, Option<Duration>)> {
+        let url = req.url.to_string();
+        let mut builder = self
+            .http
+            .request(req.method.clone(), req.url.clone())
+            .header(ProtocolVersion::HEADER, self.protocol.header_value())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some(version) = &req.if_match {
+            builder = builder.header(reqwest::header::IF_MATCH, format!("\"{}\"", version.replace('"', "")));
+        }
+        if let Some(body) = &req.body {
+            builder = builder.json(body);
+        }
+        let network = |e: reqwest::Error| Error::Network { url: url.clone(), message: describe(&e) };
+        let response = builder.send().await.map_err(network)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.map_err(network)?.to_vec();
+        Ok((Answer { status, body, url, retried: false }, retry_after))
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let policy = &self.retry;
+        let exp = policy.base_delay.saturating_mul(1u32 << attempt.min(16));
+        let capped = exp.min(policy.max_delay);
+        // Full jitter between half and all of the capped delay.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(attempt);
+        let frac = (h.finish() % 1000) as f64 / 1000.0;
+        let jittered = capped.mul_f64(0.5 + frac / 2.0);
+        match retry_after {
+            Some(ra) => ra.min(policy.max_delay).max(jittered),
+            None => jittered,
+        }
+    }
+}
+
+/// The error's chain in one line (reqwest puts the useful part in the sources).
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}

@@ -1,0 +1,296 @@
+//! The sync client: push the operations queue to a server, pull server changes into the
+//! local tables, purge, and settle conflicts, over the Azure Mobile Apps (v2) /
+//! Datasync (v3) table protocol.
+//!
+//! ```no_run
+//! # use sync_runtime::{Store, SyncClient, SyncEntity, ProtocolVersion};
+//! # #[derive(SyncEntity, Clone, Debug)]
+//! # struct TodoItem { id: String, text: String, complete: bool }
+//! # async fn demo() -> sync_runtime::Result<()> {
+//! let store = Store::open("todo.db").await?;
+//! let todos = store.table::<TodoItem>().await?;
+//! todos.insert(TodoItem { id: String::new(), text: "offline".into(), complete: false }).await?;
+//!
+//! let client = SyncClient::builder(store.clone(), "http://127.0.0.1:8080")
+//!     .protocol(ProtocolVersion::V3)
+//!     .build()?;
+//! let report = client.sync::<TodoItem>().await?; // push, then pull every TodoItem
+//! println!("pushed {}, pulled {}", report.push.pushed, report.pull.applied);
+//! # Ok(())
+//! # }
+//! ```
+
+mod conflict;
+mod http;
+mod progress;
+mod pull;
+mod push;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::entity::SyncEntity;
+use crate::error::{Error, Result};
+use crate::protocol::ProtocolVersion;
+use crate::query::Query;
+use crate::store::Store;
+
+pub use conflict::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
+pub use progress::{SyncEvent, SyncPhase};
+pub use pull::PullReport;
+pub use push::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
+
+/// A future returned by a token provider.
+pub type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
+type TokenProvider = Arc<dyn Fn(bool) -> TokenFuture + Send + Sync>;
+type ProgressSink = Arc<dyn Fn(&SyncEvent) + Send + Sync>;
+
+/// How 5xx and 429 answers are retried: capped exponential backoff with jitter
+/// (`Retry-After` is honoured, up to `max_delay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The first delay; each retry doubles it.
+    pub base_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 4, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: a 5xx answer counts at once.
+    pub fn none() -> Self {
+        RetryPolicy { max_retries: 0, ..RetryPolicy::default() }
+    }
+}
+
+/// The result of [`SyncClient::sync`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncReport {
+    /// What the push did.
+    pub push: PushReport,
+    /// What the pull did.
+    pub pull: PullReport,
+}
+
+/// Builds a [`SyncClient`].
+pub struct SyncClientBuilder {
+    store: Store,
+    base: String,
+    protocol: ProtocolVersion,
+    token: Option<TokenProvider>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    page_size: u32,
+    retry: RetryPolicy,
+    handlers: HashMap<&'static str, Arc<dyn conflict::ErasedHandler>>,
+    progress: Option<ProgressSink>,
+}
+
+impl std::fmt::Debug for SyncClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncClientBuilder")
+            .field("base", &self.base)
+            .field("protocol", &self.protocol)
+            .field("page_size", &self.page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncClientBuilder {
+    /// Speaks protocol v2 (default) or v3.
+    pub fn protocol(mut self, protocol: ProtocolVersion) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Supplies bearer tokens: called with `false` before the first request, and with
+    /// `true` once after a 401 to get a fresh one. `None` sends no `Authorization`.
+    pub fn token_provider<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn(bool) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.token = Some(Arc::new(move |refresh| Box::pin(provider(refresh))));
+        self
+    }
+
+    /// The timeout of one whole request (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The timeout of establishing a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Rows asked for per pull page (`$top`, default 500).
+    pub fn page_size(mut self, rows: u32) -> Self {
+        self.page_size = rows.max(1);
+        self
+    }
+
+    /// How 5xx / 429 answers are retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The conflict handler of `E`'s table: [`ServerWins`], [`ClientWins`], or a
+    /// closure `|c: &Conflict<E>| -> Resolution<E>`. Without one, conflicts become error
+    /// rows for the app to resolve.
+    pub fn conflict_handler<E: SyncEntity>(mut self, handler: impl ConflictHandler<E>) -> Self {
+        self.handlers.insert(E::TABLE, conflict::erase::<E>(handler));
+        self
+    }
+
+    /// Receives progress events of pushes and pulls (called on the task running them;
+    /// keep it quick).
+    pub fn on_progress(mut self, sink: impl Fn(&SyncEvent) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(sink));
+        self
+    }
+
+    /// Builds the client (one `reqwest::Client`, reused for every request).
+    pub fn build(self) -> Result<SyncClient> {
+        let base = self.base.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| Error::Network { url: base.clone(), message: format!("invalid server URL: {e}") })?;
+        if parsed.cannot_be_a_base() || !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::Network { url: base, message: "the server URL must be http:// or https://".into() });
+        }
+        let http =
+            reqwest::Client::builder().timeout(self.timeout).connect_timeout(self.connect_timeout).build().map_err(
+                |e| Error::Network { url: base.clone(), message: format!("cannot build the HTTP client: {e}") },
+            )?;
+        Ok(SyncClient {
+            inner: Arc::new(ClientInner {
+                store: self.store,
+                http,
+                base: parsed,
+                protocol: self.protocol,
+                token: self.token,
+                page_size: self.page_size,
+                retry: self.retry,
+                handlers: self.handlers,
+                progress: self.progress,
+            }),
+        })
+    }
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) store: Store,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: reqwest::Url,
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) token: Option<TokenProvider>,
+    pub(crate) page_size: u32,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) handlers: HashMap<&'static str, Arc<dyn conflict::ErasedHandler>>,
+    pub(crate) progress: Option<ProgressSink>,
+}
+
+impl ClientInner {
+    pub(crate) fn emit(&self, event: SyncEvent) {
+        if let Some(sink) = &self.progress {
+            sink(&event);
+        }
+    }
+}
+
+/// Pushes the local queue to a server and pulls server changes into local tables.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct SyncClient {
+    inner: Arc<ClientInner>,
+}
+
+impl std::fmt::Debug for SyncClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncClient")
+            .field("base", &self.inner.base.as_str())
+            .field("protocol", &self.inner.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncClient {
+    /// A builder for a client of `store` talking to the server at `base_url`
+    /// (`http://host:port`; tables live under `/tables/<name>`).
+    pub fn builder(store: Store, base_url: impl Into<String>) -> SyncClientBuilder {
+        SyncClientBuilder {
+            store,
+            base: base_url.into(),
+            protocol: ProtocolVersion::V2,
+            token: None,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            page_size: 500,
+            retry: RetryPolicy::default(),
+            handlers: HashMap::new(),
+            progress: None,
+        }
+    }
+
+    /// The store this client syncs.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        self.inner.base.as_str()
+    }
+
+    /// Pushes every queued operation, in order (DESIGN.md section 7). Network
+    /// failures, auth failures and an unavailable server stop the push with the
+    /// operation left queued; the report says why. Refused operations become error
+    /// rows and the push goes on.
+    pub async fn push(&self) -> Result<PushReport> {
+        push::push(&self.inner).await
+    }
+
+    /// Pulls the rows of `query` from the server into `E`'s table (DESIGN.md section 8).
+    /// With a `query_id` the pull is incremental and resumable: only rows changed
+    /// since the last pull of that id are fetched. Pending local operations are pushed
+    /// first; rows that still have one are skipped, so local edits are kept.
+    pub async fn pull<E: SyncEntity>(&self, query: Query<E>, query_id: Option<&str>) -> Result<PullReport> {
+        pull::pull::<E>(self, &self.inner, query, query_id).await
+    }
+
+    /// Push, then pull every row of `E` incrementally: the quickstart's refresh.
+    pub async fn sync<E: SyncEntity>(&self) -> Result<SyncReport> {
+        let push = self.push().await?;
+        if let PushStatus::Cancelled(reason) = &push.status {
+            return Err(reason.to_error());
+        }
+        let pull = self.pull::<E>(Query::new(), Some(pull::DEFAULT_QUERY_ID)).await?;
+        Ok(SyncReport { push, pull })
+    }
+
+    /// Deletes the local rows a query selects, and the table's pull cursors (so the
+    /// next pull fetches them again). Refused while the table has queued operations.
+    pub async fn purge<E: SyncEntity>(&self, query: Query<E>) -> Result<u64> {
+        pull::purge::<E>(&self.inner.store, query, false).await
+    }
+
+    /// Deletes all of the table's rows, queued operations, errors and cursors: the next
+    /// pull starts over.
+    pub async fn force_purge<E: SyncEntity>(&self) -> Result<u64> {
+        pull::purge::<E>(&self.inner.store, Query::new(), true).await
+    }
+}

@@ -1,0 +1,378 @@
+//! `pull()` and `purge()` (DESIGN.md section 8).
+//!
+//! A pull pages through the server's rows in `(updatedAt, id)` order, asking each page
+//! for the rows after the last one seen:
+//! `(<filter>) and ((updatedAt gt T) or (updatedAt eq T and id gt I))`. It never uses
+//! `$skip`, `nextLink` or `Link` headers, so servers that cap pages, send no links or
+//! malformed ones, or answer with a bare array or a wrapped object are all read the
+//! same way, and no row is skipped or read twice however many share one millisecond.
+//!
+//! Each page is applied in one transaction, together with the saved cursor (for a pull
+//! with a query id). Rows whose item has a queued operation are skipped, so local
+//! edits are kept; the saved cursor then stays before the first skipped row, so the
+//! next pull looks at it again once the operation is settled.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::Method;
+use rusqlite::{OptionalExtension, params};
+
+use crate::entity::{FieldRole, SyncEntity};
+use crate::error::{Error, Result};
+use crate::odata;
+use crate::protocol::ProtocolVersion;
+use crate::query::{BinaryOp, Expr, Query};
+use crate::store::{Store, TableMeta};
+use crate::system::{CURSORS_TABLE, ERRORS_TABLE, ID, OPERATIONS_TABLE, UPDATED_AT};
+use crate::value::Value;
+
+use super::http::Request;
+use super::progress::{SyncEvent, SyncPhase};
+use super::{ClientInner, SyncClient};
+
+/// The query id [`SyncClient::sync`] pulls with.
+pub(crate) const DEFAULT_QUERY_ID: &str = "__all";
+
+/// What a pull did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullReport {
+    /// Rows received from the server.
+    pub received: u64,
+    /// Rows written locally (inserted or updated).
+    pub applied: u64,
+    /// Rows deleted locally (server tombstones).
+    pub deleted: u64,
+    /// Rows skipped because their item has a queued local operation.
+    pub skipped: u64,
+    /// Pages fetched (the last one is empty or short).
+    pub pages: u64,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+/// The position of a pull: the `(updatedAt, id)` of the last row seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Cursor {
+    updated_at: String,
+    id: String,
+}
+
+fn columns_in(expr: &Expr, out: &mut Vec<String>) {
+    match expr {
+        Expr::Column(name) => out.push(name.clone()),
+        Expr::Literal(_) => {}
+        Expr::Not(inner) => columns_in(inner, out),
+        Expr::Binary { left, right, .. } => {
+            columns_in(left, out);
+            columns_in(right, out);
+        }
+        Expr::Call { args, .. } => args.iter().for_each(|a| columns_in(a, out)),
+    }
+}
+
+fn cursor_filter(cursor: &Cursor) -> Result<Expr> {
+    let t = crate::datetime::parse(&cursor.updated_at).ok_or_else(|| Error::Protocol {
+        url: String::new(),
+        message: format!("the server's updatedAt `{}` is not an RFC 3339 timestamp", cursor.updated_at),
+    })?;
+    let at = || Expr::column(UPDATED_AT);
+    let lit = || Expr::literal(Value::DateTime(t));
+    Ok(Expr::binary(
+        BinaryOp::Or,
+        Expr::binary(BinaryOp::Gt, at(), lit()),
+        Expr::binary(
+            BinaryOp::And,
+            Expr::binary(BinaryOp::Eq, at(), lit()),
+            Expr::binary(BinaryOp::Gt, Expr::column(ID), Expr::literal(Value::String(cursor.id.clone()))),
+        ),
+    ))
+}
+
+/// One page of a list answer: a bare array, `{"results": [..]}` (v2) or
+/// `{"items": [..], "nextLink": ..}` (v3).
+struct Page {
+    items: Vec<serde_json::Value>,
+    /// The answer said there is no next page (a v3 `nextLink: null`).
+    last: bool,
+}
+
+fn parse_page(body: &[u8], url: &str) -> Result<Page> {
+    let protocol = |message: String| Error::Protocol { url: url.to_owned(), message };
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| protocol(format!("the list answer is not JSON: {e}")))?;
+    match json {
+        serde_json::Value::Array(items) => Ok(Page { items, last: false }),
+        serde_json::Value::Object(mut map) => {
+            let last = matches!(map.get("nextLink"), Some(serde_json::Value::Null));
+            for key in ["items", "results", "value"] {
+                if let Some(serde_json::Value::Array(items)) = map.remove(key) {
+                    return Ok(Page { items, last });
+                }
+            }
+            Err(protocol("the list answer has no `items` or `results` array".into()))
+        }
+        _ => Err(protocol("the list answer is neither an array nor an object".into())),
+    }
+}
+
+pub(crate) async fn pull<E: SyncEntity>(
+    client: &SyncClient,
+    inner: &ClientInner,
+    query: Query<E>,
+    query_id: Option<&str>,
+) -> Result<PullReport> {
+    let started = Instant::now();
+    let table = inner.store.table::<E>().await?;
+    let meta = Arc::clone(table.meta());
+    let user_filter = query.into_spec().filter;
+    if let Some(filter) = &user_filter {
+        let mut cols = Vec::new();
+        columns_in(filter, &mut cols);
+        for c in cols {
+            if meta.column_index(&c).is_some_and(|i| meta.columns[i].role == FieldRole::LocalOnly) {
+                return Err(Error::InvalidQuery(format!(
+                    "column `{c}` of `{}` is local-only: a pull filter cannot use it",
+                    meta.name
+                )));
+            }
+        }
+    }
+    if table.has_pending().await? {
+        let pushed = client.push().await?;
+        tracing::debug!(?pushed.status, "pushed before pulling");
+    }
+
+    let query_id = query_id.map(str::to_owned);
+    let mut position = match &query_id {
+        Some(qid) => {
+            let (name, qid) = (meta.name, qid.clone());
+            inner.store.call(move |w| load_cursor(&w.conn, name, &qid)).await?
+        }
+        None => None,
+    };
+    let mut report = PullReport::default();
+    let mut skipped_any = false;
+    loop {
+        let filter = match (&user_filter, &position) {
+            (Some(f), Some(c)) => Some(Expr::binary(BinaryOp::And, f.clone(), cursor_filter(c)?)),
+            (Some(f), None) => Some(f.clone()),
+            (None, Some(c)) => Some(cursor_filter(c)?),
+            (None, None) => None,
+        };
+        let mut url = inner.table_url(meta.name, None);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(f) = &filter {
+                q.append_pair("$filter", &odata::print_filter(f, inner.protocol));
+            }
+            q.append_pair("$orderby", "updatedAt,id");
+            q.append_pair("$top", &inner.page_size.to_string());
+            match inner.protocol {
+                ProtocolVersion::V2 => q.append_pair("__includeDeleted", "true"),
+                ProtocolVersion::V3 => q.append_pair("__includedeleted", "true"),
+            };
+        }
+        let answer = inner.send(&Request { method: Method::GET, url, if_match: None, body: None }).await?;
+        if !answer.is_success() {
+            return Err(Error::Http { url: answer.url.clone(), status: answer.status, message: answer.message() });
+        }
+        report.pages += 1;
+        report.bytes += answer.body.len() as u64;
+        let page = parse_page(&answer.body, &answer.url)?;
+        if page.items.is_empty() {
+            break;
+        }
+        let mut rows = Vec::with_capacity(page.items.len());
+        for item in &page.items {
+            if !item.is_object() {
+                return Err(Error::Protocol {
+                    url: answer.url.clone(),
+                    message: "a list item is not a JSON object".into(),
+                });
+            }
+            let row = meta.row_from_json(item).map_err(|e| Error::Protocol {
+                url: answer.url.clone(),
+                message: format!("a row does not fit table `{}`: {e}", meta.name),
+            })?;
+            // A value of the right JSON type may still not fit the field (2^31 for an
+            // `i32`, other text for a `Uuid`); stored, it would make every query of the
+            // table fail. Refuse the page instead (tombstones only delete).
+            if !meta.is_deleted(&row) {
+                meta.decode::<E>(&row).map_err(|e| Error::Protocol {
+                    url: answer.url.clone(),
+                    message: format!("a row does not fit table `{}`: {e}", meta.name),
+                })?;
+            }
+            let cursor = match (&row[0], meta.column_index(UPDATED_AT).map(|i| &row[i])) {
+                (Value::String(id), Some(Value::String(at))) if !id.is_empty() => {
+                    Cursor { updated_at: at.clone(), id: id.clone() }
+                }
+                _ => {
+                    return Err(Error::Protocol {
+                        url: answer.url.clone(),
+                        message: "a row lacks its `id` or `updatedAt`".into(),
+                    });
+                }
+            };
+            // A row at or before the position was already seen (a server with finer
+            // timestamps than milliseconds can send one again): drop it.
+            if position.as_ref().is_some_and(|p| !after(&cursor, p)) {
+                continue;
+            }
+            position = Some(cursor.clone());
+            rows.push((row, cursor));
+        }
+        if rows.is_empty() {
+            return Err(Error::Protocol {
+                url: answer.url.clone(),
+                message: "the page holds no row after the last one seen: the server ignored the paging filter or `$orderby=updatedAt,id`".into(),
+            });
+        }
+        let count = rows.len() as u64;
+        report.received += count;
+        let meta2 = Arc::clone(&meta);
+        let qid = query_id.clone();
+        let was_skipping = skipped_any;
+        let (applied, deleted, skipped) =
+            inner.store.transaction(move |tx| apply_page(tx, &meta2, rows, qid.as_deref(), was_skipping)).await?;
+        report.applied += applied;
+        report.deleted += deleted;
+        report.skipped += skipped;
+        skipped_any |= skipped > 0;
+        inner.emit(SyncEvent {
+            phase: SyncPhase::Pull,
+            table: meta.name.to_owned(),
+            done: report.received,
+            total: None,
+            bytes: report.bytes,
+            elapsed: started.elapsed(),
+            finished: false,
+        });
+        if page.last && (page.items.len() as u64) < u64::from(inner.page_size) {
+            break;
+        }
+    }
+    inner.emit(SyncEvent {
+        phase: SyncPhase::Pull,
+        table: meta.name.to_owned(),
+        done: report.received,
+        total: Some(report.received),
+        bytes: report.bytes,
+        elapsed: started.elapsed(),
+        finished: true,
+    });
+    tracing::info!(
+        table = meta.name,
+        received = report.received,
+        applied = report.applied,
+        deleted = report.deleted,
+        skipped = report.skipped,
+        "pull finished"
+    );
+    Ok(report)
+}
+
+/// Whether `a` comes after `b` in `(updatedAt, id)` order.
+fn after(a: &Cursor, b: &Cursor) -> bool {
+    match (crate::datetime::parse(&a.updated_at), crate::datetime::parse(&b.updated_at)) {
+        (Some(x), Some(y)) if x != y => x > y,
+        _ => a.id > b.id,
+    }
+}
+
+fn load_cursor(conn: &rusqlite::Connection, table: &str, query_id: &str) -> Result<Option<Cursor>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT updated_at, last_id FROM {CURSORS_TABLE} WHERE table_name = ?1 AND query_id = ?2"
+        ))?
+        .query_row(params![table, query_id], |r| Ok(Cursor { updated_at: r.get(0)?, id: r.get(1)? }))
+        .optional()?)
+}
+
+/// Applies one page: upserts, tombstones, skips, and the cursor, in one transaction.
+fn apply_page(
+    tx: &mut crate::store::Tx<'_>,
+    meta: &TableMeta,
+    rows: Vec<(Vec<Value>, Cursor)>,
+    query_id: Option<&str>,
+    mut skipping: bool,
+) -> Result<(u64, u64, u64)> {
+    let (mut applied, mut deleted, mut skipped) = (0, 0, 0);
+    let mut save: Option<Cursor> = None;
+    // One look at the queue for the whole page: when nothing of this table is queued
+    // (the usual pull), no row needs a look of its own.
+    let table_queued: bool = tx
+        .conn()
+        .prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1)"))?
+        .query_row([meta.name], |r| r.get(0))?;
+    let local_only = meta.has_local_only();
+    for (mut row, cursor) in rows {
+        let id = cursor.id.clone();
+        let pending: bool = table_queued
+            && tx
+                .conn()
+                .prepare_cached(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1 AND item_id = ?2)"
+                ))?
+                .query_row(params![meta.name, id], |r| r.get(0))?;
+        if pending {
+            skipped += 1;
+            skipping = true;
+            continue;
+        }
+        if meta.is_deleted(&row) {
+            tx.delete_row_unqueued(meta, &id)?;
+            deleted += 1;
+        } else {
+            if local_only {
+                if let Some(local) = tx.read_row(meta, &id)? {
+                    meta.keep_local_only(&mut row, &local);
+                }
+            }
+            tx.upsert_row_unqueued(meta, &row)?;
+            applied += 1;
+        }
+        if !skipping {
+            save = Some(cursor);
+        }
+    }
+    if let (Some(qid), Some(c)) = (query_id, save) {
+        tx.conn()
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {CURSORS_TABLE} (table_name, query_id, updated_at, last_id) VALUES (?1, ?2, ?3, ?4)"
+            ))?
+            .execute(params![meta.name, qid, c.updated_at, c.id])?;
+    }
+    Ok((applied, deleted, skipped))
+}
+
+pub(crate) async fn purge<E: SyncEntity>(store: &Store, query: Query<E>, force: bool) -> Result<u64> {
+    store
+        .transaction(move |tx| {
+            let meta = tx.meta::<E>()?;
+            let conn = tx.conn();
+            let table = crate::sql::quote_ident(meta.name);
+            if force {
+                conn.execute(&format!("DELETE FROM {OPERATIONS_TABLE} WHERE table_name = ?1"), [meta.name])?;
+                conn.execute(&format!("DELETE FROM {ERRORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
+            } else {
+                let pending: i64 = conn.query_row(
+                    &format!("SELECT count(*) FROM {OPERATIONS_TABLE} WHERE table_name = ?1"),
+                    [meta.name],
+                    |r| r.get(0),
+                )?;
+                if pending > 0 {
+                    return Err(Error::PendingOperations { table: meta.name.to_owned(), pending: pending as u64 });
+                }
+            }
+            let ids = crate::sql::select(meta.name, &[ID], query.spec(), &*meta)?;
+            let removed = conn.execute(
+                &format!("DELETE FROM {table} WHERE \"id\" IN ({})", ids.sql),
+                rusqlite::params_from_iter(ids.params.iter()),
+            )?;
+            conn.execute(&format!("DELETE FROM {CURSORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
+            Ok(removed as u64)
+        })
+        .await
+}

@@ -1,0 +1,644 @@
+//! `push()`: send the queued operations in strict sequence order (DESIGN.md section 7).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::Method;
+use rusqlite::{OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::protocol::ProtocolVersion;
+use crate::queue::{self, ErrorInput, OpKind, OpState};
+use crate::store::{TableMeta, Tx};
+use crate::system::OPERATIONS_TABLE;
+use crate::value::Value;
+
+use super::ClientInner;
+use super::conflict::ErasedResolution;
+use super::http::{Answer, Request, is_unavailable};
+use super::progress::{SyncEvent, SyncPhase};
+
+/// How a push ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushStatus {
+    /// Every operation that could be sent was sent (some may have become errors).
+    Complete,
+    /// The push stopped early; the operation it was on stays queued.
+    Cancelled(PushCancel),
+}
+
+/// Why a push stopped early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushCancel {
+    /// The server could not be reached ("cancelled by network").
+    Network {
+        /// The request's URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The server refused the credentials ("cancelled by auth").
+    Auth {
+        /// The request's URL.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// The server kept answering 429/502/503/504.
+    Unavailable {
+        /// The request's URL.
+        url: String,
+        /// The last status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+}
+
+impl PushCancel {
+    /// The same failure as an [`Error`].
+    pub fn to_error(&self) -> Error {
+        match self {
+            PushCancel::Network { url, message } => Error::Network { url: url.clone(), message: message.clone() },
+            PushCancel::Auth { url, status } => Error::Auth { url: url.clone(), status: *status },
+            PushCancel::Unavailable { url, status, message } => {
+                Error::Http { url: url.clone(), status: *status, message: message.clone() }
+            }
+        }
+    }
+}
+
+/// How one conflict ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictResolution {
+    /// The server's copy was taken locally.
+    ServerWins,
+    /// The local change was sent again over the server's version.
+    ClientWins,
+    /// A merged item was stored and sent.
+    Merged,
+    /// Left to the app: an error row was recorded.
+    Unresolved,
+    /// Not a real conflict: an earlier attempt had landed but its answer was lost.
+    EarlierAttemptLanded,
+}
+
+/// One conflict met during a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConflictOutcome {
+    /// The table.
+    pub table: String,
+    /// The item's id.
+    pub item_id: String,
+    /// The operation's kind.
+    pub kind: OpKind,
+    /// 409 or 412.
+    pub status: u16,
+    /// How it ended.
+    pub resolution: ConflictResolution,
+}
+
+/// What a push did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushReport {
+    /// Operations the server accepted (and removed from the queue).
+    pub pushed: u64,
+    /// Conflicts met, and how each ended.
+    pub conflicts: Vec<ConflictOutcome>,
+    /// Error rows recorded by this push.
+    pub errors: u64,
+    /// Operations skipped because they (or an earlier operation on the same item) wait
+    /// in the error table.
+    pub skipped: u64,
+    /// How the push ended.
+    pub status: PushStatus,
+}
+
+impl PushReport {
+    /// Whether the push got through the whole queue.
+    pub fn is_complete(&self) -> bool {
+        self.status == PushStatus::Complete
+    }
+}
+
+/// An operation as the push reads it.
+#[derive(Clone, Debug)]
+struct QueuedOp {
+    seq: i64,
+    state: OpState,
+    table: String,
+    item_id: String,
+}
+
+/// An operation ready to send: its request and what the conflict logic needs.
+struct Prepared {
+    meta: Arc<TableMeta>,
+    request: Request,
+    /// What this attempt sends (for a delete, the deleted item).
+    sent: Vec<Value>,
+    /// What earlier attempts sent: the answer of any of them may have been lost.
+    previous: Vec<Vec<Value>>,
+}
+
+/// What became of one operation.
+enum Step {
+    Done,
+    Error,
+    Skip,
+    Stop(PushCancel),
+    /// Send it again (after a conflict was resolved by rewriting it).
+    Again,
+}
+
+const MAX_ROUNDS: u32 = 4;
+
+pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
+    let started = Instant::now();
+    let store = &inner.store;
+    let total = store.pending_count().await?;
+    let mut report =
+        PushReport { pushed: 0, conflicts: Vec::new(), errors: 0, skipped: 0, status: PushStatus::Complete };
+    let mut blocked: HashSet<(String, String)> = HashSet::new();
+    let mut after = 0i64;
+    let mut done = 0u64;
+
+    while let Some(op) = store.call(move |w| next_after(&w.conn, after)).await? {
+        after = op.seq;
+        let key = (op.table.clone(), op.item_id.clone());
+        if op.state == OpState::Failed || blocked.contains(&key) {
+            // It waits in the error table; later operations on the same item wait behind it.
+            blocked.insert(key);
+            report.skipped += 1;
+            continue;
+        }
+        let mut rounds = 0;
+        let step = loop {
+            rounds += 1;
+            let step = push_one(inner, &op, rounds, &mut report).await;
+            // Whatever happened, the request is no longer in flight.
+            store.set_in_flight(op.seq, false).await?;
+            match step? {
+                Step::Again if rounds < MAX_ROUNDS => continue,
+                Step::Again => {
+                    let message = format!("still conflicting after {MAX_ROUNDS} attempts in one push");
+                    record(inner, op.seq, ErrorInput { message, ..ErrorInput::default() }).await?;
+                    break Step::Error;
+                }
+                other => break other,
+            }
+        };
+        match step {
+            Step::Done => report.pushed += 1,
+            Step::Error => {
+                report.errors += 1;
+                blocked.insert(key);
+            }
+            Step::Skip => report.skipped += 1,
+            Step::Stop(cancel) => {
+                tracing::info!(?cancel, "push stopped");
+                report.status = PushStatus::Cancelled(cancel);
+                break;
+            }
+            Step::Again => unreachable!("handled in the loop above"),
+        }
+        done += 1;
+        inner.emit(SyncEvent {
+            phase: SyncPhase::Push,
+            table: op.table.clone(),
+            done,
+            total: Some(total),
+            bytes: 0,
+            elapsed: started.elapsed(),
+            finished: false,
+        });
+    }
+    inner.emit(SyncEvent {
+        phase: SyncPhase::Push,
+        table: String::new(),
+        done,
+        total: Some(total),
+        bytes: 0,
+        elapsed: started.elapsed(),
+        finished: true,
+    });
+    tracing::info!(pushed = report.pushed, errors = report.errors, conflicts = report.conflicts.len(), "push finished");
+    Ok(report)
+}
+
+fn next_after(conn: &rusqlite::Connection, after: i64) -> Result<Option<QueuedOp>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT seq, state, table_name, item_id FROM {OPERATIONS_TABLE}
+             WHERE seq > ?1 ORDER BY seq LIMIT 1"
+        ))?
+        .query_row([after], |r| {
+            let state: String = r.get(1)?;
+            Ok(QueuedOp {
+                seq: r.get(0)?,
+                state: state.parse().unwrap_or(OpState::Pending),
+                table: r.get(2)?,
+                item_id: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+fn parse_json(meta: &TableMeta, text: &str) -> Result<Vec<Value>> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::InvalidValue {
+        table: meta.name.to_owned(),
+        column: "<queued item>".into(),
+        reason: format!("does not parse: {e}"),
+    })?;
+    meta.row_from_json(&json)
+}
+
+/// Reads the operation's row, builds its request, and marks it attempted and in
+/// flight, all before the request goes out.
+fn prepare(tx: &mut Tx<'_>, op: &QueuedOp, inner_protocol: ProtocolVersion, urls: &Urls) -> Result<Option<Prepared>> {
+    let Some(meta) = tx.meta_by_name(&op.table) else {
+        return Err(Error::InvalidEntity {
+            table: op.table.clone(),
+            message: "the table has queued operations but was not opened in this process; call store.table::<T>() before pushing".into(),
+        });
+    };
+    // Re-read the operation inside the transaction: it may have changed since.
+    let Some(current) = queue::op_by_seq(tx.conn(), op.seq)? else { return Ok(None) };
+    let previous_sent: Option<String> = tx
+        .conn()
+        .prepare_cached(&format!("SELECT sent_item FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?
+        .query_row([op.seq], |r| r.get(0))?;
+    let (sent, if_match) = match current.kind {
+        OpKind::Delete => {
+            let snapshot = current.item.as_deref().unwrap_or("{}");
+            let row = parse_json(&meta, snapshot)?;
+            let version = meta.version_of(&row);
+            (row, version)
+        }
+        OpKind::Insert | OpKind::Update => {
+            let Some(row) = tx.read_row(&meta, &op.item_id)? else {
+                return Err(Error::NotFound { table: op.table.clone(), id: op.item_id.clone() });
+            };
+            let version = meta.version_of(&row);
+            (row, version)
+        }
+    };
+    let body = meta.push_json(&sent);
+    let previous =
+        queue::sent_items(previous_sent.as_deref()).iter().map(|j| meta.row_from_json(j)).collect::<Result<_>>()?;
+    queue::mark_attempted(tx.conn(), op.seq, Some(&body.to_string()))?;
+    tx.in_flight.insert(op.seq);
+    let request = match current.kind {
+        OpKind::Insert => Request { method: Method::POST, url: urls.table.clone(), if_match: None, body: Some(body) },
+        OpKind::Update => Request {
+            method: if inner_protocol == ProtocolVersion::V3 { Method::PUT } else { Method::PATCH },
+            url: urls.item.clone(),
+            if_match: if_match.clone(),
+            body: Some(body),
+        },
+        OpKind::Delete => Request { method: Method::DELETE, url: urls.item.clone(), if_match, body: None },
+    };
+    Ok(Some(Prepared { meta, request, sent, previous }))
+}
+
+struct Urls {
+    table: reqwest::Url,
+    item: reqwest::Url,
+}
+
+async fn record(inner: &ClientInner, seq: i64, input: ErrorInput) -> Result<()> {
+    inner.store.transaction(move |tx| queue::record_error(tx.conn(), seq, &input)).await
+}
+
+async fn push_one(inner: &ClientInner, op: &QueuedOp, round: u32, report: &mut PushReport) -> Result<Step> {
+    let urls = Urls { table: inner.table_url(&op.table, None), item: inner.table_url(&op.table, Some(&op.item_id)) };
+    let protocol = inner.protocol;
+    let op2 = op.clone();
+    let prepared = inner.store.transaction(move |tx| prepare(tx, &op2, protocol, &urls)).await;
+    let prepared = match prepared {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(Step::Skip),
+        Err(e @ Error::InvalidEntity { .. }) => return Err(e),
+        Err(e) => {
+            // The operation cannot be sent as it stands (its row is gone, its item does
+            // not parse): record why, and go on.
+            record(inner, op.seq, ErrorInput { message: e.to_string(), ..ErrorInput::default() }).await?;
+            return Ok(Step::Error);
+        }
+    };
+    let kind = prepared_kind(&prepared.request.method);
+    tracing::debug!(seq = op.seq, table = %op.table, id = %op.item_id, ?kind, round, "pushing");
+    // A delete without a version deletes an item the server never confirmed (its insert
+    // was only attempted): the server may hold that insert, another client's item of the
+    // same id, or nothing. A bare DELETE would delete whatever is there, unseen; so look
+    // first. Nothing there: done. An item there: a conflict at that version (412), which
+    // the conflict logic settles: it is the insert, landed, when it holds what the insert
+    // sent (then it is deleted over its version); otherwise the handler decides.
+    let unconfirmed_delete = kind == OpKind::Delete && prepared.request.if_match.is_none();
+    let request = match unconfirmed_delete {
+        true => Request { method: Method::GET, url: prepared.request.url.clone(), if_match: None, body: None },
+        false => prepared.request.clone(),
+    };
+    let mut answer = match inner.send(&request).await {
+        Ok(answer) => answer,
+        Err(Error::Network { url, message }) => return Ok(Step::Stop(PushCancel::Network { url, message })),
+        Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),
+        Err(e) => return Err(e),
+    };
+    if unconfirmed_delete && answer.is_success() {
+        answer.status = 412;
+    }
+
+    if answer.is_success() || (kind == OpKind::Delete && matches!(answer.status, 404 | 410)) {
+        return finish(inner, op.seq, &prepared.meta, kind, &op.item_id, &answer).await;
+    }
+    match answer.status {
+        409 | 412 => conflict(inner, op, kind, prepared, answer, report).await,
+        s if is_unavailable(s) => {
+            Ok(Step::Stop(PushCancel::Unavailable { url: answer.url.clone(), status: s, message: answer.message() }))
+        }
+        s => {
+            let input = ErrorInput {
+                status: Some(s),
+                message: answer.message(),
+                client_item: Some(prepared.meta.push_json(&prepared.sent)),
+                server_item: None,
+                raw_body: Some(String::from_utf8_lossy(&answer.body).into_owned()),
+            };
+            record(inner, op.seq, input).await?;
+            Ok(Step::Error)
+        }
+    }
+}
+
+fn prepared_kind(method: &Method) -> OpKind {
+    match *method {
+        Method::POST => OpKind::Insert,
+        Method::DELETE => OpKind::Delete,
+        _ => OpKind::Update,
+    }
+}
+
+/// The server accepted the operation: take its copy and remove the operation.
+async fn finish(
+    inner: &ClientInner,
+    seq: i64,
+    meta: &Arc<TableMeta>,
+    kind: OpKind,
+    id: &str,
+    answer: &Answer,
+) -> Result<Step> {
+    let server = if kind == OpKind::Delete {
+        None
+    } else {
+        match answer.json().filter(serde_json::Value::is_object).map(|j| meta.row_from_json(&j)) {
+            Some(Ok(row)) => Some(row),
+            other => {
+                // The server applied it but its answer is not an item: keep the operation
+                // (a later push finds out it landed) and say why.
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the answer is not a JSON object".into(),
+                };
+                let input = ErrorInput {
+                    status: Some(answer.status),
+                    message: format!("unexpected answer to a successful {kind}: {why}"),
+                    raw_body: Some(String::from_utf8_lossy(&answer.body).into_owned()),
+                    ..ErrorInput::default()
+                };
+                record(inner, seq, input).await?;
+                return Ok(Step::Error);
+            }
+        }
+    };
+    let meta = Arc::clone(meta);
+    let id = id.to_owned();
+    inner
+        .store
+        .transaction(move |tx| {
+            if let Some(server) = server {
+                apply_server_copy(tx, &meta, &id, seq, server)?;
+            }
+            queue::remove_op(tx.conn(), seq)
+        })
+        .await?;
+    Ok(Step::Done)
+}
+
+/// Writes the server's copy of an item after its operation `seq` landed. When a later
+/// operation on the item is queued (written while this one was in flight), only the
+/// server-managed columns are taken, so that later operation sends the app's data over
+/// the right version.
+fn apply_server_copy(tx: &mut Tx<'_>, meta: &TableMeta, id: &str, seq: i64, mut server: Vec<Value>) -> Result<()> {
+    let later: bool = tx
+        .conn()
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3)"
+        ))?
+        .query_row(params![meta.name, id, seq], |r| r.get(0))?;
+    let local = tx.read_row(meta, id)?;
+    if later {
+        if let Some(mut local) = local {
+            meta.copy_server_columns(&mut local, &server);
+            tx.upsert_row_unqueued(meta, &local)?;
+        }
+        return Ok(());
+    }
+    if meta.is_deleted(&server) {
+        return tx.delete_row_unqueued(meta, id);
+    }
+    if let Some(local) = &local {
+        meta.keep_local_only(&mut server, local);
+    }
+    server[0] = Value::String(id.to_owned());
+    tx.upsert_row_unqueued(meta, &server)
+}
+
+async fn conflict(
+    inner: &ClientInner,
+    op: &QueuedOp,
+    kind: OpKind,
+    prepared: Prepared,
+    answer: Answer,
+    report: &mut PushReport,
+) -> Result<Step> {
+    let meta = Arc::clone(&prepared.meta);
+    let status = answer.status;
+    let raw = String::from_utf8_lossy(&answer.body).into_owned();
+    // The server's copy: from the body when it is one (with a version), else fetched.
+    let mut server_json = answer.json().filter(|j| j.get("id").is_some() && j.get("version").is_some());
+    if server_json.is_none() {
+        let get = Request {
+            method: Method::GET,
+            url: inner.table_url(&op.table, Some(&op.item_id)),
+            if_match: None,
+            body: None,
+        };
+        match inner.send(&get).await {
+            Ok(a) if a.is_success() => server_json = a.json().filter(serde_json::Value::is_object),
+            Ok(_) => {}
+            Err(Error::Network { url, message }) => return Ok(Step::Stop(PushCancel::Network { url, message })),
+            Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),
+            Err(e) => return Err(e),
+        }
+    }
+    let server = match server_json.as_ref().map(|j| meta.row_from_json(j)) {
+        Some(Ok(row)) => row,
+        other => {
+            let message = match other {
+                Some(Err(e)) => format!("conflict (HTTP {status}); the server's copy does not read: {e}"),
+                _ => format!("conflict (HTTP {status}): {}", answer.message()),
+            };
+            let input = ErrorInput {
+                status: Some(status),
+                message,
+                client_item: Some(meta.push_json(&prepared.sent)),
+                server_item: server_json,
+                raw_body: Some(raw),
+            };
+            record(inner, op.seq, input).await?;
+            return Ok(Step::Error);
+        }
+    };
+    let outcome =
+        |resolution| ConflictOutcome { table: op.table.clone(), item_id: op.item_id.clone(), kind, status, resolution };
+
+    // A lost answer is not a conflict: an earlier attempt landed. That is an earlier
+    // push's attempt (what it sent is kept with the operation), or an earlier try of this
+    // very request when it was sent again after a 5xx answer (a gateway may time out
+    // after the server applied it).
+    let retried = answer.retried.then_some(&prepared.sent);
+    let landed = prepared.previous.iter().chain(retried).find(|p| meta.same_data(p, &server));
+    if let Some(previous) = landed {
+        report.conflicts.push(outcome(ConflictResolution::EarlierAttemptLanded));
+        if kind == OpKind::Delete {
+            // An update sent before the item was deleted locally landed, and moved the
+            // version the delete carries: the server holds what was deleted, so the
+            // delete goes on over the server's version.
+            return overwrite(inner, meta, op.seq, op.item_id.clone(), kind, &server, None).await;
+        }
+        let changed_since = !meta.same_data(previous, &prepared.sent);
+        let (seq, id) = (op.seq, op.item_id.clone());
+        return inner
+            .store
+            .transaction(move |tx| {
+                if changed_since {
+                    // Continue as an update over the server's version.
+                    take_version(tx, &meta, &id, &server)?;
+                    queue::rewrite_op(tx.conn(), seq, OpKind::Update, None)?;
+                    Ok(Step::Again)
+                } else {
+                    apply_server_copy(tx, &meta, &id, seq, server)?;
+                    queue::remove_op(tx.conn(), seq)?;
+                    Ok(Step::Done)
+                }
+            })
+            .await;
+    }
+
+    let resolution = match inner.handlers.get(op.table.as_str()) {
+        Some(handler) => handler.resolve(&meta, kind, status, &prepared.sent, &server)?,
+        None => ErasedResolution::Unresolved,
+    };
+    let (seq, id) = (op.seq, op.item_id.clone());
+    match resolution {
+        ErasedResolution::Unresolved => {
+            report.conflicts.push(outcome(ConflictResolution::Unresolved));
+            let input = ErrorInput {
+                status: Some(status),
+                message: format!("conflict (HTTP {status}): {}", answer.message()),
+                client_item: Some(meta.push_json(&prepared.sent)),
+                server_item: server_json,
+                raw_body: Some(raw),
+            };
+            record(inner, seq, input).await?;
+            Ok(Step::Error)
+        }
+        ErasedResolution::TakeServer => {
+            report.conflicts.push(outcome(ConflictResolution::ServerWins));
+            inner
+                .store
+                .transaction(move |tx| {
+                    queue::remove_op(tx.conn(), seq)?;
+                    let later = queue::latest_op(tx.conn(), meta.name, &id)?.is_some();
+                    if later {
+                        take_version(tx, &meta, &id, &server)
+                    } else if meta.is_deleted(&server) {
+                        tx.delete_row_unqueued(&meta, &id)
+                    } else {
+                        let mut row = server;
+                        if let Some(local) = tx.read_row(&meta, &id)? {
+                            meta.keep_local_only(&mut row, &local);
+                        }
+                        row[0] = Value::String(id.clone());
+                        tx.upsert_row_unqueued(&meta, &row)
+                    }
+                })
+                .await?;
+            Ok(Step::Done)
+        }
+        ErasedResolution::KeepClient => {
+            report.conflicts.push(outcome(ConflictResolution::ClientWins));
+            overwrite(inner, meta, seq, id, kind, &server, None).await
+        }
+        ErasedResolution::Merged(merged) => {
+            report.conflicts.push(outcome(ConflictResolution::Merged));
+            overwrite(inner, meta, seq, id, kind, &server, Some(merged)).await
+        }
+    }
+}
+
+/// Sets the local row's server-managed columns (its version) to the server's.
+fn take_version(tx: &mut Tx<'_>, meta: &TableMeta, id: &str, server: &[Value]) -> Result<()> {
+    if let Some(mut local) = tx.read_row(meta, id)? {
+        meta.copy_server_columns(&mut local, server);
+        tx.upsert_row_unqueued(meta, &local)?;
+    }
+    Ok(())
+}
+
+/// "Client wins" and merges: send the local (or merged) item again over the server's
+/// version. An insert the server already has becomes an update.
+async fn overwrite(
+    inner: &ClientInner,
+    meta: Arc<TableMeta>,
+    seq: i64,
+    id: String,
+    kind: OpKind,
+    server: &[Value],
+    merged: Option<Vec<Value>>,
+) -> Result<Step> {
+    let server = server.to_vec();
+    inner
+        .store
+        .transaction(move |tx| {
+            match kind {
+                OpKind::Delete => {
+                    // Delete again over the server's version: keep it in the queued item.
+                    let op = queue::op_by_seq(tx.conn(), seq)?;
+                    let mut item = match op.and_then(|o| o.item) {
+                        Some(text) => parse_json(&meta, &text)?,
+                        None => meta.empty_row(),
+                    };
+                    meta.copy_server_columns(&mut item, &server);
+                    let snapshot = meta.row_to_json(&item).to_string();
+                    queue::rewrite_op(tx.conn(), seq, OpKind::Delete, Some(&snapshot))?;
+                }
+                OpKind::Insert | OpKind::Update => {
+                    let mut row = match merged {
+                        Some(row) => row,
+                        None => tx.read_row(&meta, &id)?.unwrap_or_else(|| server.clone()),
+                    };
+                    if let Some(local) = tx.read_row(&meta, &id)? {
+                        meta.keep_local_only(&mut row, &local);
+                    }
+                    meta.copy_server_columns(&mut row, &server);
+                    row[0] = Value::String(id.clone());
+                    tx.upsert_row_unqueued(&meta, &row)?;
+                    queue::rewrite_op(tx.conn(), seq, OpKind::Update, None)?;
+                }
+            }
+            Ok(Step::Again)
+        })
+        .await
+}

@@ -1,0 +1,116 @@
+//! Offline-first data sync for Rust.
+//!
+//! Write plain structs, add `#[derive(SyncEntity)]`, and get a typed local table in
+//! SQLite, typed queries, and a persistent queue of every local change, ready to be
+//! pushed to a server speaking the Azure Mobile Apps (v2) / Datasync (v3) table
+//! protocol.
+//!
+//! ```
+//! use sync_runtime::{Store, SyncEntity};
+//!
+//! #[derive(SyncEntity, Clone, Debug, PartialEq)]
+//! #[sync(table = "TodoItem")]
+//! pub struct TodoItem {
+//!     pub id: String,
+//!     pub text: String,
+//!     pub complete: bool,
+//!     #[sync(version)]
+//!     pub version: Option<String>,
+//! }
+//!
+//! # fn main() -> sync_runtime::Result<()> {
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = Store::open_in_memory().await?; // or Store::open("app.db")
+//! let todos = store.table::<TodoItem>().await?;
+//!
+//! // An empty id gets a new UUID v4; the insert and its queue operation commit together.
+//! let milk = todos
+//!     .insert(TodoItem { id: String::new(), text: "buy milk".into(), complete: false, version: None })
+//!     .await?;
+//! todos.insert(TodoItem { id: "b".into(), text: "call mum".into(), complete: true, version: None }).await?;
+//!
+//! // Typed queries run locally as SQL with bound parameters...
+//! let open = todos
+//!     .query()
+//!     .filter(TodoItem::FIELDS.complete.eq(false))
+//!     .order_by(TodoItem::FIELDS.text.asc())
+//!     .all()
+//!     .await?;
+//! assert_eq!(open, vec![milk.clone()]);
+//!
+//! // ...and print as the OData `$filter` a server reads.
+//! let filter = TodoItem::FIELDS.text.starts_with("buy") & TodoItem::FIELDS.complete.eq(false);
+//! assert_eq!(
+//!     sync_runtime::odata::print_filter(filter.expr(), sync_runtime::ProtocolVersion::V3),
+//!     "(startswith(text,'buy') and (complete eq false))"
+//! );
+//!
+//! // Every local write waits in the operations queue until it is pushed.
+//! assert_eq!(store.pending_count().await?, 2);
+//! # Ok(())
+//! # })
+//! # }
+//! ```
+//!
+//! # The pieces
+//!
+//! - [`SyncEntity`] (derive): the schema of a table as data; see the derive's docs for
+//!   every `#[sync(...)]` key.
+//! - [`Store`]: the SQLite file and the thread that owns it; [`Store::table`] gives a
+//!   typed [`Table`], [`Store::transaction`] writes across tables atomically.
+//! - [`Query`], [`Filter`], [`Column`]: typed queries; [`query`] holds the untyped AST,
+//!   [`odata`] prints and parses it, [`sql`] compiles it.
+//! - The queue: [`Store::pending_ops`], [`Table::pending_count`], ... and the rules of
+//!   [`queue`]. The error table: [`Table::errors`] and the `resolve_*` calls.
+//! - [`Error`]: one error type with structured fields and predicates.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod datetime;
+mod entity;
+mod error;
+pub mod odata;
+mod protocol;
+pub mod query;
+pub mod queue;
+pub mod sql;
+mod store;
+pub mod system;
+mod value;
+
+pub use client::{
+    ClientWins, Conflict, ConflictHandler, ConflictOutcome, ConflictResolution, PullReport, PushCancel, PushReport,
+    PushStatus, Resolution, RetryPolicy, ServerWins, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
+};
+pub use entity::{DecodeError, FieldDef, FieldRole, FieldValue, NonOptional, SyncEntity, ValueError};
+pub use error::{Error, Result};
+pub use protocol::ProtocolVersion;
+pub use query::{Column, Filter, OrderBy, Query};
+pub use queue::{OpKind, OpState, PendingOp};
+pub use store::{Durability, ErrorRecord, IntegrityReport, Store, StoreOptions, SyncError, Table, TableQuery, Tx};
+pub use value::{ColumnType, Value};
+
+#[cfg(feature = "derive")]
+pub use sync_derive::SyncEntity;
+
+/// Items the generated code refers to. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::entity::{DecodeError, FieldDef, FieldRole, FieldValue, SyncEntity, ValueError};
+    pub use crate::query::Column;
+    pub use crate::value::{ColumnType, Value};
+    pub use ::core;
+    pub use ::std::string::String;
+    pub use ::std::vec::Vec;
+
+    /// Reads the next value of a row into a field of type `T`.
+    pub fn decode_field<T: FieldValue>(
+        values: &mut ::std::vec::IntoIter<Value>,
+        field: &'static str,
+    ) -> ::core::result::Result<T, DecodeError> {
+        match values.next() {
+            Some(v) => T::from_value(v).map_err(|e| DecodeError::new(field, e)),
+            None => Err(DecodeError { field, message: "missing value".into() }),
+        }
+    }
+}

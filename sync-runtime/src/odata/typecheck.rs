@@ -1,0 +1,145 @@
+//! Static types of filter expressions: the rules the OData parser checks (with
+//! positions) and the SQL compiler checks again (and uses to pick index-friendly SQL).
+//!
+//! - Comparisons: `int` and `float` compare with each other, `null` with anything, every
+//!   other type only with itself; `json` and `bytes` only with `eq`/`ne`. A comparison is
+//!   a non-null `bool`.
+//! - `and`/`or`/`not` operands and the whole filter are `bool` (a `null` literal is
+//!   accepted and counts as false).
+//! - Functions take strings, except the positions of `substring` (ints); `length` and
+//!   `indexof` give `int`, `startswith`/`endswith`/`contains` give `bool`, the others
+//!   `string`. A function result is nullable when an argument is.
+
+use crate::query::{BinaryOp, Func};
+use crate::value::{ColumnType, Value};
+
+/// What is known about the type of an expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The `null` literal: compatible with everything.
+    Null,
+    /// A known type.
+    Known(ColumnType),
+    /// A column without a schema: nothing is checked.
+    Unknown,
+}
+
+/// The type of an expression and whether it can be null.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ty {
+    pub(crate) kind: Kind,
+    pub(crate) nullable: bool,
+}
+
+impl Ty {
+    /// A non-null boolean: what comparisons and connectives give.
+    pub(crate) const BOOL: Ty = Ty { kind: Kind::Known(ColumnType::Bool), nullable: false };
+    /// A column of a filter parsed without a schema.
+    pub(crate) const UNKNOWN: Ty = Ty { kind: Kind::Unknown, nullable: true };
+
+    /// A column's type.
+    pub(crate) fn column(ty: ColumnType, nullable: bool) -> Ty {
+        Ty { kind: Kind::Known(ty), nullable }
+    }
+
+    /// A literal's type.
+    pub(crate) fn of_literal(value: &Value) -> Ty {
+        match value {
+            Value::Float(f) if f.is_nan() => Ty { kind: Kind::Null, nullable: true },
+            v => match v.column_type() {
+                Some(t) => Ty { kind: Kind::Known(t), nullable: false },
+                None => Ty { kind: Kind::Null, nullable: true },
+            },
+        }
+    }
+
+    /// Whether this is the `null` literal's type.
+    pub(crate) fn is_null(self) -> bool {
+        self.kind == Kind::Null
+    }
+}
+
+/// Checks `left op right` for a comparison operator; gives its type.
+pub(crate) fn check_comparison(op: BinaryOp, left: Ty, right: Ty) -> Result<Ty, String> {
+    if let (Kind::Known(a), Kind::Known(b)) = (left.kind, right.kind) {
+        if a != b && !(a.is_numeric() && b.is_numeric()) {
+            return Err(format!("`{}` cannot compare {a} with {b}", op.keyword()));
+        }
+        if !matches!(op, BinaryOp::Eq | BinaryOp::Ne) && !a.is_ordered() {
+            return Err(format!("`{}` cannot compare {a} values; only `eq` and `ne` can", op.keyword()));
+        }
+    }
+    Ok(Ty::BOOL)
+}
+
+/// Checks that an expression can be used as a condition: an operand of `connective`
+/// (`and`, `or`, `not`), or the whole filter when `connective` is empty.
+pub(crate) fn check_predicate(ty: Ty, connective: &str) -> Result<(), String> {
+    match ty.kind {
+        Kind::Known(ColumnType::Bool) | Kind::Null | Kind::Unknown => Ok(()),
+        Kind::Known(t) if connective.is_empty() => Err(format!("the filter must be a boolean condition, found {t}")),
+        Kind::Known(t) => Err(format!("the operand of `{connective}` must be a boolean condition, found {t}")),
+    }
+}
+
+/// The OData name of a function as written in v3 (and in messages).
+pub(crate) fn func_by_name(name: &str) -> Option<Func> {
+    Some(match name {
+        "startswith" => Func::StartsWith,
+        "endswith" => Func::EndsWith,
+        "contains" => Func::Contains,
+        "tolower" => Func::ToLower,
+        "toupper" => Func::ToUpper,
+        "trim" => Func::Trim,
+        "length" => Func::Length,
+        "indexof" => Func::IndexOf,
+        "substring" => Func::Substring,
+        "concat" => Func::Concat,
+        _ => return None,
+    })
+}
+
+/// The parameter types of a function (the optional ones last) and its result type.
+fn signature(func: Func) -> (&'static [ColumnType], usize, ColumnType) {
+    use ColumnType::{Bool, Int, String as Str};
+    match func {
+        Func::StartsWith | Func::EndsWith | Func::Contains => (&[Str, Str], 2, Bool),
+        Func::ToLower | Func::ToUpper | Func::Trim => (&[Str], 1, Str),
+        Func::Length => (&[Str], 1, Int),
+        Func::IndexOf => (&[Str, Str], 2, Int),
+        Func::Substring => (&[Str, Int, Int], 2, Str),
+        Func::Concat => (&[Str, Str], 2, Str),
+    }
+}
+
+/// Checks the number of arguments; `name` is the name as written (`substringof`).
+pub(crate) fn check_arity(func: Func, name: &str, count: usize) -> Result<(), String> {
+    let (params, required, _) = signature(func);
+    if (required..=params.len()).contains(&count) {
+        return Ok(());
+    }
+    let takes = if required == params.len() {
+        format!("{required} argument{}", if required == 1 { "" } else { "s" })
+    } else {
+        format!("{required} or {} arguments", params.len())
+    };
+    Err(format!("`{name}` takes {takes}, found {count}"))
+}
+
+/// Checks argument types (the arity already checked, in the AST's argument order);
+/// on error gives the index of the offending argument. `name` is the name as written.
+pub(crate) fn check_call(func: Func, name: &str, args: &[Ty]) -> Result<Ty, (usize, String)> {
+    let (params, _, result) = signature(func);
+    let mut nullable = false;
+    for (i, (arg, param)) in args.iter().zip(params).enumerate() {
+        nullable |= arg.nullable;
+        if let Kind::Known(t) = arg.kind {
+            if t != *param {
+                // substringof(part, s) lists the AST's arguments in the other order.
+                let shown = if name == "substringof" { 2 - i } else { i + 1 };
+                return Err((i, format!("argument {shown} of `{name}` must be {param}, found {t}")));
+            }
+        }
+    }
+    Ok(Ty { kind: Kind::Known(result), nullable })
+}

@@ -1,0 +1,570 @@
+//! Compiling the query AST to SQLite SQL with bound parameters.
+//!
+//! The compiled SQL has exactly the semantics of the in-memory evaluator
+//! ([`crate::query::eval`], whose module docs spell them out): OData's two-valued logic,
+//! null-safe `eq`/`ne`, `gt ge lt le` false on null, a null predicate counting as false.
+//! No boolean node of the compiled SQL ever yields NULL, so `NOT` never turns an
+//! unknown into a match:
+//!
+//! | filter | SQL (nullable `oi`, non-nullable `i`) |
+//! |---|---|
+//! | `i eq 5` | `("i" = ?)` (plain, so an index on `i` is used) |
+//! | `oi eq 5` | `("oi" IS ?)` |
+//! | `oi eq null` | `("oi" IS NULL)` |
+//! | `oi gt 5` | `("oi" > ? AND "oi" IS NOT NULL)` |
+//! | `ob` (a nullable bool) | `("ob" IS 1)` |
+//! | `startswith(os,'a')` | `COALESCE(sync_startswith("os", ?), 0)` |
+//! | `i eq 1 or i eq 2 or s eq 'x'` | `(("i" IN (?, ?)) OR ("s" = ?))` |
+//!
+//! An `or` of `column eq <literal>` terms on one column (what `is_in` builds) becomes
+//! one `IN` list, and long `and`/`or` chains are grouped in nested parentheses, so a
+//! large `is_in` neither hits SQLite's expression depth limit nor plans slowly. (SQLite
+//! still allows at most 32766 parameters per statement.)
+//!
+//! The string functions (`startswith`, `tolower`, `substring`, ...) are SQL functions
+//! that [`register_functions`] installs; they share their Rust code with the evaluator
+//! (case-sensitive, counting characters, full Unicode case mapping), so every
+//! connection that runs compiled SQL must call it first. `concat` is SQLite's `||`.
+//!
+//! Every query gets an `ORDER BY` ending in `"id" ASC` (unless `id` is already one of the
+//! terms), so results and pages are deterministic. SQLite sorts nulls first ascending
+//! and last descending, text by its UTF-8 bytes (code point order), numbers numerically,
+//! timestamps by their fixed-width text, which is what the evaluator does.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::odata::FilterSchema;
+use crate::odata::typecheck::{self, Ty};
+use crate::query::eval::{chain, text_fn};
+use crate::query::{BinaryOp, Expr, Func, QuerySpec};
+use crate::value::Value;
+
+/// SQL text with its bound parameters. No value of a filter is ever spliced into the
+/// text; only a query's row limit is, as an integer (see [`select`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SqlQuery {
+    /// The SQL, with `?` placeholders.
+    pub sql: String,
+    /// One value per placeholder, in order.
+    pub params: Vec<Value>,
+}
+
+/// `SELECT <columns> FROM <table> [WHERE ..] ORDER BY .. [LIMIT <n> [OFFSET ?]]`.
+///
+/// The filter and order are checked against `schema`: an unknown column, an ill-typed
+/// comparison or a non-boolean filter is [`Error::InvalidQuery`] naming the problem.
+/// The selected columns are quoted, not checked.
+///
+/// The limit is an integer in the text, not a parameter: SQLite plans with a bound
+/// `LIMIT` value, so a statement whose `LIMIT` is a parameter is compiled again every
+/// time it runs (its parameters are bound anew), which was a tenth of the cost of a
+/// small indexed query. The offset stays a parameter (it does not steer the plan), so
+/// paging through a result reuses one statement.
+pub fn select(table: &str, columns: &[&str], spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
+    if columns.is_empty() {
+        return Err(Error::InvalidQuery("a query must select at least one column".into()));
+    }
+    let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let mut query =
+        SqlQuery { sql: format!("SELECT {} FROM {}", list.join(","), quote_ident(table)), params: Vec::new() };
+    where_clause(&mut query, spec, schema)?;
+
+    query.sql.push_str(" ORDER BY ");
+    for term in &spec.order_by {
+        match schema.column(&term.column) {
+            None => {
+                return Err(Error::InvalidQuery(format!("unknown column `{}` in the order", term.column)));
+            }
+            Some((ty, _)) if !ty.is_ordered() => {
+                return Err(Error::InvalidQuery(format!("column `{}` of type {ty} cannot be ordered", term.column)));
+            }
+            Some(_) => {}
+        }
+        query.sql.push_str(&quote_ident(&term.column));
+        query.sql.push_str(if term.descending { " DESC, " } else { " ASC, " });
+    }
+    if spec.order_by.iter().any(|t| t.column == crate::system::ID) {
+        query.sql.truncate(query.sql.len() - 2);
+    } else {
+        query.sql.push_str(&quote_ident(crate::system::ID));
+        query.sql.push_str(" ASC");
+    }
+
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    match (spec.limit, spec.offset) {
+        (None, None) => {}
+        (Some(limit), None) => {
+            query.sql.push_str(&format!(" LIMIT {}", clamp(limit)));
+        }
+        (limit, Some(offset)) => {
+            query.sql.push_str(&format!(" LIMIT {} OFFSET ?", limit.map_or(-1, clamp)));
+            query.params.push(Value::Int(clamp(offset)));
+        }
+    }
+    Ok(query)
+}
+
+/// `SELECT count(*) FROM <table> [WHERE ..]` (order, limit and offset ignored).
+pub fn count(table: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
+    let mut query = SqlQuery { sql: format!("SELECT count(*) FROM {}", quote_ident(table)), params: Vec::new() };
+    where_clause(&mut query, spec, schema)?;
+    Ok(query)
+}
+
+/// Quotes an identifier for SQLite.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Compiles a filter to a boolean SQL expression that is never NULL (what follows
+/// `WHERE`), with its parameters. Checks it against `schema` as [`select`] does.
+pub fn filter_condition(filter: &Expr, schema: &dyn FilterSchema) -> Result<SqlQuery> {
+    let frag = Compiler { schema }.predicate(filter, "")?;
+    Ok(SqlQuery { sql: frag.sql, params: frag.params })
+}
+
+fn where_clause(query: &mut SqlQuery, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<()> {
+    if let Some(filter) = &spec.filter {
+        let cond = filter_condition(filter, schema)?;
+        query.sql.push_str(" WHERE ");
+        query.sql.push_str(&cond.sql);
+        query.params.extend(cond.params);
+    }
+    Ok(())
+}
+
+const STARTS_WITH: &str = "sync_startswith";
+const ENDS_WITH: &str = "sync_endswith";
+const CONTAINS: &str = "sync_contains";
+const TO_LOWER: &str = "sync_tolower";
+const TO_UPPER: &str = "sync_toupper";
+const TRIM: &str = "sync_trim";
+const LENGTH: &str = "sync_length";
+const INDEX_OF: &str = "sync_indexof";
+const SUBSTRING: &str = "sync_substring";
+
+/// Registers the SQL functions the compiled SQL uses (`sync_startswith`,
+/// `sync_tolower`, `sync_substring`, ...: the evaluator's string functions), marked
+/// deterministic and innocuous. Call it once on every connection that runs compiled
+/// queries.
+pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
+
+    type TwoTexts = fn(&str, &str) -> i64;
+    let two_texts: [(&str, TwoTexts); 4] = [
+        (STARTS_WITH, |s, p| i64::from(s.starts_with(p))),
+        (ENDS_WITH, |s, p| i64::from(s.ends_with(p))),
+        (CONTAINS, |s, p| i64::from(s.contains(p))),
+        (INDEX_OF, text_fn::index_of),
+    ];
+    for (name, f) in two_texts {
+        conn.create_scalar_function(name, 2, flags, move |ctx| {
+            Ok(match (text_arg(ctx, 0)?, text_arg(ctx, 1)?) {
+                (Some(s), Some(p)) => Some(f(s, p)),
+                _ => None,
+            })
+        })?;
+    }
+
+    type OneText = fn(&str) -> String;
+    let one_text: [(&str, OneText); 3] =
+        [(TO_LOWER, text_fn::to_lower), (TO_UPPER, text_fn::to_upper), (TRIM, |s| text_fn::trim(s).to_owned())];
+    for (name, f) in one_text {
+        conn.create_scalar_function(name, 1, flags, move |ctx| Ok(text_arg(ctx, 0)?.map(f)))?;
+    }
+
+    conn.create_scalar_function(LENGTH, 1, flags, |ctx| Ok(text_arg(ctx, 0)?.map(text_fn::length)))?;
+    conn.create_scalar_function(SUBSTRING, 2, flags, |ctx| {
+        Ok(match (text_arg(ctx, 0)?, int_arg(ctx, 1)?) {
+            (Some(s), Some(start)) => Some(text_fn::substring(s, start, None)),
+            _ => None,
+        })
+    })?;
+    conn.create_scalar_function(SUBSTRING, 3, flags, |ctx| {
+        Ok(match (text_arg(ctx, 0)?, int_arg(ctx, 1)?, int_arg(ctx, 2)?) {
+            (Some(s), Some(start), Some(len)) => Some(text_fn::substring(s, start, Some(len))),
+            _ => None,
+        })
+    })?;
+    Ok(())
+}
+
+fn text_arg<'c>(ctx: &'c rusqlite::functions::Context<'_>, i: usize) -> rusqlite::Result<Option<&'c str>> {
+    use rusqlite::types::ValueRef;
+    match ctx.get_raw(i) {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => {
+            std::str::from_utf8(bytes).map(Some).map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
+        }
+        other => Err(rusqlite::Error::UserFunctionError(format!("expected text, found {}", other.data_type()).into())),
+    }
+}
+
+/// An integer argument. SQLite's constant propagation may hand a function the literal
+/// of an equality on the same column (`i = 2.5 AND substring(s, i)` becomes
+/// `substring(s, 2.5)`), although no row of an integer column can satisfy it: an
+/// integral real is taken as its integer, anything else as null, so such a query
+/// returns the rows it should instead of failing.
+fn int_arg(ctx: &rusqlite::functions::Context<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::types::ValueRef;
+    Ok(match ctx.get_raw(i) {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+        _ => None,
+    })
+}
+
+/// A compiled piece of SQL with its own parameters, its static type, and whether it is
+/// a bare column reference (which can be repeated freely).
+struct Frag {
+    sql: String,
+    params: Vec<Value>,
+    ty: Ty,
+    is_column: bool,
+}
+
+impl Frag {
+    fn new(sql: String, params: Vec<Value>, ty: Ty) -> Frag {
+        Frag { sql, params, ty, is_column: false }
+    }
+
+    fn constant(sql: &str, ty: Ty) -> Frag {
+        Frag::new(sql.to_owned(), Vec::new(), ty)
+    }
+}
+
+/// Concatenates SQL text and fragments in order, keeping the parameters in step.
+fn join(parts: Vec<Part<'_>>, ty: Ty) -> Frag {
+    let mut sql = String::new();
+    let mut params = Vec::new();
+    for part in parts {
+        match part {
+            Part::Text(t) => sql.push_str(t),
+            Part::Frag(f) => {
+                sql.push_str(&f.sql);
+                params.extend(f.params.iter().cloned());
+            }
+        }
+    }
+    Frag::new(sql, params, ty)
+}
+
+/// `column eq literal` or `literal eq column` with a non-null literal.
+fn column_eq_literal(expr: &Expr) -> Option<(&str, &Value)> {
+    let Expr::Binary { op: BinaryOp::Eq, left, right } = expr else {
+        return None;
+    };
+    match (&**left, &**right) {
+        (Expr::Column(c), Expr::Literal(v)) | (Expr::Literal(v), Expr::Column(c)) if !Ty::of_literal(v).is_null() => {
+            Some((c, v))
+        }
+        _ => None,
+    }
+}
+
+/// `(t1 SEP t2 SEP ...)`.
+fn connect(terms: &[Frag], sep: &str) -> Frag {
+    let mut parts = vec![T("(")];
+    for (i, term) in terms.iter().enumerate() {
+        if i > 0 {
+            parts.push(T(sep));
+        }
+        parts.push(F(term));
+    }
+    parts.push(T(")"));
+    join(parts, Ty::BOOL)
+}
+
+/// How many terms of an `and`/`or` chain one pair of parentheses holds.
+const CHAIN_GROUP: usize = 64;
+
+enum Part<'f> {
+    Text(&'f str),
+    Frag(&'f Frag),
+}
+
+use Part::{Frag as F, Text as T};
+
+struct Compiler<'s> {
+    schema: &'s dyn FilterSchema,
+}
+
+impl Compiler<'_> {
+    /// SQL that is 0 or 1, never NULL. `connective` is the `and`/`or`/`not` this is an
+    /// operand of, empty for the whole filter (for type errors).
+    fn predicate(&self, expr: &Expr, connective: &str) -> Result<Frag> {
+        match expr {
+            Expr::Not(inner) => {
+                let inner = self.predicate(inner, "not")?;
+                Ok(join(vec![T("(NOT "), F(&inner), T(")")], Ty::BOOL))
+            }
+            Expr::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), .. } => {
+                let frag = self.connective(expr, *op)?;
+                if *op == BinaryOp::Or {
+                    if let Some(bound) = self.implied_lower_bound(&chain(expr, *op))? {
+                        return Ok(join(vec![T("("), F(&bound), T(" AND "), F(&frag), T(")")], Ty::BOOL));
+                    }
+                }
+                Ok(frag)
+            }
+            Expr::Binary { op, left, right } => self.comparison(*op, left, right),
+            _ => {
+                let frag = self.value(expr)?;
+                typecheck::check_predicate(frag.ty, connective).map_err(Error::InvalidQuery)?;
+                Ok(if frag.ty.is_null() {
+                    Frag::constant("0", Ty::BOOL)
+                } else if frag.is_column {
+                    let test = if frag.ty.nullable { " IS 1)" } else { " = 1)" };
+                    join(vec![T("("), F(&frag), T(test)], Ty::BOOL)
+                } else if frag.ty.nullable {
+                    join(vec![T("COALESCE("), F(&frag), T(", 0)")], Ty::BOOL)
+                } else {
+                    Frag { ty: Ty::BOOL, ..frag }
+                })
+            }
+        }
+    }
+
+    /// `column >= literal`, when every term of an `or` chain implies it: each term is
+    /// `column gt|ge|eq literal`, or an `and` chain holding one, with the same column and
+    /// literal throughout. The keyset paging filter of a pull,
+    /// `(updatedAt gt T) or ((updatedAt eq T) and (id gt I))`, is such a chain. SQLite
+    /// takes neither branch of an `OR` as the range of an index scan, so without the
+    /// bound it walks the `(updatedAt, id)` index from its start for every page
+    /// (quadratic in the table); with it, the scan starts at `T` and the page's
+    /// `ORDER BY "updatedAt", "id"` ends it after one page. The bound adds no row and
+    /// removes none.
+    fn implied_lower_bound(&self, terms: &[&Expr]) -> Result<Option<Frag>> {
+        fn bounds(term: &Expr) -> Vec<(&str, &Value)> {
+            chain(term, BinaryOp::And)
+                .into_iter()
+                .filter_map(|t| match t {
+                    Expr::Binary { op: BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq, left, right } => {
+                        match (&**left, &**right) {
+                            (Expr::Column(c), Expr::Literal(v)) if !Ty::of_literal(v).is_null() => {
+                                Some((c.as_str(), v))
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+        let Some((first, rest)) = terms.split_first() else { return Ok(None) };
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let rest: Vec<Vec<(&str, &Value)>> = rest.iter().map(|t| bounds(t)).collect();
+        let Some((column, value)) = bounds(first).into_iter().find(|b| rest.iter().all(|r| r.contains(b))) else {
+            return Ok(None);
+        };
+        let col = self.value(&Expr::column(column))?;
+        let lit = Frag::new("?".to_owned(), vec![value.clone()], Ty::of_literal(value));
+        if col.ty.is_null() || typecheck::check_comparison(BinaryOp::Ge, col.ty, lit.ty).is_err() {
+            return Ok(None);
+        }
+        self.compare(BinaryOp::Ge, col, lit).map(Some)
+    }
+
+    /// An `and` / `or` chain.
+    fn connective(&self, expr: &Expr, op: BinaryOp) -> Result<Frag> {
+        let sep = if op == BinaryOp::And { " AND " } else { " OR " };
+        let mut terms = if op == BinaryOp::Or {
+            self.or_terms(chain(expr, op))?
+        } else {
+            chain(expr, op).into_iter().map(|t| self.predicate(t, op.keyword())).collect::<Result<Vec<_>>>()?
+        };
+        // SQLite limits the depth of an expression tree (1000) and parses
+        // `a OR b OR c` as a left-deep tree: group long chains so that a large
+        // `is_in` stays shallow. `AND`/`OR` of 0/1 values are associative.
+        loop {
+            match <[Frag; 1]>::try_from(terms) {
+                Ok([one]) => return Ok(one),
+                Err(many) if many.is_empty() => {
+                    return Ok(Frag::constant(if op == BinaryOp::And { "1" } else { "0" }, Ty::BOOL));
+                }
+                Err(many) => {
+                    terms = many.chunks(CHAIN_GROUP).map(|g| connect(g, sep)).collect();
+                }
+            }
+        }
+    }
+
+    /// The terms of an `or` chain, where two or more `column eq <literal>` terms on the
+    /// same column become one `"column" IN (?, ...)` (what `is_in` builds; SQLite plans
+    /// a long list of `=` terms slowly, an `IN` list quickly and with an index).
+    fn or_terms(&self, terms: Vec<&Expr>) -> Result<Vec<Frag>> {
+        enum Item<'e> {
+            Term(&'e Expr),
+            In(&'e str, Vec<&'e Value>),
+        }
+        let mut items: Vec<Item<'_>> = Vec::new();
+        let mut groups: HashMap<&str, usize> = HashMap::new();
+        for term in terms {
+            let Some((column, value)) = column_eq_literal(term) else {
+                items.push(Item::Term(term));
+                continue;
+            };
+            match groups.get(column) {
+                Some(&index) => {
+                    if let Item::In(_, values) = &mut items[index] {
+                        values.push(value);
+                    }
+                }
+                None => {
+                    groups.insert(column, items.len());
+                    items.push(Item::In(column, vec![value]));
+                }
+            }
+        }
+        items
+            .into_iter()
+            .map(|item| match item {
+                Item::Term(term) => self.predicate(term, "or"),
+                Item::In(column, values) => self.in_list(column, &values),
+            })
+            .collect()
+    }
+
+    fn in_list(&self, column: &str, values: &[&Value]) -> Result<Frag> {
+        let col = self.value(&Expr::column(column))?;
+        if let [value] = values {
+            let lit = Frag::new("?".to_owned(), vec![(*value).clone()], Ty::of_literal(value));
+            return self.compare(BinaryOp::Eq, col, lit);
+        }
+        for value in values {
+            typecheck::check_comparison(BinaryOp::Eq, col.ty, Ty::of_literal(value)).map_err(Error::InvalidQuery)?;
+        }
+        let mut sql = format!("({} IN (", col.sql);
+        for i in 0..values.len() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+        }
+        sql.push(')');
+        if col.ty.nullable {
+            // `NULL IN (..)` is NULL; make it false.
+            sql.push_str(&format!(" AND {} IS NOT NULL", col.sql));
+        }
+        sql.push(')');
+        Ok(Frag::new(sql, values.iter().map(|v| (*v).clone()).collect(), Ty::BOOL))
+    }
+
+    fn comparison(&self, op: BinaryOp, left: &Expr, right: &Expr) -> Result<Frag> {
+        let l = self.value(left)?;
+        let r = self.value(right)?;
+        self.compare(op, l, r)
+    }
+
+    fn compare(&self, op: BinaryOp, l: Frag, r: Frag) -> Result<Frag> {
+        typecheck::check_comparison(op, l.ty, r.ty).map_err(Error::InvalidQuery)?;
+        let both_non_null = !l.ty.nullable && !r.ty.nullable;
+        Ok(match op {
+            BinaryOp::Eq | BinaryOp::Ne => {
+                let eq = op == BinaryOp::Eq;
+                match (l.ty.is_null(), r.ty.is_null()) {
+                    (true, true) => Frag::constant(if eq { "1" } else { "0" }, Ty::BOOL),
+                    (false, true) | (true, false) => {
+                        let x = if r.ty.is_null() { &l } else { &r };
+                        let test = if eq { " IS NULL)" } else { " IS NOT NULL)" };
+                        join(vec![T("("), F(x), T(test)], Ty::BOOL)
+                    }
+                    (false, false) => {
+                        let sym = match (eq, both_non_null) {
+                            (true, true) => " = ",
+                            (false, true) => " <> ",
+                            (true, false) => " IS ",
+                            (false, false) => " IS NOT ",
+                        };
+                        join(vec![T("("), F(&l), T(sym), F(&r), T(")")], Ty::BOOL)
+                    }
+                }
+            }
+            _ => {
+                if l.ty.is_null() || r.ty.is_null() {
+                    return Ok(Frag::constant("0", Ty::BOOL));
+                }
+                let sym = match op {
+                    BinaryOp::Gt => " > ",
+                    BinaryOp::Ge => " >= ",
+                    BinaryOp::Lt => " < ",
+                    _ => " <= ",
+                };
+                let nullable_sides: Vec<&Frag> = [&l, &r].into_iter().filter(|f| f.ty.nullable).collect();
+                if nullable_sides.is_empty() {
+                    join(vec![T("("), F(&l), T(sym), F(&r), T(")")], Ty::BOOL)
+                } else if nullable_sides.iter().all(|f| f.is_column) {
+                    // `x > ? AND x IS NOT NULL` keeps an index on x usable.
+                    let mut parts = vec![T("("), F(&l), T(sym), F(&r)];
+                    for side in &nullable_sides {
+                        parts.extend([T(" AND "), F(side), T(" IS NOT NULL")]);
+                    }
+                    parts.push(T(")"));
+                    join(parts, Ty::BOOL)
+                } else {
+                    join(vec![T("COALESCE(("), F(&l), T(sym), F(&r), T("), 0)")], Ty::BOOL)
+                }
+            }
+        })
+    }
+
+    /// SQL for a value (which may be NULL).
+    fn value(&self, expr: &Expr) -> Result<Frag> {
+        match expr {
+            Expr::Column(name) => match self.schema.column(name) {
+                Some((ty, nullable)) => Ok(Frag {
+                    sql: quote_ident(name),
+                    params: Vec::new(),
+                    ty: Ty::column(ty, nullable),
+                    is_column: true,
+                }),
+                None => Err(Error::InvalidQuery(format!("unknown column `{name}`"))),
+            },
+            Expr::Literal(value) => {
+                let ty = Ty::of_literal(value);
+                Ok(if ty.is_null() {
+                    // NaN binds as NULL in SQLite; say so statically.
+                    Frag::constant("NULL", ty)
+                } else {
+                    Frag::new("?".to_owned(), vec![value.clone()], ty)
+                })
+            }
+            Expr::Not(_) | Expr::Binary { .. } => self.predicate(expr, ""),
+            Expr::Call { func, args } => self.call(*func, args),
+        }
+    }
+
+    fn call(&self, func: Func, args: &[Expr]) -> Result<Frag> {
+        typecheck::check_arity(func, func.name(), args.len()).map_err(Error::InvalidQuery)?;
+        let args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>>>()?;
+        let types: Vec<Ty> = args.iter().map(|a| a.ty).collect();
+        let ty = typecheck::check_call(func, func.name(), &types).map_err(|(_, m)| Error::InvalidQuery(m))?;
+        if func == Func::Concat {
+            return Ok(join(vec![T("("), F(&args[0]), T(" || "), F(&args[1]), T(")")], ty));
+        }
+        let name = match func {
+            Func::StartsWith => STARTS_WITH,
+            Func::EndsWith => ENDS_WITH,
+            Func::Contains => CONTAINS,
+            Func::ToLower => TO_LOWER,
+            Func::ToUpper => TO_UPPER,
+            Func::Trim => TRIM,
+            Func::Length => LENGTH,
+            Func::IndexOf => INDEX_OF,
+            Func::Substring | Func::Concat => SUBSTRING,
+        };
+        let mut parts = vec![T(name), T("(")];
+        for (i, arg) in args.iter().enumerate() {
+            if i > 0 {
+                parts.push(T(", "));
+            }
+            parts.push(F(arg));
+        }
+        parts.push(T(")"));
+        Ok(join(parts, ty))
+    }
+}
+
+#[cfg(test)]
+mod tests;

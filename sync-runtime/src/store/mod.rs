@@ -1,0 +1,395 @@
+//! The local store: one SQLite file (or memory), one thread that owns the connection,
+//! and async callers that reach it over a channel, so no SQLite call ever runs on a
+//! tokio worker.
+
+mod errors;
+mod integrity;
+mod meta;
+mod pending;
+mod schema;
+mod table;
+mod tx;
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::entity::SyncEntity;
+use crate::error::{Error, Result};
+
+pub use errors::{ErrorRecord, SyncError};
+pub use integrity::IntegrityReport;
+pub(crate) use meta::TableMeta;
+pub use table::{Table, TableQuery};
+pub use tx::Tx;
+
+/// How hard SQLite works to make a commit durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a commit survives the app being killed at any
+    /// instant; the last commits may be lost if the whole machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced; survives power loss; slower writes.
+    Full,
+}
+
+/// Options for [`Store::open_with`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    durability: Durability,
+    max_value_bytes: Option<usize>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { durability: Durability::Normal, max_value_bytes: None }
+    }
+}
+
+impl StoreOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        StoreOptions::default()
+    }
+
+    /// Sets the durability of commits (default [`Durability::Normal`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Caps the size of one value (text or blob) and one row; larger writes fail with
+    /// [`Error::RowTooLarge`]. Default: SQLite's own limit (1 GB).
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = Some(bytes);
+        self
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+/// State owned by the store thread.
+pub(crate) struct Worker {
+    pub(crate) conn: Connection,
+    pub(crate) tables: HashMap<&'static str, Arc<TableMeta>>,
+    /// Operations whose HTTP request is out right now; never collapsed into.
+    pub(crate) in_flight: HashSet<i64>,
+    /// Set by [`Store::close`]: told once the connection is closed.
+    close_ack: Option<oneshot::Sender<()>>,
+}
+
+impl Worker {
+    /// The metadata of `E`'s table, creating or migrating the table on first use.
+    pub(crate) fn meta<E: SyncEntity>(&mut self) -> Result<Arc<TableMeta>> {
+        if let Some(meta) = self.tables.get(E::TABLE) {
+            return Ok(Arc::clone(meta));
+        }
+        let meta = Arc::new(TableMeta::new(E::TABLE, E::FIELD_DEFS)?);
+        let tx = self.conn.transaction()?;
+        schema::ensure_table(&tx, &meta)?;
+        tx.commit()?;
+        self.tables.insert(E::TABLE, Arc::clone(&meta));
+        Ok(meta)
+    }
+}
+
+/// The local store: a handle on one SQLite database. Cheap to clone; every clone talks
+/// to the same thread. The thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    sender: mpsc::Sender<Job>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in a file, with default options.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, StoreOptions::default()).await
+    }
+
+    /// Opens (or creates) the store in a file.
+    pub async fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        Store::start(Some(path), options).await
+    }
+
+    /// Opens a private in-memory store (for tests and throwaway data).
+    pub async fn open_in_memory() -> Result<Store> {
+        Store::start(None, StoreOptions::default()).await
+    }
+
+    /// Opens a private in-memory store with options.
+    pub async fn open_in_memory_with(options: StoreOptions) -> Result<Store> {
+        Store::start(None, options).await
+    }
+
+    async fn start(path: Option<PathBuf>, options: StoreOptions) -> Result<Store> {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+        let thread_path = path.clone();
+        let name = format!("sync-store:{}", path.as_deref().map_or("memory".into(), |p| p.display().to_string()));
+        thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let mut worker = match open_connection(thread_path.as_deref(), &options) {
+                    Ok(conn) => Worker { conn, tables: HashMap::new(), in_flight: HashSet::new(), close_ack: None },
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                if ready_tx.send(Ok(())).is_err() {
+                    return;
+                }
+                while let Some(job) = next_job(&receiver) {
+                    job(&mut worker);
+                    if worker.close_ack.is_some() {
+                        break;
+                    }
+                }
+                let ack = worker.close_ack.take();
+                drop(worker);
+                tracing::debug!("store closed");
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            })
+            .map_err(|_| Error::StoreClosed)?;
+        ready_rx.await.map_err(|_| Error::StoreClosed)??;
+        Ok(Store { inner: Arc::new(StoreInner { sender, path }) })
+    }
+
+    /// Closes the store: waits for the operations already sent to it, then closes the
+    /// SQLite connection (checkpointing the WAL into the file). Other handles on the
+    /// same store get [`Error::StoreClosed`] afterwards. Dropping every handle also
+    /// closes the store, but without waiting.
+    pub async fn close(self) -> Result<()> {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        self.call(move |w| {
+            w.close_ack = Some(ack_tx);
+            Ok(())
+        })
+        .await?;
+        ack_rx.await.map_err(|_| Error::StoreClosed)
+    }
+
+    /// The file this store lives in (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Runs `f` on the store thread and returns its result.
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+    {
+        let (tx, mut rx) = oneshot::channel();
+        let job: Job = Box::new(move |worker| {
+            // A panic in `f` (an app closure) must not take the store thread down: any
+            // open transaction rolls back while unwinding, and the panic is raised
+            // again in the caller, as if `f` had run there.
+            let out = panic::catch_unwind(AssertUnwindSafe(|| f(worker)));
+            let _ = tx.send(out);
+        });
+        self.inner.sender.send(job).map_err(|_| Error::StoreClosed)?;
+        // Look for the answer for a moment (letting the executor run other tasks in
+        // between) before parking: a small call is answered within microseconds, and
+        // catching it saves a wake-up of this thread (see `CALLER_LINGER`).
+        let started = Instant::now();
+        let answer = loop {
+            match rx.try_recv() {
+                Ok(answer) => break answer,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(Error::StoreClosed),
+                Err(oneshot::error::TryRecvError::Empty) if started.elapsed() < CALLER_LINGER => {
+                    // Give the CPU to the store thread if it waits for one, then
+                    // let the executor run other ready tasks.
+                    thread::yield_now();
+                    yield_once().await;
+                }
+                Err(oneshot::error::TryRecvError::Empty) => break rx.await.map_err(|_| Error::StoreClosed)?,
+            }
+        };
+        match answer {
+            Ok(out) => out,
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    /// Marks an operation as in flight (its request is out) or no longer: a write to
+    /// its item then queues a second operation instead of collapsing into it.
+    pub(crate) async fn set_in_flight(&self, seq: i64, in_flight: bool) -> Result<()> {
+        self.call(move |w| {
+            if in_flight {
+                w.in_flight.insert(seq);
+            } else {
+                w.in_flight.remove(&seq);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The typed handle on `E`'s table, creating the table (or adding new columns) on
+    /// first use. Fails with [`Error::SchemaMismatch`] when a stored column was removed
+    /// or changed type; the file is then left untouched.
+    pub async fn table<E: SyncEntity>(&self) -> Result<Table<E>> {
+        let meta = self.call(|w| w.meta::<E>()).await?;
+        Ok(Table::new(self.clone(), meta))
+    }
+
+    /// Runs `f` in one SQLite transaction on the store thread: every insert, update and
+    /// delete it makes, across any tables, commits together with its queue operations,
+    /// or none of them does (when `f` returns an error).
+    ///
+    /// ```
+    /// # use sync_runtime::{Store, SyncEntity};
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct TodoItem { id: String, text: String }
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct Tag { id: String, name: String }
+    /// # tokio_test(async {
+    /// let store = Store::open_in_memory().await?;
+    /// store
+    ///     .transaction(|tx| {
+    ///         let todo = tx.insert(TodoItem { id: String::new(), text: "buy milk".into() })?;
+    ///         tx.insert(Tag { id: todo.id.clone(), name: "shopping".into() })?;
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(store.pending_count().await?, 2);
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # });
+    /// # fn tokio_test<F: std::future::Future<Output = sync_runtime::Result<()>>>(f: F) {
+    /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f).unwrap()
+    /// # }
+    /// ```
+    pub async fn transaction<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+    {
+        self.call(move |w| tx::run(w, f)).await
+    }
+}
+
+/// Returns `Pending` once (after waking its task), then `Ready`: lets the executor run
+/// other tasks before the caller looks again.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+// Waking a sleeping thread costs tens of microseconds on many machines (an idle core of
+// a virtual machine: about 100 us), more than a small store call itself (a `get`, a
+// `pending_count`: a few us of SQLite). Each call crosses threads twice, so both ends
+// look for a moment before they sleep, yielding the CPU between looks: a caller that
+// only yielded to its executor measured worse on a busy machine (it kept the store
+// thread from running). Measured with `cargo bench -p sync-bench` (`queue_read`,
+// `insert_one`, `query`): a `next_op` went from about 100 us to under 10 us.
+
+/// How long the store thread keeps looking for the next job before it sleeps: an app
+/// awaiting one call after another sends the next within microseconds of getting the
+/// last answer.
+const LINGER: Duration = Duration::from_micros(50);
+
+/// How long a caller keeps looking for its answer before its task parks: long enough
+/// for a single insert (one commit) or a query of a hundred rows. A call that takes
+/// longer costs this much extra CPU time of yielding, not latency.
+const CALLER_LINGER: Duration = Duration::from_micros(500);
+
+/// The next job, or `None` once every handle is gone.
+fn next_job(receiver: &mpsc::Receiver<Job>) -> Option<Job> {
+    let started = Instant::now();
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if started.elapsed() < LINGER => thread::yield_now(),
+            Err(mpsc::TryRecvError::Empty) => return receiver.recv().ok(),
+        }
+    }
+}
+
+fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let mut conn = match path {
+        Some(p) => Connection::open_with_flags(p, flags)?,
+        None => Connection::open_in_memory()?,
+    };
+    if let Some(max) = options.max_value_bytes {
+        let max = i32::try_from(max).unwrap_or(i32::MAX);
+        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max)?;
+    }
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    crate::sql::register_functions(&conn)?;
+    let found_version = schema::check_version(&conn)?;
+    if path.is_some() {
+        let mode = switch_to_wal(&conn)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "could not switch the store to WAL mode");
+        }
+    }
+    let sync = match options.durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"))?;
+    schema::init_system_tables(&mut conn, found_version)?;
+    Ok(conn)
+}
+
+/// Switches the file to WAL and returns the journal mode now in force. The switch needs
+/// an exclusive lock, and SQLite answers `SQLITE_BUSY` at once, without calling the busy
+/// handler, while another process opens or switches the same file; so it is retried for
+/// as long as the busy timeout.
+fn switch_to_wal(conn: &Connection) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! The typed handle on one table.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::entity::SyncEntity;
+use crate::error::Result;
+use crate::query::{Filter, OrderBy, Query};
+use crate::queue::PendingOp;
+
+use super::{Store, TableMeta, tx};
+
+/// A typed handle on the local table of `E`: local reads and writes, each write with its
+/// queue operation in the same transaction. Get one with [`Store::table`]; cheap to
+/// clone.
+pub struct Table<E> {
+    store: Store,
+    meta: Arc<TableMeta>,
+    _marker: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for Table<E> {
+    fn clone(&self) -> Self {
+        Table { store: self.store.clone(), meta: Arc::clone(&self.meta), _marker: PhantomData }
+    }
+}
+
+impl<E> std::fmt::Debug for Table<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("name", &self.meta.name).finish_non_exhaustive()
+    }
+}
+
+impl<E: SyncEntity> Table<E> {
+    pub(crate) fn new(store: Store, meta: Arc<TableMeta>) -> Self {
+        Table { store, meta, _marker: PhantomData }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &'static str {
+        self.meta.name
+    }
+
+    /// The store this table lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Inserts an item and queues its insert; an empty id is replaced by a new lowercase
+    /// UUID v4. Returns the item as stored.
+    pub async fn insert(&self, item: E) -> Result<E> {
+        self.store.transaction(move |tx| tx.insert(item)).await
+    }
+
+    /// Inserts many items in one transaction (each with its queue operation): all of
+    /// them or none. Returns the items as stored.
+    pub async fn insert_many(&self, items: Vec<E>) -> Result<Vec<E>> {
+        self.store.transaction(move |tx| tx.insert_many(items)).await
+    }
+
+    /// Updates an item and queues its update.
+    pub async fn update(&self, item: E) -> Result<()> {
+        self.store.transaction(move |tx| tx.update(&item)).await
+    }
+
+    /// Deletes an item and queues its delete.
+    pub async fn delete(&self, id: impl Into<String>) -> Result<()> {
+        let id = id.into();
+        self.store.transaction(move |tx| tx.delete::<E>(&id)).await
+    }
+
+    // Reads are one statement each: they run on the connection as they are (one
+    // statement reads one snapshot), without a BEGIN / COMMIT around them. The table
+    // exists: `Store::table` made it before handing out this handle.
+
+    /// The item with this id, if any.
+    pub async fn get(&self, id: impl Into<String>) -> Result<Option<E>> {
+        let (id, meta) = (id.into(), Arc::clone(&self.meta));
+        self.store.call(move |w| tx::get_on(&w.conn, &meta, &id)).await
+    }
+
+    /// Runs a query.
+    pub async fn fetch(&self, query: Query<E>) -> Result<Vec<E>> {
+        let meta = Arc::clone(&self.meta);
+        self.store.call(move |w| tx::fetch_on(&w.conn, &meta, &query)).await
+    }
+
+    /// Counts the rows a query's filter selects.
+    pub async fn count_where(&self, query: Query<E>) -> Result<u64> {
+        let meta = Arc::clone(&self.meta);
+        self.store.call(move |w| tx::count_on(&w.conn, &meta, &query)).await
+    }
+
+    /// Counts every row.
+    pub async fn count(&self) -> Result<u64> {
+        self.count_where(Query::new()).await
+    }
+
+    /// Starts a query on this table:
+    /// `todos.query().filter(TodoItem::FIELDS.complete.eq(false)).all().await?`.
+    pub fn query(&self) -> TableQuery<E> {
+        TableQuery { table: self.clone(), query: Query::new() }
+    }
+
+    /// The queued operations of this table, in push order.
+    pub async fn pending_ops(&self) -> Result<Vec<PendingOp>> {
+        let name = self.meta.name;
+        self.store.call(move |w| crate::queue::list_ops(&w.conn, Some(name))).await
+    }
+
+    /// How many operations of this table are queued.
+    pub async fn pending_count(&self) -> Result<u64> {
+        let name = self.meta.name;
+        self.store.call(move |w| crate::queue::count_ops(&w.conn, Some(name))).await
+    }
+
+    /// Whether any operation of this table is queued.
+    pub async fn has_pending(&self) -> Result<bool> {
+        Ok(self.pending_count().await? > 0)
+    }
+
+    pub(crate) fn meta(&self) -> &Arc<TableMeta> {
+        &self.meta
+    }
+}
+
+/// A query being built on a [`Table`]; end it with [`all`](TableQuery::all),
+/// [`first`](TableQuery::first) or [`count`](TableQuery::count).
+pub struct TableQuery<E> {
+    table: Table<E>,
+    query: Query<E>,
+}
+
+impl<E> std::fmt::Debug for TableQuery<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableQuery").field("table", &self.table.meta.name).field("query", &self.query).finish()
+    }
+}
+
+impl<E: SyncEntity> TableQuery<E> {
+    /// Adds a condition; several calls combine with `and`.
+    pub fn filter(mut self, filter: Filter<E>) -> Self {
+        self.query = self.query.filter(filter);
+        self
+    }
+
+    /// Adds a sort key.
+    pub fn order_by(mut self, order: OrderBy) -> Self {
+        self.query = self.query.order_by(order);
+        self
+    }
+
+    /// Returns at most `n` rows.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.query = self.query.limit(n);
+        self
+    }
+
+    /// Skips the first `n` rows.
+    pub fn offset(mut self, n: u64) -> Self {
+        self.query = self.query.offset(n);
+        self
+    }
+
+    /// The query built so far (to reuse it, e.g. as a pull filter).
+    pub fn into_query(self) -> Query<E> {
+        self.query
+    }
+
+    /// Every matching item.
+    pub async fn all(self) -> Result<Vec<E>> {
+        self.table.fetch(self.query).await
+    }
+
+    /// The first matching item.
+    pub async fn first(self) -> Result<Option<E>> {
+        Ok(self.table.fetch(self.query.limit(1)).await?.into_iter().next())
+    }
+
+    /// How many items match (limit and offset ignored).
+    pub async fn count(self) -> Result<u64> {
+        self.table.count_where(self.query).await
+    }
+}

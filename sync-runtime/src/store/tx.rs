@@ -1,0 +1,347 @@
+//! One SQLite transaction on the store thread, and the write path every local insert,
+//! update and delete goes through: the row change and its queue operation, together.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rusqlite::{Connection, ErrorCode, Transaction, params_from_iter};
+
+use crate::entity::SyncEntity;
+use crate::error::{Error, Result};
+use crate::query::Query;
+use crate::queue::{self, Collapse, OpKind};
+use crate::value::Value;
+
+use super::meta::{TableMeta, validate_id};
+use super::{Worker, schema};
+
+/// A transaction on the local store, handed to the closure of
+/// [`Store::transaction`](super::Store::transaction). Every write records its queue
+/// operation in this same transaction.
+pub struct Tx<'a> {
+    pub(crate) tx: Transaction<'a>,
+    tables: HashMap<&'static str, Arc<TableMeta>>,
+    pub(crate) in_flight: HashSet<i64>,
+    registered: Vec<Arc<TableMeta>>,
+    /// The time this transaction queues its operations at, taken on first use: one
+    /// timestamp for every operation of one commit.
+    now: Option<String>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+/// Runs `f` in one transaction: commit when it returns `Ok`, roll back otherwise.
+pub(crate) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+    let tx = w.conn.transaction()?;
+    // The transaction borrows the connection; the table cache and the in-flight set
+    // move into it for its duration and come back whatever happens.
+    let tables = std::mem::take(&mut w.tables);
+    let in_flight = std::mem::take(&mut w.in_flight);
+    let mut t = Tx { tx, tables, in_flight, registered: Vec::new(), now: None };
+    let out = f(&mut t);
+    let Tx { tx, mut tables, in_flight, registered, .. } = t;
+    let committed = match out {
+        Ok(out) => tx.commit().map(|()| out).map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    if committed.is_ok() {
+        for meta in registered {
+            tables.insert(meta.name, meta);
+        }
+    }
+    w.tables = tables;
+    w.in_flight = in_flight;
+    committed
+}
+
+impl Tx<'_> {
+    /// The metadata of `E`'s table, creating or migrating it inside this transaction on
+    /// first use.
+    pub(crate) fn meta<E: SyncEntity>(&mut self) -> Result<Arc<TableMeta>> {
+        if let Some(meta) = self.tables.get(E::TABLE) {
+            return Ok(Arc::clone(meta));
+        }
+        if let Some(meta) = self.registered.iter().find(|m| m.name == E::TABLE) {
+            return Ok(Arc::clone(meta));
+        }
+        let meta = Arc::new(TableMeta::new(E::TABLE, E::FIELD_DEFS)?);
+        schema::ensure_table(&self.tx, &meta)?;
+        self.registered.push(Arc::clone(&meta));
+        Ok(meta)
+    }
+
+    /// The metadata of a table opened in this process, by name.
+    pub(crate) fn meta_by_name(&self, name: &str) -> Option<Arc<TableMeta>> {
+        self.tables.get(name).or_else(|| self.registered.iter().find(|m| m.name == name)).cloned()
+    }
+
+    /// Inserts an item; an empty id is replaced by a new lowercase UUID v4. Returns the
+    /// item as stored (with its id).
+    pub fn insert<E: SyncEntity>(&mut self, mut item: E) -> Result<E> {
+        let meta = self.meta::<E>()?;
+        if item.id().is_empty() {
+            item.set_id(uuid::Uuid::new_v4().to_string());
+        }
+        let row = meta.row_from_fields(item.to_values());
+        self.write(&meta, OpKind::Insert, item.id(), Some(row))?;
+        Ok(item)
+    }
+
+    /// Inserts many items: exactly what [`Tx::insert`] of each in turn does, faster.
+    ///
+    /// When no operation of the table is queued as the batch starts, no item of it can
+    /// meet one: the batch queues only inserts, and inserting an id a second time fails
+    /// on its row first. So each item then skips the look at the queue, and its two
+    /// statements are prepared once for the whole batch. An item whose row insert fails
+    /// (and every item after it) goes the general way, which reports the exact error.
+    pub(crate) fn insert_many<E: SyncEntity>(&mut self, items: Vec<E>) -> Result<Vec<E>> {
+        let meta = self.meta::<E>()?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut items = items.into_iter();
+        let mut failed = None;
+        if !queue::table_has_ops(&self.tx, meta.name)? {
+            let now: &str = self.now.get_or_insert_with(queue::now_rfc3339);
+            let mut insert = self.tx.prepare_cached(&meta.insert)?;
+            let mut append = self.tx.prepare_cached(queue::append_sql())?;
+            for mut item in items.by_ref() {
+                if item.id().is_empty() {
+                    item.set_id(uuid::Uuid::new_v4().to_string());
+                }
+                let row = meta.row_from_fields(item.to_values());
+                validate_id(meta.name, item.id())?;
+                meta.validate_row(&row)?;
+                match insert.execute(params_from_iter(row.iter())) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
+                        failed = Some(item);
+                        break;
+                    }
+                    Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::TooBig => {
+                        return Err(Error::RowTooLarge { table: meta.name.to_owned(), id: item.id().to_owned() });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                let no_item: Option<&str> = None;
+                append.execute(rusqlite::params![OpKind::Insert.as_str(), meta.name, item.id(), no_item, now])?;
+                out.push(item);
+            }
+        }
+        for item in failed.into_iter().chain(items) {
+            out.push(self.insert(item)?);
+        }
+        Ok(out)
+    }
+
+    /// Updates an item's own columns (the system columns are the store's to keep).
+    pub fn update<E: SyncEntity>(&mut self, item: &E) -> Result<()> {
+        let meta = self.meta::<E>()?;
+        let row = meta.row_from_fields(item.to_values());
+        self.write(&meta, OpKind::Update, item.id(), Some(row))
+    }
+
+    /// Deletes an item.
+    pub fn delete<E: SyncEntity>(&mut self, id: &str) -> Result<()> {
+        let meta = self.meta::<E>()?;
+        self.write(&meta, OpKind::Delete, id, None)
+    }
+
+    /// The item with this id, if any.
+    pub fn get<E: SyncEntity>(&mut self, id: &str) -> Result<Option<E>> {
+        let meta = self.meta::<E>()?;
+        get_on(&self.tx, &meta, id)
+    }
+
+    /// The items a query selects, in its order.
+    pub fn fetch<E: SyncEntity>(&mut self, query: &Query<E>) -> Result<Vec<E>> {
+        let meta = self.meta::<E>()?;
+        fetch_on(&self.tx, &meta, query)
+    }
+
+    /// How many items a query's filter selects (its order, limit and offset ignored).
+    pub fn count<E: SyncEntity>(&mut self, query: &Query<E>) -> Result<u64> {
+        let meta = self.meta::<E>()?;
+        count_on(&self.tx, &meta, query)
+    }
+
+    pub(crate) fn read_row(&self, meta: &TableMeta, id: &str) -> Result<Option<Vec<Value>>> {
+        let mut stmt = self.tx.prepare_cached(&meta.select_by_id)?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(r) => meta.read_row(r).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The write path: validate, apply the collapse rule against the item's latest
+    /// operation, change the row, change the queue. All inside `self.tx`.
+    pub(crate) fn write(&mut self, meta: &TableMeta, new: OpKind, id: &str, row: Option<Vec<Value>>) -> Result<()> {
+        validate_id(meta.name, id)?;
+        if let Some(row) = &row {
+            meta.validate_row(row)?;
+        }
+        let latest = queue::latest_op(&self.tx, meta.name, id)?;
+        let existing = latest.as_ref().filter(|op| !self.in_flight.contains(&op.seq));
+        let mut decision =
+            queue::collapse(existing.map(|op| (op.kind, op.state)), new).map_err(|reason| Error::QueueConflict {
+                table: meta.name.to_owned(),
+                id: id.to_owned(),
+                existing: existing.map_or(new, |op| op.kind),
+                new,
+                reason,
+            })?;
+
+        // The row change.
+        let mut snapshot: Option<String> = None;
+        match new {
+            OpKind::Insert => {
+                let mut row = row.unwrap_or_else(|| meta.empty_row());
+                if let (Collapse::Become(OpKind::Update), Some(op)) = (decision, existing) {
+                    // Re-creating an item whose delete is still queued: the server still
+                    // has it, so keep its system columns for the update's If-Match.
+                    restore_system_columns(meta, &mut row, op.item.as_deref())?;
+                    if meta.version_of(&row).is_none() {
+                        // The deleted item never got a version from the server (its insert
+                        // was only attempted): an update would have no If-Match and could
+                        // overwrite another client's item blindly. It is an insert again;
+                        // if the earlier attempt landed, the push finds out (409).
+                        decision = Collapse::Become(OpKind::Insert);
+                    }
+                }
+                self.exec_row(meta, id, &meta.insert, params_from_iter(row.iter())).map_err(|e| match e {
+                    Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
+                        Error::AlreadyExists { table: meta.name.to_owned(), id: id.to_owned() }
+                    }
+                    other => other,
+                })?;
+            }
+            OpKind::Update => {
+                let row = row.unwrap_or_else(|| meta.empty_row());
+                let id_value = Value::String(id.to_owned());
+                let params: Vec<&Value> = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| meta.is_app_column(*i) && *i != 0)
+                    .map(|(_, v)| v)
+                    .chain(std::iter::once(&id_value))
+                    .collect();
+                let changed = self.exec_row(meta, id, &meta.update_app, params_from_iter(params))?;
+                if changed == 0 {
+                    return Err(Error::NotFound { table: meta.name.to_owned(), id: id.to_owned() });
+                }
+            }
+            OpKind::Delete => {
+                let Some(current) = self.read_row(meta, id)? else {
+                    return Err(Error::NotFound { table: meta.name.to_owned(), id: id.to_owned() });
+                };
+                snapshot = Some(meta.row_to_json(&current).to_string());
+                self.tx.prepare_cached(&meta.delete)?.execute([id])?;
+            }
+        }
+
+        // The queue change.
+        match (decision, existing) {
+            (Collapse::Append(kind), _) => {
+                let now: &str = self.now.get_or_insert_with(queue::now_rfc3339);
+                queue::append_op(&self.tx, kind, meta.name, id, snapshot.as_deref(), now)?;
+            }
+            (Collapse::Keep, Some(op)) => queue::rewrite_op(&self.tx, op.seq, op.kind, op.item.as_deref())?,
+            (Collapse::Become(kind), Some(op)) => {
+                let item = if kind == OpKind::Delete { snapshot.as_deref() } else { None };
+                queue::rewrite_op(&self.tx, op.seq, kind, item)?;
+            }
+            (Collapse::Remove, Some(op)) => queue::remove_op(&self.tx, op.seq)?,
+            (_, None) => unreachable!("collapse only keeps, changes or removes an existing operation"),
+        }
+        Ok(())
+    }
+
+    fn exec_row<P: rusqlite::Params>(&self, meta: &TableMeta, id: &str, sql: &str, params: P) -> Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(params).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::TooBig => {
+                Error::RowTooLarge { table: meta.name.to_owned(), id: id.to_owned() }
+            }
+            other => Error::Sqlite(other),
+        })
+    }
+
+    /// Writes a full row (system columns included) without queueing anything: the
+    /// server's copy of an item, or an error resolution.
+    pub(crate) fn upsert_row_unqueued(&mut self, meta: &TableMeta, row: &[Value]) -> Result<()> {
+        let id = match row.first() {
+            Some(Value::String(id)) => id.clone(),
+            _ => {
+                return Err(Error::InvalidValue {
+                    table: meta.name.to_owned(),
+                    column: crate::system::ID.into(),
+                    reason: "missing id".into(),
+                });
+            }
+        };
+        validate_id(meta.name, &id)?;
+        meta.validate_row(row)?;
+        self.exec_row(meta, &id, &meta.upsert, params_from_iter(row.iter()))?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_row_unqueued(&mut self, meta: &TableMeta, id: &str) -> Result<()> {
+        self.tx.prepare_cached(&meta.delete)?.execute([id])?;
+        Ok(())
+    }
+
+    /// The raw connection of this transaction (queue and error-table statements).
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
+        &self.tx
+    }
+}
+
+/// The item with this id, if any, on a connection (in a transaction or not).
+pub(crate) fn get_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, id: &str) -> Result<Option<E>> {
+    let mut stmt = conn.prepare_cached(&meta.select_by_id)?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(r) => meta.decode_sql_row(r).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The items a query selects, on a connection (in a transaction or not): one
+/// statement, so it reads one snapshot either way.
+pub(crate) fn fetch_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query: &Query<E>) -> Result<Vec<E>> {
+    let columns: Vec<&str> = meta.columns.iter().map(|c| c.name.as_str()).collect();
+    let q = crate::sql::select(meta.name, &columns, query.spec(), meta)?;
+    let mut stmt = conn.prepare_cached(&q.sql)?;
+    let mut rows = stmt.query(params_from_iter(q.params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(meta.decode_sql_row(r)?);
+    }
+    Ok(out)
+}
+
+/// How many items a query's filter selects, on a connection.
+pub(crate) fn count_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query: &Query<E>) -> Result<u64> {
+    let q = crate::sql::count(meta.name, query.spec(), meta)?;
+    let n: i64 = conn.prepare_cached(&q.sql)?.query_row(params_from_iter(q.params.iter()), |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// Copies `version`, `updatedAt` and `createdAt` from a queued item snapshot.
+fn restore_system_columns(meta: &TableMeta, row: &mut [Value], snapshot: Option<&str>) -> Result<()> {
+    let Some(snapshot) = snapshot else { return Ok(()) };
+    let json: serde_json::Value = serde_json::from_str(snapshot).map_err(|e| Error::InvalidValue {
+        table: meta.name.to_owned(),
+        column: "<queued item>".into(),
+        reason: format!("the queued snapshot does not parse: {e}"),
+    })?;
+    let old = meta.row_from_json(&json)?;
+    for (i, c) in meta.columns.iter().enumerate() {
+        if c.role.is_server_managed() {
+            row[i] = old[i].clone();
+        }
+    }
+    Ok(())
+}
