@@ -1,0 +1,583 @@
+//! The HTTP surface: `/tables/{t}` and `/tables/{t}/{id}` for both protocol generations
+//! (chosen per request by `ZUMO-API-VERSION`), `/healthz`, authentication, request
+//! logging.
+//!
+//! Owned tables: every handler works for the caller's `sub` ([`owner`]). A list gets
+//! `<owner column> eq '<sub>'` ANDed to its filter as an AST node (so no `$filter` can
+//! reach around it); one-row calls pass the owner to the storage, which keys rows by
+//! `(owner, id)`, so another user's row is a 404 like a missing one.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use serde::Serialize;
+use sync_runtime::query::{BinaryOp, Expr, QuerySpec};
+use sync_runtime::system::DELETED;
+use sync_runtime::{ProtocolVersion, Value};
+
+use crate::auth::{Auth, Caller};
+use crate::list;
+use crate::problem::ApiError;
+use crate::storage::{ListQuery, Row, Storage, StorageError, Update};
+use crate::table::TableDef;
+use crate::wire::{self, BodyKind, ItemJson, Prop};
+
+/// Paging and size limits of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Rows per page when the request has no `$top`.
+    pub(crate) page_size: u64,
+    /// The most rows one answer carries; a larger `$top` is capped.
+    pub(crate) max_top: u64,
+    /// The largest request body, in bytes (413 beyond).
+    pub(crate) max_body: usize,
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) tables: HashMap<String, Arc<TableDef>>,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) limits: Limits,
+    pub(crate) auth: Auth,
+}
+
+type Shared = State<Arc<AppState>>;
+type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+impl AppState {
+    /// A table by URL name: exact, or else ignoring ASCII case (names are unique that way).
+    fn table(&self, name: Result<Path<String>, PathRejection>) -> Result<Arc<TableDef>, ApiError> {
+        let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        self.lookup(&name)
+    }
+
+    fn lookup(&self, name: &str) -> Result<Arc<TableDef>, ApiError> {
+        self.tables
+            .get(name)
+            .or_else(|| self.tables.values().find(|t| t.name.eq_ignore_ascii_case(name)))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no table `{}`", clip(name))))
+    }
+
+    fn table_and_id(
+        &self,
+        path: Result<Path<(String, String)>, PathRejection>,
+    ) -> Result<(Arc<TableDef>, String), ApiError> {
+        let Path((name, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok((self.lookup(&name)?, id))
+    }
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.limits.max_body;
+    let collection: MethodRouter<Arc<AppState>> = get(list_items).post(insert_item).fallback(|| async {
+        ApiError::method_not_allowed("use GET (list) or POST (insert) on /tables/{table}", "GET, POST")
+    });
+    let item: MethodRouter<Arc<AppState>> =
+        get(get_item).patch(patch_item).put(put_item).delete(delete_item).post(undelete_item).fallback(|| async {
+            ApiError::method_not_allowed(
+                "use GET, PATCH (v2), PUT (v3), DELETE or POST (v2 undelete) on /tables/{table}/{id}",
+                "GET, PATCH, PUT, DELETE, POST",
+            )
+        });
+    Router::new()
+        .route("/tables/{table}", collection)
+        .route("/tables/{table}/{id}", item)
+        // Only the routes above: health checks and 404s need no token.
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), authenticate))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::not_found("no such resource; tables are served under /tables/{table}") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+/// Puts the [`Caller`] into the request, or answers 401.
+async fn authenticate(State(state): Shared, mut request: Request, next: Next) -> Response {
+    match state.auth.authenticate(request.headers()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// The owner the caller acts as in `table`: its `sub` for an owned table, `None` for a
+/// shared one.
+fn owner(table: &TableDef, caller: &Caller) -> Result<Option<String>, ApiError> {
+    match (&table.owner_column, &caller.user) {
+        (None, _) => Ok(None),
+        (Some(_), Some(user)) => Ok(Some(user.clone())),
+        // The builder refuses owned tables without authentication; never serve them so.
+        (Some(_), None) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "this table needs an authenticated caller")),
+    }
+}
+
+// ---- protocol helpers -------------------------------------------------------------
+
+/// The protocol generation of a request: the `ZUMO-API-VERSION` header, or a query
+/// parameter of that name (for browsers).
+fn protocol(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<ProtocolVersion, ApiError> {
+    const ACCEPTED: &str = "this server accepts 2.0.0 (Azure Mobile Apps) and 3.0.0 (Datasync)";
+    let value = match headers.get(ProtocolVersion::HEADER) {
+        Some(v) => {
+            Some(v.to_str().map_err(|_| ApiError::bad_request(format!("ZUMO-API-VERSION is not text; {ACCEPTED}")))?)
+        }
+        None => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(ProtocolVersion::HEADER)).map(|(_, v)| v.as_str()),
+    };
+    match value {
+        None => Err(ApiError::bad_request(format!("missing ZUMO-API-VERSION header; {ACCEPTED}"))),
+        Some(v) => ProtocolVersion::from_header(v)
+            .ok_or_else(|| ApiError::bad_request(format!("unsupported ZUMO-API-VERSION `{}`; {ACCEPTED}", clip(v)))),
+    }
+}
+
+fn query_pairs(query: Pairs) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .map(|Query(pairs)| pairs)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>, limits: &Limits) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {} bytes", limits.max_body),
+        ),
+        status => ApiError::new(status, format!("cannot read the request body: {}", e.body_text())),
+    })
+}
+
+/// `If-Match` on a write.
+enum IfMatch {
+    /// No header: the body's `version`, if any, is checked instead (409 on mismatch).
+    Absent,
+    /// `*`: any existing item.
+    Any,
+    /// A version: 412 on mismatch.
+    Version(String),
+}
+
+/// Reads `If-Match: "<version>"`; a weak `W/` prefix is ignored, quotes are optional.
+fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(IfMatch::Absent);
+    };
+    let text = value.to_str().map_err(|_| ApiError::bad_request("If-Match is not valid text"))?.trim();
+    if text == "*" {
+        return Ok(IfMatch::Any);
+    }
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    if text.is_empty() {
+        return Err(ApiError::bad_request("If-Match is empty; expected \"<version>\" or *"));
+    }
+    Ok(IfMatch::Version(text.to_owned()))
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize an answer");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot serialize the answer").into_response()
+        }
+    }
+}
+
+/// A single item with its `ETag`.
+fn item_response(status: StatusCode, table: &TableDef, row: &Row, version: ProtocolVersion) -> Response {
+    let props = wire::default_props(table, version);
+    let mut response = json_response(status, &ItemJson { table, row, props: &props });
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", row.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The answer for a tombstone where the item was expected: v3 says Gone, v2 Not Found.
+fn deleted_error(version: ProtocolVersion, table: &TableDef, id: &str) -> ApiError {
+    let message = format!("the item `{}` of table `{}` is deleted", clip(id), table.name);
+    match version {
+        ProtocolVersion::V2 => ApiError::not_found(message),
+        ProtocolVersion::V3 => ApiError::new(StatusCode::GONE, message),
+    }
+}
+
+fn missing_error(table: &TableDef, id: &str) -> ApiError {
+    ApiError::not_found(format!("table `{}` has no item with id `{}`", table.name, clip(id)))
+}
+
+/// The outcome of a write for the client, when it is not a success.
+fn write_error(
+    e: StorageError,
+    version: ProtocolVersion,
+    table: &TableDef,
+    id: &str,
+    mismatch_status: StatusCode,
+) -> Response {
+    match e {
+        StorageError::NotFound => missing_error(table, id).into_response(),
+        StorageError::Deleted(_) => deleted_error(version, table, id).into_response(),
+        StorageError::VersionMismatch(row) => item_response(mismatch_status, table, &row, version),
+        StorageError::AlreadyExists(row) => item_response(StatusCode::CONFLICT, table, &row, version),
+        other => ApiError::storage(other).into_response(),
+    }
+}
+
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+// ---- handlers ---------------------------------------------------------------------
+
+async fn healthz(State(state): Shared) -> Response {
+    match state.storage.health().await {
+        Ok(()) => json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        Err(e) => ApiError::storage(e).into_response(),
+    }
+}
+
+/// Rows of a v2 or v3 list answer.
+struct Items<'a> {
+    table: &'a TableDef,
+    rows: &'a [Row],
+    props: &'a [Prop],
+}
+
+impl Serialize for Items<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.rows.iter().map(|row| ItemJson { table: self.table, row, props: self.props }))
+    }
+}
+
+#[derive(Serialize)]
+struct V2Page<'a> {
+    results: Items<'a>,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct V3Page<'a> {
+    items: Items<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(rename = "nextLink")]
+    next_link: Option<String>,
+}
+
+async fn list_items(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+    query: Pairs,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query)?;
+    let version = protocol(&headers, &pairs)?;
+    let table = state.table(path)?;
+    let opts = list::parse(&pairs, &table, version)?;
+
+    let limits = state.limits;
+    let limit = opts.top.unwrap_or(limits.page_size).min(limits.max_top);
+    let mut filter = opts.filter;
+    if table.soft_delete && !opts.include_deleted {
+        let live = Expr::binary(BinaryOp::Eq, Expr::column(DELETED), Expr::literal(Value::Bool(false)));
+        filter = Some(match filter {
+            Some(f) => Expr::binary(BinaryOp::And, f, live),
+            None => live,
+        });
+    }
+    if let (Some(column), Some(owner)) = (&table.owner_column, owner(&table, &caller)?) {
+        let mine = Expr::binary(BinaryOp::Eq, Expr::column(column.as_str()), Expr::literal(Value::String(owner)));
+        filter = Some(match filter {
+            Some(f) => Expr::binary(BinaryOp::And, f, mine),
+            None => mine,
+        });
+    }
+    // One row more than the page, to know whether there is a next page.
+    let spec =
+        QuerySpec { filter, order_by: opts.order_by, limit: Some(limit.saturating_add(1)), offset: Some(opts.skip) };
+    let page = state
+        .storage
+        .list(Arc::clone(&table), ListQuery { spec, count: opts.count })
+        .await
+        .map_err(ApiError::storage)?;
+
+    let mut rows = page.rows;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let returned = rows.len() as u64;
+    // With `$top`, the client asked for that many in total: the next page carries the rest.
+    let remaining = opts.top.map(|top| top.saturating_sub(returned));
+    let next = (more && remaining != Some(0)).then(|| {
+        list::next_link(&list::base_url(&headers, uri.path()), &pairs, opts.skip.saturating_add(returned), remaining)
+    });
+
+    let props = opts.select.unwrap_or_else(|| wire::default_props(&table, version));
+    let items = Items { table: &table, rows: &rows, props: &props };
+    let response = match version {
+        ProtocolVersion::V2 => {
+            let mut response = match page.count {
+                Some(count) => json_response(StatusCode::OK, &V2Page { results: items, count }),
+                None => json_response(StatusCode::OK, &items),
+            };
+            if let Some(link) = next.and_then(|l| HeaderValue::from_str(&format!("<{l}>; rel=next")).ok()) {
+                response.headers_mut().insert(header::LINK, link);
+            }
+            response
+        }
+        ProtocolVersion::V3 => json_response(StatusCode::OK, &V3Page { items, count: page.count, next_link: next }),
+    };
+    Ok(response)
+}
+
+async fn get_item(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Pairs,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query)?;
+    let version = protocol(&headers, &pairs)?;
+    let (table, id) = state.table_and_id(path)?;
+    let include_deleted = list::include_deleted(&pairs)?;
+    let owner = owner(&table, &caller)?;
+    match state.storage.get(Arc::clone(&table), id.clone(), owner).await.map_err(ApiError::storage)? {
+        None => Err(missing_error(&table, &id)),
+        Some(row) if row.deleted && !include_deleted => Err(deleted_error(version, &table, &id)),
+        Some(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
+    }
+}
+
+async fn insert_item(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+    query: Pairs,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query)?;
+    let version = protocol(&headers, &pairs)?;
+    let table = state.table(path)?;
+    let body = body_bytes(body, &state.limits)?;
+    let item = wire::parse_item(&table, &body, BodyKind::Insert)?;
+    let id = item.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut values: Vec<Value> = item.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
+    let owner = owner(&table, &caller)?;
+    // A served owner column is the caller's, whatever the body says.
+    if let (Some(i), Some(owner)) = (table.served_owner(), &owner) {
+        values[i] = Value::String(owner.clone());
+    }
+    match state.storage.insert(Arc::clone(&table), id.clone(), values, owner).await {
+        Ok(row) => {
+            let mut response = item_response(StatusCode::CREATED, &table, &row, version);
+            let mut location = list::base_url(&headers, uri.path());
+            location.push('/');
+            list::encode(&row.id, &mut location);
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(response)
+        }
+        Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
+    }
+}
+
+async fn patch_item(
+    state: Shared,
+    caller: Extension<Caller>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Pairs,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    update_item(state, caller, headers, path, query, body, BodyKind::Patch).await
+}
+
+async fn put_item(
+    state: Shared,
+    caller: Extension<Caller>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Pairs,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    update_item(state, caller, headers, path, query, body, BodyKind::Put).await
+}
+
+/// v2 `PATCH` (partial) and v3 `PUT` (full item; `deleted: false` undeletes).
+async fn update_item(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Pairs,
+    body: Result<Bytes, BytesRejection>,
+    kind: BodyKind,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query)?;
+    let version = protocol(&headers, &pairs)?;
+    match (version, kind) {
+        (ProtocolVersion::V2, BodyKind::Put) => {
+            return Err(ApiError::method_not_allowed(
+                "protocol 2.0.0 updates with PATCH; PUT is protocol 3.0.0",
+                "GET, PATCH, DELETE, POST",
+            ));
+        }
+        (ProtocolVersion::V3, BodyKind::Patch) => {
+            return Err(ApiError::method_not_allowed(
+                "protocol 3.0.0 replaces items with PUT; PATCH is protocol 2.0.0",
+                "GET, PUT, DELETE",
+            ));
+        }
+        _ => {}
+    }
+    let (table, id) = state.table_and_id(path)?;
+    let body = body_bytes(body, &state.limits)?;
+    let item = wire::parse_item(&table, &body, kind)?;
+    if let Some(body_id) = &item.id {
+        if *body_id != id {
+            return Err(ApiError::bad_request(format!(
+                "the body's id `{}` does not match the URL's id `{}`",
+                clip(body_id),
+                clip(&id)
+            )));
+        }
+    }
+    // If-Match wins (412 on mismatch); without it a `version` in the body is checked
+    // (409 on mismatch: the client edited a stale copy).
+    let (expected_version, mismatch_status) = match if_match(&headers)? {
+        IfMatch::Version(v) => (Some(v), StatusCode::PRECONDITION_FAILED),
+        IfMatch::Any => (None, StatusCode::PRECONDITION_FAILED),
+        IfMatch::Absent => (item.version, StatusCode::CONFLICT),
+    };
+    let values: Vec<(usize, Value)> = match kind {
+        BodyKind::Put => item.values.into_iter().enumerate().map(|(i, v)| (i, v.unwrap_or(Value::Null))).collect(),
+        _ => item.values.into_iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect(),
+    };
+    // The owner column never changes: a client's value for it is ignored.
+    let values = values.into_iter().filter(|(i, _)| Some(*i) != table.served_owner()).collect();
+    let update = Update { values, expected_version, undelete: item.undelete };
+    let owner = owner(&table, &caller)?;
+    match state.storage.update(Arc::clone(&table), id.clone(), update, owner).await {
+        Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
+        Err(e) => Ok(write_error(e, version, &table, &id, mismatch_status)),
+    }
+}
+
+async fn delete_item(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Pairs,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query)?;
+    let version = protocol(&headers, &pairs)?;
+    let (table, id) = state.table_and_id(path)?;
+    let expected = match if_match(&headers)? {
+        IfMatch::Version(v) => Some(v),
+        IfMatch::Any | IfMatch::Absent => None,
+    };
+    let owner = owner(&table, &caller)?;
+    match state.storage.delete(Arc::clone(&table), id.clone(), expected, table.soft_delete, owner).await {
+        Ok(row) => Ok(match version {
+            ProtocolVersion::V2 => item_response(StatusCode::OK, &table, &row, version),
+            ProtocolVersion::V3 => StatusCode::NO_CONTENT.into_response(),
+        }),
+        Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
+    }
+}
+
+/// v2 `POST /tables/{t}/{id}`: undelete. (v3 undeletes with `PUT` and `deleted: false`.)
+async fn undelete_item(
+    State(state): Shared,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Pairs,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query)?;
+    let version = protocol(&headers, &pairs)?;
+    if version == ProtocolVersion::V3 {
+        return Err(ApiError::method_not_allowed(
+            "protocol 3.0.0 undeletes with PUT and `deleted: false`; POST to an item is protocol 2.0.0",
+            "GET, PUT, DELETE",
+        ));
+    }
+    let (table, id) = state.table_and_id(path)?;
+    let expected = match if_match(&headers)? {
+        IfMatch::Version(v) => Some(v),
+        IfMatch::Any | IfMatch::Absent => None,
+    };
+    let owner = owner(&table, &caller)?;
+    match state.storage.undelete(Arc::clone(&table), id.clone(), expected, owner).await {
+        Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
+        Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
+    }
+}
+
+// ---- logging ----------------------------------------------------------------------
+
+/// Logs method, path, status and time of every request, and turns a panic in a handler
+/// into a 500 instead of a dropped connection.
+async fn log_requests(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let start = Instant::now();
+    let response = match (CatchUnwind { inner: Box::pin(next.run(request)) }).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(%method, %path, "request handler panicked");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    };
+    let status = response.status().as_u16();
+    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(%method, %path, status, elapsed_ms, "request");
+    response
+}
+
+/// Polls a future, catching a panic.
+struct CatchUnwind<F> {
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.get_mut().inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The server builder, the server, and the handle of a running server.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sync_runtime::SyncEntity;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::Auth;
+use crate::error::{Error, Result};
+use crate::routes::{self, AppState, Limits};
+use crate::stamp::{Clock, SystemClock};
+use crate::storage::{Database, Storage};
+use crate::table::TableDef;
+
+/// Rows per page when a request has no `$top` (as Azure Mobile Apps).
+pub const DEFAULT_PAGE_SIZE: u64 = 100;
+/// The most rows one answer carries.
+pub const DEFAULT_MAX_TOP: u64 = 1000;
+/// The largest request body: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// A table server, ready to serve: tables registered, storage open and prepared.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sync_server::Error> {
+/// use sync_server::{Server, TableDef};
+/// use sync_runtime::ColumnType;
+///
+/// let server = Server::builder()
+///     .table_def(TableDef::new("TodoItem").column("text", ColumnType::String, false))
+///     .database("sqlite:todo.db".parse()?)
+///     .build()
+///     .await?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let handle = server.spawn(listener)?;
+/// println!("listening on {}", handle.url());
+/// handle.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+/// Configures a [`Server`]; see [`Server::builder`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    tables: Vec<TableDef>,
+    limits: Limits,
+    database: Database,
+    storage: Option<Arc<dyn Storage>>,
+    clock: Arc<dyn Clock>,
+    auth: Auth,
+    owners: Vec<(String, String)>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> ServerBuilder {
+        ServerBuilder {
+            tables: Vec::new(),
+            limits: Limits { page_size: DEFAULT_PAGE_SIZE, max_top: DEFAULT_MAX_TOP, max_body: DEFAULT_MAX_BODY },
+            database: Database::SqliteMemory,
+            storage: None,
+            clock: Arc::new(SystemClock),
+            auth: Auth::anonymous(),
+            owners: Vec::new(),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Serves the table of a `SyncEntity` struct (the same struct the client uses):
+    /// its data fields, without local-only fields, with soft delete.
+    pub fn table<E: SyncEntity>(self) -> ServerBuilder {
+        self.table_def(TableDef::from_entity::<E>())
+    }
+
+    /// Serves a table described at run time (e.g. from the tables file).
+    pub fn table_def(mut self, table: TableDef) -> ServerBuilder {
+        self.tables.push(table);
+        self
+    }
+
+    /// Serves several tables (e.g. [`crate::load_tables_file`]'s result).
+    pub fn tables(mut self, tables: impl IntoIterator<Item = TableDef>) -> ServerBuilder {
+        self.tables.extend(tables);
+        self
+    }
+
+    /// Rows per page when a request has no `$top` (default 100; at most `max_top`).
+    pub fn page_size(mut self, rows: u64) -> ServerBuilder {
+        self.limits.page_size = rows;
+        self
+    }
+
+    /// The most rows one answer carries (default 1000). A larger `$top` is capped,
+    /// not refused; v3 answers then carry a `nextLink` to the rest.
+    pub fn max_top(mut self, rows: u64) -> ServerBuilder {
+        self.limits.max_top = rows;
+        self
+    }
+
+    /// The largest request body in bytes (default 1 MiB); larger bodies get 413.
+    pub fn max_body(mut self, bytes: usize) -> ServerBuilder {
+        self.limits.max_body = bytes;
+        self
+    }
+
+    /// The database (default: a private in-memory SQLite database).
+    pub fn database(mut self, database: Database) -> ServerBuilder {
+        self.database = database;
+        self
+    }
+
+    /// A storage of your own instead of [`ServerBuilder::database`].
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> ServerBuilder {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// The clock that stamps `updatedAt` (default: the system clock). For tests, e.g.
+    /// [`crate::ManualClock`]. Used by storages opened from [`ServerBuilder::database`].
+    pub fn clock(mut self, clock: impl Clock) -> ServerBuilder {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How callers are authenticated (default: [`Auth::anonymous`], for local use).
+    pub fn auth(mut self, auth: Auth) -> ServerBuilder {
+        self.auth = auth;
+        self
+    }
+
+    /// Makes `table` per-user, with `column` holding each row's owner (see
+    /// [`TableDef::owner_column`]); the table is registered by [`ServerBuilder::table`]
+    /// or another method, before or after this call. Needs [`ServerBuilder::auth`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sync_server::Error> {
+    /// # use sync_server::{Auth, Server, TableDef};
+    /// let server = Server::builder()
+    ///     .table_def(TableDef::new("TodoItem").column("text", sync_runtime::ColumnType::String, false))
+    ///     .owner_column("TodoItem", "userId")
+    ///     .auth(Auth::jwt_hs256(std::env::var("JWT_SECRET").unwrap_or_default())?)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn owner_column(mut self, table: impl Into<String>, column: impl Into<String>) -> ServerBuilder {
+        self.owners.push((table.into(), column.into()));
+        self
+    }
+
+    /// Checks the configuration, opens the storage and creates (or checks) the tables.
+    pub async fn build(self) -> Result<Server> {
+        let mut limits = self.limits;
+        if limits.page_size == 0 {
+            return Err(Error::Setting { name: "page_size", message: "must be at least 1".into() });
+        }
+        if !(1..=i64::MAX as u64 / 2).contains(&limits.max_top) {
+            return Err(Error::Setting { name: "max_top", message: "must be between 1 and 2^62".into() });
+        }
+        if limits.max_body == 0 {
+            return Err(Error::Setting { name: "max_body", message: "must be at least 1 byte".into() });
+        }
+        limits.page_size = limits.page_size.min(limits.max_top);
+
+        let mut defs = self.tables;
+        for (name, column) in self.owners {
+            let table = defs
+                .iter_mut()
+                .find(|t| t.name == name)
+                .ok_or_else(|| Error::table(&name, "owner_column names a table that is not registered"))?;
+            table.owner_column = Some(column);
+        }
+        let mut tables: HashMap<String, Arc<TableDef>> = HashMap::new();
+        for table in defs {
+            table.validate()?;
+            if table.owner_column.is_some() && !self.auth.is_required() {
+                return Err(Error::table(
+                    &table.name,
+                    "an owned table (owner_column) needs authenticated callers; configure auth (Auth::jwt_hs256, \
+                     `--auth jwt`)",
+                ));
+            }
+            if tables.keys().any(|name| name.eq_ignore_ascii_case(&table.name)) {
+                return Err(Error::table(&table.name, "registered twice"));
+            }
+            tables.insert(table.name.clone(), Arc::new(table));
+        }
+        let storage = match self.storage {
+            Some(storage) => storage,
+            None => self.database.open(self.clock).await?,
+        };
+        storage.prepare(tables.values().cloned().collect()).await?;
+        Ok(Server { state: Arc::new(AppState { tables, storage, limits, auth: self.auth }) })
+    }
+}
+
+impl Server {
+    /// A builder with no tables, in-memory SQLite and the default limits.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The axum router, to serve yourself or to nest in a larger app.
+    pub fn router(&self) -> axum::Router {
+        routes::router(Arc::clone(&self.state))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, lets
+    /// requests in flight finish, and returns.
+    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+
+    /// Closes the storage (for SQLite: closes the connections, checkpointing the WAL).
+    /// Call it after serving stopped; requests after it get 503.
+    pub async fn close(&self) {
+        self.state.storage.close().await;
+    }
+
+    /// Serves on `listener` in a background task (the caller must be inside a tokio
+    /// runtime). The server stops when [`ServerHandle::shutdown`] is called (which
+    /// also closes the storage) or the handle is dropped.
+    pub fn spawn(self, listener: TcpListener) -> io::Result<ServerHandle> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = self.clone();
+        let task = tokio::spawn(self.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(ServerHandle { addr, stop, task, server })
+    }
+}
+
+/// A server running in the background (see [`Server::spawn`]).
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<io::Result<()>>,
+    server: Server,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<address>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, waits for requests in flight, closes the storage,
+    /// and returns how serving ended.
+    pub async fn shutdown(self) -> io::Result<()> {
+        let _ = self.stop.send(());
+        let served = self.task.await.map_err(io::Error::other);
+        self.server.close().await;
+        served?
+    }
+}

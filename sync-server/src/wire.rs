@@ -1,0 +1,384 @@
+//! Items on the wire: rows to JSON in the shape of each protocol generation, and request
+//! bodies to column values, with the checks that make bad bodies a clear 400.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use sync_runtime::system::{CREATED_AT, DELETED, ID, UPDATED_AT, VERSION, is_system_column};
+use sync_runtime::{ColumnType, ProtocolVersion, Value, datetime};
+
+use crate::problem::ApiError;
+use crate::storage::Row;
+use crate::table::TableDef;
+
+/// Longest id the server accepts, in bytes.
+pub(crate) const MAX_ID_LEN: usize = 255;
+
+/// One property of an item as served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prop {
+    Id,
+    Data(usize),
+    CreatedAt,
+    UpdatedAt,
+    Version,
+    Deleted,
+}
+
+/// The properties of an item in `version`'s shape: `id`, the data columns, then the
+/// system properties (v2 has `createdAt`, v3 does not).
+pub(crate) fn default_props(table: &TableDef, version: ProtocolVersion) -> Vec<Prop> {
+    let mut props = Vec::with_capacity(table.columns.len() + 5);
+    props.push(Prop::Id);
+    props.extend((0..table.columns.len()).map(Prop::Data));
+    if version == ProtocolVersion::V2 {
+        props.push(Prop::CreatedAt);
+    }
+    props.extend([Prop::UpdatedAt, Prop::Version, Prop::Deleted]);
+    props
+}
+
+/// A property by its wire name, if `version` serves it.
+pub(crate) fn prop_by_name(table: &TableDef, version: ProtocolVersion, name: &str) -> Option<Prop> {
+    Some(match name {
+        ID => Prop::Id,
+        VERSION => Prop::Version,
+        UPDATED_AT => Prop::UpdatedAt,
+        DELETED => Prop::Deleted,
+        CREATED_AT if version == ProtocolVersion::V2 => Prop::CreatedAt,
+        _ => Prop::Data(table.column_index(name)?),
+    })
+}
+
+/// A row as a JSON object with the given properties, in that order.
+pub(crate) struct ItemJson<'a> {
+    pub(crate) table: &'a TableDef,
+    pub(crate) row: &'a Row,
+    pub(crate) props: &'a [Prop],
+}
+
+impl Serialize for ItemJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.props.len()))?;
+        for prop in self.props {
+            match *prop {
+                Prop::Id => map.serialize_entry(ID, &self.row.id)?,
+                Prop::Data(i) => {
+                    let value = self.row.values.get(i).unwrap_or(&Value::Null);
+                    map.serialize_entry(&self.table.columns[i].name, &JsonValue(value))?;
+                }
+                Prop::CreatedAt => map.serialize_entry(CREATED_AT, &self.row.created_at)?,
+                Prop::UpdatedAt => map.serialize_entry(UPDATED_AT, &self.row.updated_at)?,
+                Prop::Version => map.serialize_entry(VERSION, &self.row.version)?,
+                Prop::Deleted => map.serialize_entry(DELETED, &self.row.deleted)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A value as JSON: timestamps as fixed-width text, bytes as base64, JSON inline.
+struct JsonValue<'a>(&'a Value);
+
+impl Serialize for JsonValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::String(t) => s.serialize_str(t),
+            Value::DateTime(t) => s.serialize_str(&datetime::format(*t)),
+            Value::Json(j) => j.serialize(s),
+            Value::Bytes(b) => s.serialize_str(&BASE64.encode(b)),
+        }
+    }
+}
+
+/// Which request a body belongs to; each allows different properties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// `POST /tables/{t}`: a new item, `id` optional.
+    Insert,
+    /// v2 `PATCH`: some data columns.
+    Patch,
+    /// v3 `PUT`: the full item; `deleted: false` undeletes.
+    Put,
+}
+
+/// A checked request body.
+#[derive(Debug, Default)]
+pub(crate) struct ItemBody {
+    /// `id`, when given and not null.
+    pub(crate) id: Option<String>,
+    /// `version`, when given and not null.
+    pub(crate) version: Option<String>,
+    /// v3 `PUT` with `deleted: false`.
+    pub(crate) undelete: bool,
+    /// One slot per data column: `None` when the body does not mention it.
+    pub(crate) values: Vec<Option<Value>>,
+}
+
+/// Parses and checks a body: a JSON object whose properties are `id`, `version`
+/// (optimistic concurrency), and data columns of the right JSON type. System
+/// properties the server sets (`createdAt`, `updatedAt`, `deleted`, in any letter
+/// case) are refused, except `deleted: false` in a v3 `PUT` (undelete). Every
+/// non-nullable column must be present and non-null on insert and replace, and
+/// non-null on patch.
+pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Result<ItemBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the body is empty; expected a JSON object"));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let serde_json::Value::Object(map) = json else {
+        return Err(ApiError::bad_request(format!("the body must be a JSON object, found {}", json_kind(&json))));
+    };
+
+    let mut item = ItemBody { values: vec![None; table.columns.len()], ..ItemBody::default() };
+    let mut reserved = Vec::new();
+    let mut unknown = Vec::new();
+    let mut type_error = None;
+    for (name, value) in map {
+        match name.as_str() {
+            ID => match value {
+                serde_json::Value::Null => {}
+                serde_json::Value::String(s) if s.is_empty() && kind == BodyKind::Insert => {}
+                serde_json::Value::String(s) => item.id = Some(s),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "property `id` must be a string, found {}",
+                        json_kind(&other)
+                    )));
+                }
+            },
+            VERSION => match value {
+                serde_json::Value::Null => {}
+                serde_json::Value::String(s) => item.version = Some(s),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "property `version` must be a string, found {}",
+                        json_kind(&other)
+                    )));
+                }
+            },
+            DELETED if kind == BodyKind::Put && value == serde_json::Value::Bool(false) => item.undelete = true,
+            _ if is_system_column(&name) => reserved.push(name),
+            _ => match table.column_index(&name) {
+                None => unknown.push(name),
+                Some(i) => {
+                    let col = &table.columns[i];
+                    match json_to_value(col.ty, value) {
+                        Ok(Value::Null) if !col.nullable => {
+                            type_error.get_or_insert_with(|| format!("property `{name}` must not be null"));
+                        }
+                        Ok(v) => item.values[i] = Some(v),
+                        Err(expected) => {
+                            type_error.get_or_insert_with(|| {
+                                format!("property `{name}` (type {}): expected {expected}", col.ty)
+                            });
+                        }
+                    }
+                }
+            },
+        }
+    }
+    if !reserved.is_empty() {
+        let hint = match kind {
+            BodyKind::Put => "; only `deleted: false` is allowed (to undelete)",
+            _ => "",
+        };
+        return Err(ApiError::bad_request(format!(
+            "system properties set by the server are not allowed in the body: {}{hint}",
+            list(&reserved)
+        )));
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        return Err(ApiError::bad_request(format!(
+            "unknown properties for table `{}`: {} (its columns: {})",
+            table.name,
+            list(&unknown),
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        )));
+    }
+    if let Some(message) = type_error {
+        return Err(ApiError::bad_request(message));
+    }
+    if kind != BodyKind::Patch {
+        let missing: Vec<String> = table
+            .columns
+            .iter()
+            .zip(&item.values)
+            .enumerate()
+            // The server fills a served owner column itself.
+            .filter(|(i, (c, v))| !c.nullable && v.is_none() && Some(*i) != table.served_owner())
+            .map(|(_, cv)| cv)
+            .map(|(c, _)| c.name.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::bad_request(format!("missing required properties: {}", list(&missing))));
+        }
+    }
+    if let Some(id) = &item.id {
+        check_id(id)?;
+    }
+    if let Some(typed) = table.typed_check() {
+        typed.check(&item.values).map_err(ApiError::bad_request)?;
+    }
+    Ok(item)
+}
+
+/// Ids are case-sensitive text of at most [`MAX_ID_LEN`] bytes without control
+/// characters; `.` and `..` are refused because they cannot be addressed in a URL path.
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.len() > MAX_ID_LEN {
+        return Err(ApiError::bad_request(format!("`id` is longer than {MAX_ID_LEN} bytes")));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("`id` must not contain control characters"));
+    }
+    if id == "." || id == ".." {
+        return Err(ApiError::bad_request("`id` must not be `.` or `..`"));
+    }
+    Ok(())
+}
+
+/// Converts a JSON value for a column of type `ty`; `Err` says what was expected.
+fn json_to_value(ty: ColumnType, v: serde_json::Value) -> Result<Value, String> {
+    use serde_json::Value as J;
+    let expected = |what: &str, v: &J| format!("{what}, found {}", json_kind(v));
+    Ok(match (ty, v) {
+        (_, J::Null) => Value::Null,
+        (ColumnType::Json, v) => Value::Json(v),
+        (ColumnType::String, J::String(s)) => Value::String(s),
+        (ColumnType::Bool, J::Bool(b)) => Value::Bool(b),
+        (ColumnType::Int, J::Number(n)) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && (-9.2e18..9.2e18).contains(&f) => Value::Int(f as i64),
+                _ => return Err(format!("an integer that fits 64 bits, found {n}")),
+            },
+        },
+        (ColumnType::Float, J::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() => Value::Float(f),
+            _ => return Err(format!("a finite number, found {n}")),
+        },
+        (ColumnType::DateTime, J::String(s)) => match datetime::parse(&s) {
+            Some(t) if datetime::in_range(t) => Value::DateTime(t),
+            _ => return Err(format!("an RFC 3339 timestamp (years 0000-9999), found `{}`", truncate(&s))),
+        },
+        (ColumnType::Bytes, J::String(s)) => match BASE64.decode(s.as_bytes()) {
+            Ok(b) => Value::Bytes(b),
+            Err(_) => return Err("base64 text".into()),
+        },
+        (ColumnType::String, v) => return Err(expected("a string", &v)),
+        (ColumnType::Bool, v) => return Err(expected("true or false", &v)),
+        (ColumnType::Int, v) => return Err(expected("an integer", &v)),
+        (ColumnType::Float, v) => return Err(expected("a number", &v)),
+        (ColumnType::DateTime, v) => return Err(expected("a timestamp string", &v)),
+        (ColumnType::Bytes, v) => return Err(expected("a base64 string", &v)),
+    })
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn list(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().take(10).map(|n| format!("`{}`", truncate(n))).collect();
+    let more = if names.len() > 10 { format!(" and {} more", names.len() - 10) } else { String::new() };
+    format!("{}{more}", quoted.join(", "))
+}
+
+/// At most 64 characters of client text in a message.
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> TableDef {
+        TableDef::new("T")
+            .column("text", ColumnType::String, false)
+            .column("n", ColumnType::Int, true)
+            .column("x", ColumnType::Float, true)
+            .column("at", ColumnType::DateTime, true)
+            .column("j", ColumnType::Json, true)
+            .column("b", ColumnType::Bytes, true)
+    }
+
+    fn err(body: &str, kind: BodyKind) -> String {
+        parse_item(&table(), body.as_bytes(), kind).unwrap_err().message
+    }
+
+    #[test]
+    fn bodies_convert_by_column_type() {
+        let body =
+            r#"{"id":"a","text":"t","n":3,"x":1,"at":"2026-01-02T04:04:05.6789+01:00","j":{"k":[1]},"b":"AAE="}"#;
+        let item = parse_item(&table(), body.as_bytes(), BodyKind::Insert).unwrap();
+        assert_eq!(item.id.as_deref(), Some("a"));
+        assert_eq!(item.values[0], Some(Value::String("t".into())));
+        assert_eq!(item.values[1], Some(Value::Int(3)));
+        assert_eq!(item.values[2], Some(Value::Float(1.0)));
+        assert_eq!(item.values[3], Some(Value::DateTime(datetime::parse("2026-01-02T03:04:05.678Z").unwrap())));
+        assert_eq!(item.values[4], Some(Value::Json(serde_json::json!({"k": [1]}))));
+        assert_eq!(item.values[5], Some(Value::Bytes(vec![0, 1])));
+
+        let row = Row {
+            id: "a".into(),
+            values: item.values.into_iter().map(Option::unwrap).collect(),
+            version: "v".into(),
+            updated_at: "u".into(),
+            created_at: "c".into(),
+            deleted: false,
+        };
+        let t = table();
+        let props = default_props(&t, ProtocolVersion::V3);
+        let json = serde_json::to_string(&ItemJson { table: &t, row: &row, props: &props }).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"a","text":"t","n":3,"x":1.0,"at":"2026-01-02T03:04:05.678Z","j":{"k":[1]},"b":"AAE=","updatedAt":"u","version":"v","deleted":false}"#
+        );
+        let props = default_props(&t, ProtocolVersion::V2);
+        let json = serde_json::to_string(&ItemJson { table: &t, row: &row, props: &props }).unwrap();
+        assert!(json.contains(r#""createdAt":"c""#));
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        assert!(err("", BodyKind::Insert).contains("empty"));
+        assert!(err("{", BodyKind::Insert).contains("not valid JSON"));
+        assert!(err("[1]", BodyKind::Insert).contains("an array"));
+        assert!(err(r#"{"text":"a","updatedAt":"x"}"#, BodyKind::Insert).contains("`updatedAt`"));
+        assert!(err(r#"{"text":"a","Deleted":false}"#, BodyKind::Insert).contains("`Deleted`"));
+        assert!(err(r#"{"text":"a","deleted":true}"#, BodyKind::Put).contains("`deleted`"));
+        let unknown = err(r#"{"text":"a","foo":1,"bar":2}"#, BodyKind::Insert);
+        assert!(unknown.contains("`foo`") && unknown.contains("`bar`"), "{unknown}");
+        assert!(err(r#"{"text":1}"#, BodyKind::Insert).contains("property `text`"));
+        assert!(err(r#"{"text":"a","n":1.5}"#, BodyKind::Insert).contains("property `n`"));
+        assert!(err(r#"{"text":"a","n":99999999999999999999}"#, BodyKind::Insert).contains("property `n`"));
+        assert!(err(r#"{"text":"a","at":"yesterday"}"#, BodyKind::Insert).contains("property `at`"));
+        assert!(err(r#"{"text":"a","b":"%%%"}"#, BodyKind::Insert).contains("property `b`"));
+        assert!(err(r#"{"text":null}"#, BodyKind::Patch).contains("must not be null"));
+        assert!(err(r#"{"n":1}"#, BodyKind::Put).contains("missing required properties: `text`"));
+        assert!(err(r#"{"id":5,"text":"a"}"#, BodyKind::Insert).contains("`id`"));
+        assert!(err(r#"{"id":"a\u0001","text":"a"}"#, BodyKind::Insert).contains("control"));
+        // A patch may leave out required columns; v3 PUT may undelete.
+        assert!(parse_item(&table(), br#"{"n":1}"#, BodyKind::Patch).is_ok());
+        let put = parse_item(&table(), br#"{"text":"a","deleted":false}"#, BodyKind::Put).unwrap();
+        assert!(put.undelete);
+    }
+}
