@@ -1,0 +1,109 @@
+//! The terminal UI (`todo` with no command): the list, keys to add, toggle, delete and
+//! sync, and a status bar with the pending-changes count and the last sync's result.
+//!
+//! Keys are read on their own thread and arrive with sync results on one channel; a
+//! sync runs as a spawned task, so the UI keeps answering while it runs. With no
+//! `--server`, an embedded server starts on 127.0.0.1 with its database beside the
+//! store (`<store>.server.db`), so what was synced is still there next time.
+
+mod app;
+mod view;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use tokio::sync::mpsc;
+
+use crate::Ctx;
+use crate::failure::{Failure, Result};
+
+pub use app::App;
+
+/// What the loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// A key press.
+    Key(event::KeyEvent),
+    /// The terminal changed size.
+    Resize,
+    /// A sync finished: its outcome, or the message of its failure.
+    SyncDone(std::result::Result<crate::sync::Outcome, String>),
+}
+
+/// The embedded server's database for a store file: `<name>.server.db` beside it.
+fn embedded_server_path(store: &Path) -> PathBuf {
+    let stem = store.file_stem().map_or_else(|| "todo".into(), |s| s.to_string_lossy().into_owned());
+    store.with_file_name(format!("{stem}.server.db"))
+}
+
+/// Runs the terminal UI until `q`.
+pub async fn run(ctx: &Ctx) -> Result<()> {
+    let store_path = ctx.store_path()?;
+    let device = crate::device::Device::open(&store_path).await?;
+    let (embedded, url, label) = match &ctx.server {
+        Some(url) => (None, url.clone(), format!("server {url} ({})", ctx.protocol)),
+        None => {
+            let handle = crate::serve::embedded(&embedded_server_path(&store_path)).await?;
+            let url = handle.url();
+            let label = format!("embedded server {url} ({})", ctx.protocol);
+            (Some(handle), url, label)
+        }
+    };
+    let client = device.client(&url, ctx.protocol, None)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut app = App::new(device, client, label, tx.clone());
+    app.reload().await;
+
+    spawn_input_thread(tx);
+    let mut terminal =
+        ratatui::try_init().map_err(|e| Failure::new("terminal", format!("cannot set up the terminal: {e}")))?;
+    let result = event_loop(&mut terminal, &mut app, rx).await;
+    ratatui::restore();
+    if let Some(handle) = embedded {
+        // Let a sync in flight finish its request before the server goes.
+        let _ = tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await;
+    }
+    result
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) -> Result<()> {
+    // Redraws the spinner and the "3 s ago" of the status bar.
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !app.quit {
+        terminal
+            .draw(|frame| view::draw(frame, app))
+            .map_err(|e| Failure::new("terminal", format!("cannot draw: {e}")))?;
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => app.handle(event).await,
+                None => break,
+            },
+            _ = tick.tick() => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads terminal events on a thread of its own (crossterm's `read` blocks) and sends
+/// key presses and resizes to the loop. The thread ends with the process.
+fn spawn_input_thread(tx: mpsc::UnboundedSender<Event>) {
+    std::thread::spawn(move || {
+        loop {
+            let event = match event::read() {
+                Ok(TermEvent::Key(key)) if key.kind == KeyEventKind::Press => Event::Key(key),
+                Ok(TermEvent::Resize(..)) => Event::Resize,
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+}
