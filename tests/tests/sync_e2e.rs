@@ -1,0 +1,338 @@
+//! End to end: clients push and pull against a real `sync-server` on 127.0.0.1, over
+//! protocol v2 and v3.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{Device, TestServer, runtime};
+use sync_runtime::{
+    ClientWins, ConflictResolution, OpKind, ProtocolVersion, PushStatus, Query, Resolution, ServerWins, SyncPhase,
+};
+use sync_tests::TodoItem;
+
+const BOTH: [ProtocolVersion; 2] = [ProtocolVersion::V2, ProtocolVersion::V3];
+
+fn texts(items: &[TodoItem]) -> Vec<(String, String, bool)> {
+    items.iter().map(|i| (i.id.clone(), i.text.clone(), i.complete)).collect()
+}
+
+#[test]
+fn full_lifecycle_between_two_devices() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(async {
+            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
+            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
+            let ta = a.store.table::<TodoItem>().await.unwrap();
+            let tb = b.store.table::<TodoItem>().await.unwrap();
+
+            // A works offline, then syncs.
+            let milk = ta.insert(TodoItem::new("", "buy milk")).await.unwrap();
+            ta.insert(TodoItem::new("bread", "buy bread")).await.unwrap();
+            let report = a.client.push().await.unwrap();
+            assert_eq!((report.pushed, report.errors, report.is_complete()), (2, 0, true), "{protocol}");
+            assert_eq!(a.store.pending_count().await.unwrap(), 0);
+            let pushed = ta.get(&milk.id).await.unwrap().unwrap();
+            assert!(pushed.version.is_some(), "the server's version is taken locally");
+
+            // B pulls them.
+            let pulled = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!((pulled.received, pulled.applied), (2, 2));
+            assert_eq!(texts(&b.items().await), texts(&a.items().await));
+            // An incremental pull with nothing new fetches nothing.
+            assert_eq!(b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap().received, 0);
+            assert_eq!(a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap().received, 2);
+
+            // B edits, A sees it.
+            let mut edited = tb.get("bread").await.unwrap().unwrap();
+            edited.complete = true;
+            tb.update(edited).await.unwrap();
+            assert_eq!(b.client.push().await.unwrap().pushed, 1);
+            let r = a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!(r.applied, 1, "{protocol}: only the changed row comes back");
+            assert!(ta.get("bread").await.unwrap().unwrap().complete);
+
+            // Both edit the same item: B's push meets a conflict, left to the app.
+            let mut on_a = ta.get(&milk.id).await.unwrap().unwrap();
+            on_a.text = "buy oat milk".into();
+            ta.update(on_a).await.unwrap();
+            a.client.push().await.unwrap();
+            let mut on_b = tb.get(&milk.id).await.unwrap().unwrap();
+            on_b.text = "buy soy milk".into();
+            tb.update(on_b).await.unwrap();
+            let report = b.client.push().await.unwrap();
+            assert_eq!(report.errors, 1, "{protocol}");
+            assert_eq!(report.conflicts[0].resolution, ConflictResolution::Unresolved);
+            let errors = tb.errors().await.unwrap();
+            assert_eq!(errors.len(), 1);
+            assert!(errors[0].is_conflict(), "{:?}", errors[0].record);
+            assert_eq!(errors[0].server_item.as_ref().unwrap().text, "buy oat milk");
+            assert_eq!(errors[0].client_item.as_ref().unwrap().text, "buy soy milk");
+            // The failed op waits: a second push skips it.
+            let again = b.client.push().await.unwrap();
+            assert_eq!((again.pushed, again.skipped), (0, 1));
+            // Resolve: take the server's copy.
+            tb.resolve_take_server(&errors[0]).await.unwrap();
+            assert_eq!(tb.get(&milk.id).await.unwrap().unwrap().text, "buy oat milk");
+            assert_eq!(b.store.pending_count().await.unwrap(), 0);
+
+            // A deletes; B pulls the tombstone.
+            ta.delete(milk.id.clone()).await.unwrap();
+            assert_eq!(a.client.push().await.unwrap().pushed, 1);
+            let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!(r.deleted, 1);
+            assert_eq!(tb.get(&milk.id).await.unwrap(), None);
+            assert_eq!(texts(&b.items().await), texts(&a.items().await));
+
+            // Purge: refused with pending ops, then clears rows and cursors.
+            tb.insert(TodoItem::new("local", "not pushed")).await.unwrap();
+            let err = b.client.purge(Query::<TodoItem>::new()).await.unwrap_err();
+            assert!(err.to_string().contains("pending"), "{err}");
+            b.client.push().await.unwrap();
+            assert_eq!(b.client.purge(Query::<TodoItem>::new()).await.unwrap(), 2);
+            assert!(b.items().await.is_empty());
+            let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!(r.applied, 2, "after a purge the next pull starts over");
+            let ids: Vec<String> = b.items().await.into_iter().map(|i| i.id).collect();
+            assert_eq!(ids, ["bread", "local"]);
+        });
+    }
+}
+
+/// Two devices edit the same item; B pushes second with the given handler.
+async fn conflict_with(
+    dir: &std::path::Path,
+    url: &str,
+    protocol: ProtocolVersion,
+    configure: impl FnOnce(sync_runtime::SyncClientBuilder) -> sync_runtime::SyncClientBuilder,
+) -> (Device, Device, sync_runtime::PushReport) {
+    let a = Device::new(dir, "a", url, protocol).await;
+    let b = Device::with(dir, "b", url, protocol, configure).await;
+    let ta = a.store.table::<TodoItem>().await.unwrap();
+    let tb = b.store.table::<TodoItem>().await.unwrap();
+    ta.insert(TodoItem::new("x", "original")).await.unwrap();
+    a.client.push().await.unwrap();
+    b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+    let mut on_a = ta.get("x").await.unwrap().unwrap();
+    on_a.text = "from a".into();
+    ta.update(on_a).await.unwrap();
+    a.client.push().await.unwrap();
+    let mut on_b = tb.get("x").await.unwrap().unwrap();
+    on_b.text = "from b".into();
+    on_b.complete = true;
+    tb.update(on_b).await.unwrap();
+    let report = b.client.push().await.unwrap();
+    (a, b, report)
+}
+
+#[test]
+fn server_wins_handler() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(async {
+            let (a, b, report) =
+                conflict_with(dir.path(), &server.url(), protocol, |c| c.conflict_handler::<TodoItem>(ServerWins))
+                    .await;
+            assert_eq!(report.conflicts.len(), 1);
+            assert_eq!(report.conflicts[0].resolution, ConflictResolution::ServerWins);
+            assert_eq!((report.errors, b.store.pending_count().await.unwrap()), (0, 0));
+            assert_eq!(b.items().await[0].text, "from a");
+            a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!(texts(&a.items().await), texts(&b.items().await));
+        });
+    }
+}
+
+#[test]
+fn client_wins_handler() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(async {
+            let (a, b, report) =
+                conflict_with(dir.path(), &server.url(), protocol, |c| c.conflict_handler::<TodoItem>(ClientWins))
+                    .await;
+            assert_eq!(report.conflicts[0].resolution, ConflictResolution::ClientWins);
+            assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
+            a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            let on_a = a.items().await;
+            assert_eq!((on_a[0].text.as_str(), on_a[0].complete), ("from b", true));
+            assert_eq!(on_a[0].version, b.items().await[0].version, "both hold the server's latest version");
+        });
+    }
+}
+
+#[test]
+fn custom_merge_handler_sees_both_sides() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(async {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let seen2 = Arc::clone(&seen);
+            let (a, b, report) = conflict_with(dir.path(), &server.url(), protocol, move |c| {
+                c.conflict_handler::<TodoItem>(move |conflict: &sync_runtime::Conflict<TodoItem>| {
+                    seen2.lock().unwrap().push((
+                        conflict.kind,
+                        conflict.client.text.clone(),
+                        conflict.server.text.clone(),
+                    ));
+                    let mut merged = conflict.server.clone();
+                    merged.text = format!("{} + {}", conflict.server.text, conflict.client.text);
+                    merged.complete = conflict.client.complete;
+                    Resolution::Merged(merged)
+                })
+            })
+            .await;
+            assert_eq!(*seen.lock().unwrap(), vec![(OpKind::Update, "from b".to_owned(), "from a".to_owned())]);
+            assert_eq!(report.conflicts[0].resolution, ConflictResolution::Merged);
+            assert_eq!(report.pushed, 1);
+            a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            let merged = &a.items().await[0];
+            assert_eq!((merged.text.as_str(), merged.complete), ("from a + from b", true));
+            assert_eq!(texts(&a.items().await), texts(&b.items().await));
+        });
+    }
+}
+
+#[test]
+fn server_stopped_mid_push_keeps_the_op_and_never_duplicates() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = TestServer::start(&dir.path().join("server.db"));
+        let url = server.url();
+        runtime().block_on(async {
+            let stop_after_first = Arc::new(Mutex::new(Some(())));
+            let a = Device::new(dir.path(), "a", &url, protocol).await;
+            let ta = a.store.table::<TodoItem>().await.unwrap();
+            for i in 0..5 {
+                ta.insert(TodoItem::new(&format!("i{i}"), "x")).await.unwrap();
+            }
+            // Stop the server after the first op went through.
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let stopper = Device::with(dir.path(), "a", &url, protocol, move |c| {
+                let tx = Mutex::new(tx);
+                c.on_progress(move |e| {
+                    if e.phase == SyncPhase::Push && e.done == 1 && stop_after_first.lock().unwrap().take().is_some() {
+                        let _ = tx.lock().unwrap().send(());
+                    }
+                })
+            })
+            .await;
+            let stop_thread = std::thread::spawn(move || {
+                rx.recv().unwrap();
+            });
+            let push = tokio::spawn(async move { stopper.client.push().await });
+            stop_thread.join().unwrap();
+            server.stop();
+            let report = push.await.unwrap().unwrap();
+            assert!(matches!(report.status, PushStatus::Cancelled(_)), "{protocol}: {report:?}");
+            let left = a.store.pending_count().await.unwrap();
+            assert!(left >= 3, "{protocol}: ops stay queued ({left})");
+            assert_eq!(a.store.error_count().await.unwrap(), 0, "network failures record no error");
+
+            server.restart();
+            let report = a.client.push().await.unwrap();
+            assert!(report.is_complete(), "{report:?}");
+            assert_eq!(a.store.pending_count().await.unwrap(), 0);
+            let b = Device::new(dir.path(), "b", &url, protocol).await;
+            b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
+            assert_eq!(b.items().await.len(), 5, "nothing duplicated, nothing lost");
+        });
+    }
+}
+
+#[test]
+fn pull_resumes_after_the_server_stops_between_pages() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Arc::new(Mutex::new(TestServer::start(&dir.path().join("server.db"))));
+        let url = server.lock().unwrap().url();
+        runtime().block_on(async {
+            let a = Device::new(dir.path(), "a", &url, protocol).await;
+            let ta = a.store.table::<TodoItem>().await.unwrap();
+            ta.insert_many((0..250).map(|i| TodoItem::new(&format!("r{i:04}"), "x")).collect()).await.unwrap();
+            assert!(a.client.push().await.unwrap().is_complete());
+
+            let stopper = Arc::clone(&server);
+            let b = Device::with(dir.path(), "b", &url, protocol, move |c| {
+                c.page_size(100).on_progress(move |e| {
+                    if e.phase == SyncPhase::Pull && e.done == 100 && !e.finished {
+                        stopper.lock().unwrap().stop();
+                    }
+                })
+            })
+            .await;
+            let err = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap_err();
+            assert!(err.is_network(), "{err}");
+            assert_eq!(b.items().await.len(), 100, "the first page was applied with its cursor");
+
+            server.lock().unwrap().restart();
+            let b2 = Device::with(dir.path(), "b", &url, protocol, |c| c.page_size(100)).await;
+            let r = b2.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!(
+                (r.received, r.applied),
+                (150, 150),
+                "{protocol}: resumed after the applied page, nothing twice"
+            );
+            let items = b2.items().await;
+            assert_eq!(items.len(), 250);
+            assert_eq!(texts(&items), texts(&a.items().await));
+        });
+    }
+}
+
+#[test]
+fn rows_sharing_one_millisecond_are_each_pulled_once() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = sync_server::ManualClock::new(time::macros::datetime!(2026-03-04 05:06:07.089 UTC));
+        let server = TestServer::start_with_clock(&dir.path().join("server.db"), clock);
+        runtime().block_on(async {
+            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
+            let ta = a.store.table::<TodoItem>().await.unwrap();
+            ta.insert_many((0..3000).map(|i| TodoItem::new(&format!("s{i:05}"), "same ms")).collect()).await.unwrap();
+            assert!(a.client.push().await.unwrap().is_complete());
+            let b = Device::with(dir.path(), "b", &server.url(), protocol, |c| c.page_size(100)).await;
+            let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!((r.received, r.applied), (3000, 3000), "{protocol}");
+            let items = b.items().await;
+            assert_eq!(items.len(), 3000);
+            let stamps: std::collections::BTreeSet<_> = items.iter().map(|i| i.version.clone()).collect();
+            assert_eq!(stamps.len(), 3000, "every row has its own version");
+        });
+    }
+}
+
+#[test]
+fn a_pull_keeps_pending_local_edits() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(async {
+            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
+            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
+            let ta = a.store.table::<TodoItem>().await.unwrap();
+            let tb = b.store.table::<TodoItem>().await.unwrap();
+            ta.insert(TodoItem::new("k", "v1")).await.unwrap();
+            a.client.push().await.unwrap();
+            b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            // A changes it on the server; B edits it locally and, offline, keeps the op.
+            let mut on_a = ta.get("k").await.unwrap().unwrap();
+            on_a.text = "server edit".into();
+            ta.update(on_a).await.unwrap();
+            a.client.push().await.unwrap();
+            let mut on_b = tb.get("k").await.unwrap().unwrap();
+            on_b.text = "local edit".into();
+            tb.update(on_b).await.unwrap();
+            // The pull pushes first (a conflict, left unresolved), then skips the row.
+            let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+            assert_eq!(r.skipped, 1, "{protocol}");
+            assert_eq!(tb.get("k").await.unwrap().unwrap().text, "local edit");
+            assert_eq!(tb.error_count().await.unwrap(), 1);
+        });
+    }
+}
