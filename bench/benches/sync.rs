@@ -1,0 +1,128 @@
+//! `cargo bench -p sync-bench --bench sync [-- --quick] [-- --json] [-- <name>...]`
+//!
+//! Runs every scenario of issue 7 alternately through our API and the raw baseline and
+//! prints one line per scenario:
+//! `<scenario>: ours <median> | raw <median> | ratio <raw/ours> | target >= <x>`.
+//! See the crate docs of `sync_bench` for what each side does.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use sync_bench::measure::Figure;
+use sync_bench::{Sizes, local, remote};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    quick: bool,
+    json: bool,
+    filters: Vec<String>,
+}
+
+fn args() -> Args {
+    let mut args = Args { quick: false, json: false, filters: Vec::new() };
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--json" => args.json = true,
+            // What `cargo bench` passes to every bench binary.
+            "--bench" => {}
+            other if other.starts_with('-') => eprintln!("ignoring unknown option `{other}`"),
+            other => args.filters.push(other.to_owned()),
+        }
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    // One pull in a fresh process, for its peak RSS (see `remote::child_pull`).
+    let argv: Vec<String> = std::env::args().collect();
+    if let [_, flag, side, url, rows] = argv.as_slice() {
+        if flag == remote::CHILD_PULL {
+            let rows = rows.parse().unwrap_or(0);
+            return match remote::child_pull(side, url, rows) {
+                Ok(kib) => {
+                    println!("{kib}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("child pull failed: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
+    let args = args();
+    match run(&args) {
+        Ok(figures) => {
+            if args.json {
+                let all: Vec<_> = figures.iter().map(Figure::json).collect();
+                println!("{}", serde_json::Value::Array(all));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Res<Vec<Figure>> {
+    let sizes = if args.quick { Sizes::QUICK } else { Sizes::FULL };
+    let wanted = |name: &str| args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str()));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let r = sizes.rounds;
+    let started = Instant::now();
+    if !args.json {
+        eprintln!(
+            "sync-bench ({} run, {r} or {} rounds after a warm-up, files in {})",
+            if args.quick { "quick" } else { "full" },
+            sizes.short_rounds,
+            d.display()
+        );
+    }
+
+    let mut figures = Vec::new();
+    let show = |figures: &mut Vec<Figure>, f: Figure| {
+        if !args.json {
+            println!("{}", f.line());
+        }
+        figures.push(f);
+    };
+    if wanted("insert_one") {
+        show(&mut figures, local::insert_one(&rt, d, r, sizes.insert_one)?);
+    }
+    if wanted("insert_batch") {
+        show(&mut figures, local::insert_batch(&rt, d, r, sizes.insert_batch)?);
+    }
+    if wanted("query") {
+        show(&mut figures, local::query(&rt, d, sizes.short_rounds, sizes.query_rows, sizes.query_reps)?);
+    }
+    if wanted("pull") {
+        show(&mut figures, remote::pull(&rt, d, r, sizes.pull_rows, "pull", Some(0.7))?);
+        if let Some(rows) = sizes.pull_large_rows {
+            show(&mut figures, remote::pull(&rt, d, 1, rows, &format!("pull_{}k", rows / 1000), Some(0.7))?);
+        }
+    }
+    if wanted("push") {
+        show(&mut figures, remote::push(&rt, d, r, sizes.push_ops)?);
+    }
+    if wanted("queue_read") {
+        let (rows, ops, calls) = (sizes.queue_rows, sizes.queue_ops, sizes.queue_calls);
+        for f in local::queue_read(&rt, d, sizes.short_rounds, rows, ops, calls)? {
+            show(&mut figures, f);
+        }
+    }
+    if !args.json {
+        let missed: Vec<&str> = figures.iter().filter(|f| !f.met()).map(|f| f.scenario.as_str()).collect();
+        eprintln!(
+            "done in {:.1} s; {}",
+            started.elapsed().as_secs_f64(),
+            if missed.is_empty() { "every target met".to_owned() } else { format!("missed: {}", missed.join(", ")) }
+        );
+    }
+    Ok(figures)
+}
