@@ -346,8 +346,8 @@ pub fn push(rt: &Runtime, dir: &Path, rounds: usize, ops: usize) -> Res<Figure> 
 /// What a push pays locally per operation besides its request, measured on this
 /// machine: one small write transaction (a one-row `UPDATE` and its commit, raw, with
 /// the store's pragmas), and one trip to the store thread and back (`Store::next_op`).
-/// A push commits twice per operation (marked attempted before its request, the
-/// server's copy and the operation's removal after it) and makes four store calls.
+/// A push makes one store call and one commit per operation: the server's copy and the
+/// removal of one operation commit together with the attempted mark of the next.
 fn local_costs(rt: &Runtime, dir: &Path) -> Res<(f64, f64)> {
     const N: u32 = 500;
     let path = dir.join("local-costs.db");

@@ -60,6 +60,18 @@ pub(crate) struct Request {
     pub(crate) body: Option<serde_json::Value>,
 }
 
+/// `<base>/tables/<table>[/<id>]`, each segment percent-encoded.
+pub(crate) fn table_url(base: &Url, table: &str, id: Option<&str>) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().push("tables").push(table);
+        if let Some(id) = id {
+            segments.push(id);
+        }
+    }
+    url
+}
+
 /// Whether a status means "the server is unavailable right now".
 pub(crate) fn is_unavailable(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
@@ -68,14 +80,7 @@ pub(crate) fn is_unavailable(status: u16) -> bool {
 impl ClientInner {
     /// `<base>/tables/<table>[/<id>]`, each segment percent-encoded.
     pub(crate) fn table_url(&self, table: &str, id: Option<&str>) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().push("tables").push(table);
-            if let Some(id) = id {
-                segments.push(id);
-            }
-        }
-        url
+        table_url(&self.base, table, id)
     }
 
     /// Sends a request: the token, one refresh after a 401, and retries of 5xx / 429

@@ -16,7 +16,7 @@ use crate::value::Value;
 
 use super::ClientInner;
 use super::conflict::ErasedResolution;
-use super::http::{Answer, Request, is_unavailable};
+use super::http::{Answer, Request, is_unavailable, table_url};
 use super::progress::{SyncEvent, SyncPhase};
 
 /// How a push ended.
@@ -141,8 +141,18 @@ struct Prepared {
     previous: Vec<Vec<Value>>,
 }
 
+/// The local result of an operation the server took, not yet committed. It is committed
+/// by the store call that prepares the next operation (or by the last call of the push),
+/// so that an operation costs one store call and one commit. Until then the operation
+/// stays queued and in flight: what a crash, or a local write to the item, would meet
+/// while its request was out anyway.
+type Landed = Box<dyn FnOnce(&mut Tx<'_>) -> Result<()> + Send>;
+
 /// What became of one operation.
 enum Step {
+    /// The server took it; the local result still has to be committed.
+    Landed(Landed),
+    /// Settled, and committed.
     Done,
     Error,
     Skip,
@@ -154,6 +164,20 @@ enum Step {
 const MAX_ROUNDS: u32 = 4;
 
 pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
+    let mut uncommitted = None;
+    let result = push_queue(inner, &mut uncommitted).await;
+    if let (Err(_), Some(seq)) = (&result, uncommitted) {
+        // The store call that was to commit the landed operation failed, and rolled back
+        // its in-flight mark with it: the operation waits, queued, for the next push.
+        if let Err(e) = inner.store.set_in_flight(seq, false).await {
+            tracing::warn!(seq, error = %e, "could not release an operation's in-flight mark");
+        }
+    }
+    result
+}
+
+/// The push itself; `uncommitted` names the operation whose landing is not committed yet.
+async fn push_queue(inner: &ClientInner, uncommitted: &mut Option<i64>) -> Result<PushReport> {
     let started = Instant::now();
     let store = &inner.store;
     let total = store.pending_count().await?;
@@ -162,22 +186,37 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
     let mut blocked: HashSet<(String, String)> = HashSet::new();
     let mut after = 0i64;
     let mut done = 0u64;
+    let mut landed: Option<Landed> = None;
 
-    while let Some(op) = store.call(move |w| next_after(&w.conn, after)).await? {
-        after = op.seq;
+    loop {
+        // One store call: commit what the last operation's answer changed, then find and
+        // prepare the next operation to send.
+        let (carried, blocked_now, base, protocol) =
+            (landed.take(), blocked.clone(), inner.base.clone(), inner.protocol);
+        let next = store
+            .transaction(move |tx| {
+                if let Some(commit) = carried {
+                    commit(tx)?;
+                }
+                next_to_send(tx, after, &blocked_now, protocol, &base)
+            })
+            .await?;
+        *uncommitted = None;
+        after = next.after;
+        report.skipped += next.skipped.len() as u64;
+        blocked.extend(next.skipped);
+        let Some((op, prepared)) = next.op else { break };
         let key = (op.table.clone(), op.item_id.clone());
-        if op.state == OpState::Failed || blocked.contains(&key) {
-            // It waits in the error table; later operations on the same item wait behind it.
-            blocked.insert(key);
-            report.skipped += 1;
-            continue;
-        }
+
+        let mut prepared = Some(prepared);
         let mut rounds = 0;
         let step = loop {
             rounds += 1;
-            let step = push_one(inner, &op, rounds, &mut report).await;
-            // Whatever happened, the request is no longer in flight.
-            store.set_in_flight(op.seq, false).await?;
+            let step = push_one(inner, &op, prepared.take(), rounds, &mut report).await;
+            if !matches!(step, Ok(Step::Landed(_))) {
+                // Whatever happened, the request is no longer in flight.
+                store.set_in_flight(op.seq, false).await?;
+            }
             match step? {
                 Step::Again if rounds < MAX_ROUNDS => continue,
                 Step::Again => {
@@ -189,6 +228,11 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
             }
         };
         match step {
+            Step::Landed(commit) => {
+                report.pushed += 1;
+                landed = Some(commit);
+                *uncommitted = Some(op.seq);
+            }
             Step::Done => report.pushed += 1,
             Step::Error => {
                 report.errors += 1;
@@ -213,6 +257,10 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
             finished: false,
         });
     }
+    if let Some(commit) = landed.take() {
+        store.transaction(commit).await?;
+        *uncommitted = None;
+    }
     inner.emit(SyncEvent {
         phase: SyncPhase::Push,
         table: String::new(),
@@ -224,6 +272,43 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
     });
     tracing::info!(pushed = report.pushed, errors = report.errors, conflicts = report.conflicts.len(), "push finished");
     Ok(report)
+}
+
+/// What one store call of the push found.
+struct Next {
+    /// The last sequence number looked at.
+    after: i64,
+    /// Items passed over: their operation is failed, or an earlier one on the item is.
+    skipped: Vec<(String, String)>,
+    /// The next operation to send, and what preparing it gave (a failure to prepare
+    /// it is the operation's problem, not the transaction's: what the transaction
+    /// committed before stands).
+    op: Option<(QueuedOp, Result<Option<Prepared>>)>,
+}
+
+/// Finds the next operation after `after` that can be sent, and prepares it.
+fn next_to_send(
+    tx: &mut Tx<'_>,
+    mut after: i64,
+    blocked: &HashSet<(String, String)>,
+    protocol: ProtocolVersion,
+    base: &reqwest::Url,
+) -> Result<Next> {
+    let mut skipped = Vec::new();
+    let mut passed: HashSet<(String, String)> = HashSet::new();
+    while let Some(op) = next_after(tx.conn(), after)? {
+        after = op.seq;
+        let key = (op.table.clone(), op.item_id.clone());
+        if op.state == OpState::Failed || blocked.contains(&key) || passed.contains(&key) {
+            // It waits in the error table; later operations on the same item wait behind it.
+            passed.insert(key.clone());
+            skipped.push(key);
+            continue;
+        }
+        let prepared = prepare(tx, &op, protocol, base);
+        return Ok(Next { after, skipped, op: Some((op, prepared)) });
+    }
+    Ok(Next { after, skipped, op: None })
 }
 
 fn next_after(conn: &rusqlite::Connection, after: i64) -> Result<Option<QueuedOp>> {
@@ -255,7 +340,12 @@ fn parse_json(meta: &TableMeta, text: &str) -> Result<Vec<Value>> {
 
 /// Reads the operation's row, builds its request, and marks it attempted and in
 /// flight, all before the request goes out.
-fn prepare(tx: &mut Tx<'_>, op: &QueuedOp, inner_protocol: ProtocolVersion, urls: &Urls) -> Result<Option<Prepared>> {
+fn prepare(
+    tx: &mut Tx<'_>,
+    op: &QueuedOp,
+    inner_protocol: ProtocolVersion,
+    base: &reqwest::Url,
+) -> Result<Option<Prepared>> {
     let Some(meta) = tx.meta_by_name(&op.table) else {
         return Err(Error::InvalidEntity {
             table: op.table.clone(),
@@ -289,32 +379,41 @@ fn prepare(tx: &mut Tx<'_>, op: &QueuedOp, inner_protocol: ProtocolVersion, urls
     queue::mark_attempted(tx.conn(), op.seq, Some(&body.to_string()))?;
     tx.in_flight.insert(op.seq);
     let request = match current.kind {
-        OpKind::Insert => Request { method: Method::POST, url: urls.table.clone(), if_match: None, body: Some(body) },
+        OpKind::Insert => {
+            Request { method: Method::POST, url: table_url(base, &op.table, None), if_match: None, body: Some(body) }
+        }
         OpKind::Update => Request {
             method: if inner_protocol == ProtocolVersion::V3 { Method::PUT } else { Method::PATCH },
-            url: urls.item.clone(),
+            url: table_url(base, &op.table, Some(&op.item_id)),
             if_match: if_match.clone(),
             body: Some(body),
         },
-        OpKind::Delete => Request { method: Method::DELETE, url: urls.item.clone(), if_match, body: None },
+        OpKind::Delete => {
+            Request { method: Method::DELETE, url: table_url(base, &op.table, Some(&op.item_id)), if_match, body: None }
+        }
     };
     Ok(Some(Prepared { meta, request, sent, previous }))
-}
-
-struct Urls {
-    table: reqwest::Url,
-    item: reqwest::Url,
 }
 
 async fn record(inner: &ClientInner, seq: i64, input: ErrorInput) -> Result<()> {
     inner.store.transaction(move |tx| queue::record_error(tx.conn(), seq, &input)).await
 }
 
-async fn push_one(inner: &ClientInner, op: &QueuedOp, round: u32, report: &mut PushReport) -> Result<Step> {
-    let urls = Urls { table: inner.table_url(&op.table, None), item: inner.table_url(&op.table, Some(&op.item_id)) };
-    let protocol = inner.protocol;
-    let op2 = op.clone();
-    let prepared = inner.store.transaction(move |tx| prepare(tx, &op2, protocol, &urls)).await;
+/// Sends one operation (`prepared` already, or prepared here) and settles its answer.
+async fn push_one(
+    inner: &ClientInner,
+    op: &QueuedOp,
+    prepared: Option<Result<Option<Prepared>>>,
+    round: u32,
+    report: &mut PushReport,
+) -> Result<Step> {
+    let prepared = match prepared {
+        Some(prepared) => prepared,
+        None => {
+            let (op, protocol, base) = (op.clone(), inner.protocol, inner.base.clone());
+            inner.store.transaction(move |tx| prepare(tx, &op, protocol, &base)).await
+        }
+    };
     let prepared = match prepared {
         Ok(Some(p)) => p,
         Ok(None) => return Ok(Step::Skip),
@@ -379,7 +478,8 @@ fn prepared_kind(method: &Method) -> OpKind {
     }
 }
 
-/// The server accepted the operation: take its copy and remove the operation.
+/// The server accepted the operation: take its copy and remove the operation (in the
+/// push's next store call).
 async fn finish(
     inner: &ClientInner,
     seq: i64,
@@ -413,16 +513,14 @@ async fn finish(
     };
     let meta = Arc::clone(meta);
     let id = id.to_owned();
-    inner
-        .store
-        .transaction(move |tx| {
-            if let Some(server) = server {
-                apply_server_copy(tx, &meta, &id, seq, server)?;
-            }
-            queue::remove_op(tx.conn(), seq)
-        })
-        .await?;
-    Ok(Step::Done)
+    Ok(Step::Landed(Box::new(move |tx| {
+        if let Some(server) = server {
+            apply_server_copy(tx, &meta, &id, seq, server)?;
+        }
+        queue::remove_op(tx.conn(), seq)?;
+        tx.in_flight.remove(&seq);
+        Ok(())
+    })))
 }
 
 /// Writes the server's copy of an item after its operation `seq` landed. When a later

@@ -38,9 +38,10 @@ impl std::fmt::Debug for Tx<'_> {
 pub(crate) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
     let tx = w.conn.transaction()?;
     // The transaction borrows the connection; the table cache and the in-flight set
-    // move into it for its duration and come back whatever happens.
+    // move into it for its duration and come back whatever happens. Changes to the
+    // in-flight marks are part of the transaction: kept on commit, undone on rollback.
     let tables = std::mem::take(&mut w.tables);
-    let in_flight = std::mem::take(&mut w.in_flight);
+    let in_flight = w.in_flight.clone();
     let mut t = Tx { tx, tables, in_flight, registered: Vec::new(), now: None };
     let out = f(&mut t);
     let Tx { tx, mut tables, in_flight, registered, .. } = t;
@@ -52,9 +53,9 @@ pub(crate) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -
         for meta in registered {
             tables.insert(meta.name, meta);
         }
+        w.in_flight = in_flight;
     }
     w.tables = tables;
-    w.in_flight = in_flight;
     committed
 }
 
