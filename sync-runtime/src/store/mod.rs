@@ -92,7 +92,7 @@ impl Worker {
             return Ok(Arc::clone(meta));
         }
         let meta = Arc::new(TableMeta::new(E::TABLE, E::FIELD_DEFS)?);
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         schema::ensure_table(&tx, &meta)?;
         tx.commit()?;
         self.tables.insert(E::TABLE, Arc::clone(&meta));

@@ -24,7 +24,7 @@ pub(crate) fn check_version(conn: &Connection) -> Result<i64> {
 
 /// Creates the system tables when missing.
 pub(crate) fn init_system_tables(conn: &mut Connection, found_version: i64) -> Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // The checks are `=` chains, not `IN (..)`: SQLite evaluates an `IN` list of three or
     // more constants by building a temporary b-tree, on every insert and update of an
     // operation (it was most of the cost of queueing one). Files made with the `IN` form

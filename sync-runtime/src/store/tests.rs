@@ -908,7 +908,7 @@ fn stores_opening_one_new_file_together_all_open() {
             opens.into_iter().map(|open| open.join().unwrap()).collect::<Vec<_>>()
         });
         for store in stores {
-            let store = store.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let store = store.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
             let mode: String =
                 rt().block_on(store.call(|w| Ok(w.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))).unwrap();
             assert_eq!(mode, "wal");

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::{Connection, ErrorCode, Transaction, params_from_iter};
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params_from_iter};
 
 use crate::entity::SyncEntity;
 use crate::error::{Error, Result};
@@ -36,7 +36,10 @@ impl std::fmt::Debug for Tx<'_> {
 
 /// Runs `f` in one transaction: commit when it returns `Ok`, roll back otherwise.
 pub(crate) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
-    let tx = w.conn.transaction()?;
+    // IMMEDIATE: take the write lock up front, waiting (busy timeout) for another
+    // process holding it; a deferred transaction that reads and then writes fails at
+    // once with "database is locked" when another process wrote in between.
+    let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // The transaction borrows the connection; the table cache and the in-flight set
     // move into it for its duration and come back whatever happens. Changes to the
     // in-flight marks are part of the transaction: kept on commit, undone on rollback.
