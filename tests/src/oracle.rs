@@ -9,7 +9,8 @@
 //! 4. no duplicate: no text was accepted twice (a retried write applied again);
 //! 5. nothing made up: every live text on the server is one a client wrote;
 //! 6. no false conflict: no handler was shown a server side that is the client's own
-//!    write (texts are unique, so equal texts mean a lost answer taken for a conflict);
+//!    write (texts are unique, so equal texts mean a lost answer taken for a conflict,
+//!    unless a "client wins" resend applied the text a second time);
 //! 7. nothing acknowledged vanished: the last write of each client on each item was
 //!    accepted by the server, or a later delete, a conflict decision or an error
 //!    settlement that saw it explains why not (a discard after 404/410 only when the
@@ -274,7 +275,15 @@ pub fn check(
     for e in events {
         if let Event::Conflict { client, id, kind, status, client_text, server_text, .. } = e {
             verdict.conflicts += 1;
-            if client_text == server_text {
+            // The same text on both sides is a lost answer taken for a conflict when it is
+            // this client's own write, applied once. Not when another client's text came
+            // back: a delete of an item that was changed and then restored by a
+            // "client wins" resend of the same text (applied twice) is a real conflict.
+            let own = events
+                .iter()
+                .any(|w| matches!(w, Event::Write { client: c, text: Some(t), .. } if c == client && t == client_text));
+            let rewritten = applied_texts.get(client_text).is_some_and(|at| at.len() > 1);
+            if client_text == server_text && own && !rewritten {
                 problems.push(format!(
                     "client {client}: a false conflict on {id} ({kind:?}, HTTP {status}): the server's side is the client's own write `{client_text}`"
                 ));
