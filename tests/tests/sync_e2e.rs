@@ -211,27 +211,42 @@ fn server_stopped_mid_push_keeps_the_op_and_never_duplicates() {
             for i in 0..5 {
                 ta.insert(TodoItem::new(&format!("i{i}"), "x")).await.unwrap();
             }
-            // Stop the server after the first op went through.
+            // Stop the server after the first op went through: the push waits in its
+            // progress callback until the server is down.
             let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
             let stopper = Device::with(dir.path(), "a", &url, protocol, move |c| {
-                let tx = Mutex::new(tx);
+                let (tx, stopped_rx) = (Mutex::new(tx), Mutex::new(stopped_rx));
                 c.on_progress(move |e| {
                     if e.phase == SyncPhase::Push && e.done == 1 && stop_after_first.lock().unwrap().take().is_some() {
                         let _ = tx.lock().unwrap().send(());
+                        let _ = stopped_rx.lock().unwrap().recv();
                     }
                 })
             })
             .await;
-            let stop_thread = std::thread::spawn(move || {
-                rx.recv().unwrap();
+            let push = tokio::spawn(async move {
+                let report = stopper.client.push().await;
+                (stopper, report)
             });
-            let push = tokio::spawn(async move { stopper.client.push().await });
-            stop_thread.join().unwrap();
+            rx.recv().unwrap();
             server.stop();
-            let report = push.await.unwrap().unwrap();
+            stopped_tx.send(()).unwrap();
+            let (stopper, report) = push.await.unwrap();
+            let report = report.unwrap();
             assert!(matches!(report.status, PushStatus::Cancelled(_)), "{protocol}: {report:?}");
+            assert_eq!(report.pushed, 1, "{protocol}: {report:?}");
+            // The first landed and is committed; the second met the stopped server and
+            // stays queued with the three behind it.
             let left = a.store.pending_count().await.unwrap();
-            assert!(left >= 3, "{protocol}: ops stay queued ({left})");
+            assert_eq!(left, 4, "{protocol}: ops stay queued");
+            // No operation is left marked in flight (the third was prepared while the
+            // second was out): a local edit of its item collapses into it.
+            let tstop = stopper.store.table::<TodoItem>().await.unwrap();
+            let mut third = tstop.get("i2").await.unwrap().unwrap();
+            third.text = "edited offline".into();
+            tstop.update(third).await.unwrap();
+            assert_eq!(stopper.store.pending_count().await.unwrap(), 4, "{protocol}: the edit collapsed");
             assert_eq!(a.store.error_count().await.unwrap(), 0, "network failures record no error");
 
             server.restart();
@@ -240,7 +255,9 @@ fn server_stopped_mid_push_keeps_the_op_and_never_duplicates() {
             assert_eq!(a.store.pending_count().await.unwrap(), 0);
             let b = Device::new(dir.path(), "b", &url, protocol).await;
             b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
-            assert_eq!(b.items().await.len(), 5, "nothing duplicated, nothing lost");
+            let items = b.items().await;
+            assert_eq!(items.len(), 5, "nothing duplicated, nothing lost");
+            assert!(items.iter().any(|i| i.id == "i2" && i.text == "edited offline"), "{items:?}");
         });
     }
 }

@@ -164,11 +164,11 @@ enum Step {
 const MAX_ROUNDS: u32 = 4;
 
 pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
-    let mut uncommitted = None;
-    let result = push_queue(inner, &mut uncommitted).await;
-    if let (Err(_), Some(seq)) = (&result, uncommitted) {
-        // The store call that was to commit the landed operation failed, and rolled back
-        // its in-flight mark with it: the operation waits, queued, for the next push.
+    let mut held = Held::default();
+    let result = push_queue(inner, &mut held).await;
+    for seq in [held.uncommitted, held.prefetched].into_iter().flatten() {
+        // A landed operation whose commit failed (the rollback kept its in-flight mark),
+        // or an operation prepared but never sent: it waits, queued, for the next push.
         if let Err(e) = inner.store.set_in_flight(seq, false).await {
             tracing::warn!(seq, error = %e, "could not release an operation's in-flight mark");
         }
@@ -176,8 +176,25 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
     result
 }
 
-/// The push itself; `uncommitted` names the operation whose landing is not committed yet.
-async fn push_queue(inner: &ClientInner, uncommitted: &mut Option<i64>) -> Result<PushReport> {
+/// In-flight marks the push holds outside a request.
+#[derive(Default)]
+struct Held {
+    /// The operation whose landing is not committed yet.
+    uncommitted: Option<i64>,
+    /// The operation prepared while the one before it was out.
+    prefetched: Option<i64>,
+}
+
+/// The push itself.
+///
+/// While an operation's request is out, the store prepares the next operation (when it
+/// is on another item, so the answer cannot change it) and commits the landing of the
+/// one before: the store's work, and the wake-up of its thread, overlap the network
+/// wait instead of adding to it. Operations are still sent strictly one after the
+/// other, each after the answer to the one before; an operation prepared but not sent
+/// (the push stopped) stays queued, marked attempted, which is what a crash between
+/// preparing and sending leaves too.
+async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> {
     let started = Instant::now();
     let store = &inner.store;
     let total = store.pending_count().await?;
@@ -187,32 +204,65 @@ async fn push_queue(inner: &ClientInner, uncommitted: &mut Option<i64>) -> Resul
     let mut after = 0i64;
     let mut done = 0u64;
     let mut landed: Option<Landed> = None;
+    let mut prefetched: Option<(QueuedOp, Result<Option<Prepared>>)> = None;
 
     loop {
-        // One store call: commit what the last operation's answer changed, then find and
-        // prepare the next operation to send.
-        let (carried, blocked_now, base, protocol) =
-            (landed.take(), blocked.clone(), inner.base.clone(), inner.protocol);
-        let next = store
-            .transaction(move |tx| {
-                if let Some(commit) = carried {
-                    commit(tx)?;
+        let (op, prepared) = match prefetched.take() {
+            Some(next) => {
+                held.prefetched = None;
+                next
+            }
+            None => {
+                // One store call: commit what the last answer changed, then find and
+                // prepare the next operation to send.
+                let work = SideWork { landed: landed.take(), after, blocked: blocked.clone(), exclude: None };
+                let next = side_work(inner, work).await?;
+                held.uncommitted = None;
+                after = next.after;
+                report.skipped += next.skipped.len() as u64;
+                blocked.extend(next.skipped);
+                match next.op {
+                    Some(op) => op,
+                    None => break,
                 }
-                next_to_send(tx, after, &blocked_now, protocol, &base)
-            })
-            .await?;
-        *uncommitted = None;
-        after = next.after;
-        report.skipped += next.skipped.len() as u64;
-        blocked.extend(next.skipped);
-        let Some((op, prepared)) = next.op else { break };
+            }
+        };
         let key = (op.table.clone(), op.item_id.clone());
 
         let mut prepared = Some(prepared);
+        let mut side =
+            Some(SideWork { landed: landed.take(), after, blocked: blocked.clone(), exclude: Some(key.clone()) });
         let mut rounds = 0;
         let step = loop {
             rounds += 1;
-            let step = push_one(inner, &op, prepared.take(), rounds, &mut report).await;
+            let mut side_done = None;
+            let step = push_one(inner, &op, prepared.take(), rounds, &mut report, &mut side, &mut side_done).await;
+            match side_done {
+                Some(Ok(next)) => {
+                    held.uncommitted = None;
+                    after = next.after;
+                    report.skipped += next.skipped.len() as u64;
+                    blocked.extend(next.skipped);
+                    if let Some((next_op, next_prepared)) = next.op {
+                        held.prefetched = Some(next_op.seq);
+                        prefetched = Some((next_op, next_prepared));
+                    }
+                }
+                Some(Err(e)) => {
+                    if let Err(e) = store.set_in_flight(op.seq, false).await {
+                        tracing::warn!(seq = op.seq, error = %e, "could not release an operation's in-flight mark");
+                    }
+                    return Err(e);
+                }
+                None => {}
+            }
+            if let Some(work) = side.take() {
+                // Not run (nothing was sent): commit what it carried.
+                if let Some(commit) = work.landed {
+                    store.transaction(commit).await?;
+                    held.uncommitted = None;
+                }
+            }
             if !matches!(step, Ok(Step::Landed(_))) {
                 // Whatever happened, the request is no longer in flight.
                 store.set_in_flight(op.seq, false).await?;
@@ -231,7 +281,7 @@ async fn push_queue(inner: &ClientInner, uncommitted: &mut Option<i64>) -> Resul
             Step::Landed(commit) => {
                 report.pushed += 1;
                 landed = Some(commit);
-                *uncommitted = Some(op.seq);
+                held.uncommitted = Some(op.seq);
             }
             Step::Done => report.pushed += 1,
             Step::Error => {
@@ -259,7 +309,7 @@ async fn push_queue(inner: &ClientInner, uncommitted: &mut Option<i64>) -> Resul
     }
     if let Some(commit) = landed.take() {
         store.transaction(commit).await?;
-        *uncommitted = None;
+        held.uncommitted = None;
     }
     inner.emit(SyncEvent {
         phase: SyncPhase::Push,
@@ -274,9 +324,33 @@ async fn push_queue(inner: &ClientInner, uncommitted: &mut Option<i64>) -> Resul
     Ok(report)
 }
 
+/// One store call of the push besides an operation's own: commit the last landing,
+/// then find and prepare the next operation to send.
+struct SideWork {
+    landed: Option<Landed>,
+    after: i64,
+    blocked: HashSet<(String, String)>,
+    /// While an operation is out: the scan stops at the next operation on its item,
+    /// which has to wait for the answer.
+    exclude: Option<(String, String)>,
+}
+
+async fn side_work(inner: &ClientInner, work: SideWork) -> Result<Next> {
+    let (base, protocol) = (inner.base.clone(), inner.protocol);
+    inner
+        .store
+        .transaction(move |tx| {
+            if let Some(commit) = work.landed {
+                commit(tx)?;
+            }
+            next_to_send(tx, work.after, &work.blocked, work.exclude.as_ref(), protocol, &base)
+        })
+        .await
+}
+
 /// What one store call of the push found.
 struct Next {
-    /// The last sequence number looked at.
+    /// The last sequence number passed.
     after: i64,
     /// Items passed over: their operation is failed, or an earlier one on the item is.
     skipped: Vec<(String, String)>,
@@ -286,19 +360,24 @@ struct Next {
     op: Option<(QueuedOp, Result<Option<Prepared>>)>,
 }
 
-/// Finds the next operation after `after` that can be sent, and prepares it.
+/// Finds the next operation after `after` that can be sent, and prepares it; stops
+/// without taking it at an operation on the `exclude`d item.
 fn next_to_send(
     tx: &mut Tx<'_>,
     mut after: i64,
     blocked: &HashSet<(String, String)>,
+    exclude: Option<&(String, String)>,
     protocol: ProtocolVersion,
     base: &reqwest::Url,
 ) -> Result<Next> {
     let mut skipped = Vec::new();
     let mut passed: HashSet<(String, String)> = HashSet::new();
     while let Some(op) = next_after(tx.conn(), after)? {
-        after = op.seq;
         let key = (op.table.clone(), op.item_id.clone());
+        if exclude == Some(&key) {
+            break;
+        }
+        after = op.seq;
         if op.state == OpState::Failed || blocked.contains(&key) || passed.contains(&key) {
             // It waits in the error table; later operations on the same item wait behind it.
             passed.insert(key.clone());
@@ -399,13 +478,16 @@ async fn record(inner: &ClientInner, seq: i64, input: ErrorInput) -> Result<()> 
     inner.store.transaction(move |tx| queue::record_error(tx.conn(), seq, &input)).await
 }
 
-/// Sends one operation (`prepared` already, or prepared here) and settles its answer.
+/// Sends one operation (`prepared` already, or prepared here) and settles its answer;
+/// runs `side` (taking it; its result into `side_done`) while the request is out.
 async fn push_one(
     inner: &ClientInner,
     op: &QueuedOp,
     prepared: Option<Result<Option<Prepared>>>,
     round: u32,
     report: &mut PushReport,
+    side: &mut Option<SideWork>,
+    side_done: &mut Option<Result<Next>>,
 ) -> Result<Step> {
     let prepared = match prepared {
         Some(prepared) => prepared,
@@ -438,7 +520,15 @@ async fn push_one(
         true => Request { method: Method::GET, url: prepared.request.url.clone(), if_match: None, body: None },
         false => prepared.request.clone(),
     };
-    let mut answer = match inner.send(&request).await {
+    let sent = match side.take() {
+        Some(work) => {
+            let (sent, next) = tokio::join!(inner.send(&request), side_work(inner, work));
+            *side_done = Some(next);
+            sent
+        }
+        None => inner.send(&request).await,
+    };
+    let mut answer = match sent {
         Ok(answer) => answer,
         Err(Error::Network { url, message }) => return Ok(Step::Stop(PushCancel::Network { url, message })),
         Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),
