@@ -214,14 +214,22 @@ impl Store {
         // between) before parking: a small call is answered within microseconds, and
         // catching it saves a wake-up of this thread (see `CALLER_LINGER`).
         let started = Instant::now();
+        let mut looks = 0u32;
         let answer = loop {
             match rx.try_recv() {
                 Ok(answer) => break answer,
                 Err(oneshot::error::TryRecvError::Closed) => return Err(Error::StoreClosed),
                 Err(oneshot::error::TryRecvError::Empty) if started.elapsed() < CALLER_LINGER => {
-                    // Give the CPU to the store thread if it waits for one, then
-                    // let the executor run other ready tasks.
-                    thread::yield_now();
+                    // Mostly spin; now and then give the CPU to the store thread in case
+                    // it waits for this one (a single core), then let the executor run
+                    // other ready tasks. (Yielding the thread on every look cost a
+                    // system call each time: the store thread's query ran slower.)
+                    looks = looks.wrapping_add(1);
+                    if looks % CALLER_SPINS_PER_YIELD == 0 {
+                        thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                     yield_once().await;
                 }
                 Err(oneshot::error::TryRecvError::Empty) => break rx.await.map_err(|_| Error::StoreClosed)?,
@@ -323,6 +331,9 @@ const LINGER: Duration = Duration::from_micros(50);
 /// for a single insert (one commit) or a query of a hundred rows. A call that takes
 /// longer costs this much extra CPU time of yielding, not latency.
 const CALLER_LINGER: Duration = Duration::from_micros(500);
+
+/// How many looks of a lingering caller spin for each one that yields its thread.
+const CALLER_SPINS_PER_YIELD: u32 = 16;
 
 /// The next job, or `None` once every handle is gone.
 fn next_job(receiver: &mpsc::Receiver<Job>) -> Option<Job> {
