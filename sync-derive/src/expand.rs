@@ -114,12 +114,14 @@ fn entity_impl(entity: &Entity<'_>) -> syn::Result<TokenStream> {
         let value = field_value(field.ty, krate);
         quote!(#value::to_value(&self.#member))
     });
-    let from_values = entity.fields.iter().map(|field| {
+    // One generic decoder serves `from_values` and `from_row`, so an unsupported field
+    // type is reported once.
+    let decode_fields = entity.fields.iter().enumerate().map(|(index, field)| {
         let member = field.member;
         let name = &field.name;
         let ty = field.ty;
-        let decode_field = private_item(krate, "decode_field", ty.span());
-        quote!(#member: #decode_field::<#ty>(&mut values, #name)?)
+        let read = private_item(krate, "FieldSource", ty.span());
+        quote_spanned!(ty.span()=> #member: #read::field::<#ty>(&mut source, #index, #name)?)
     });
     let assertions = entity.fields.iter().filter_map(|field| role_assertion(field, krate));
 
@@ -157,9 +159,20 @@ fn entity_impl(entity: &Entity<'_>) -> syn::Result<TokenStream> {
                 fn from_values(
                     values: #private::Vec<#private::Value>,
                 ) -> ::core::result::Result<Self, #private::DecodeError> {
-                    let mut values = ::core::iter::IntoIterator::into_iter(values);
-                    ::core::result::Result::Ok(Self { #(#from_values),* })
+                    __sync_decode(::core::iter::IntoIterator::into_iter(values))
                 }
+
+                fn from_row(
+                    row: &#private::RowReader<'_>,
+                ) -> ::core::result::Result<Self, #private::DecodeError> {
+                    __sync_decode(row)
+                }
+            }
+
+            fn __sync_decode<S: #private::FieldSource>(
+                mut source: S,
+            ) -> ::core::result::Result<#ident, #private::DecodeError> {
+                ::core::result::Result::Ok(#ident { #(#decode_fields),* })
             }
 
             #(#assertions)*

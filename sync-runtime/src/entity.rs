@@ -1,6 +1,7 @@
 //! The model traits: what `#[derive(SyncEntity)]` implements, and the value trait
 //! every field type implements.
 
+use rusqlite::types::ValueRef;
 use time::OffsetDateTime;
 
 use crate::value::{ColumnType, Value};
@@ -85,6 +86,90 @@ pub trait SyncEntity: Sized + Send + Sync + 'static {
     fn to_values(&self) -> Vec<Value>;
     /// Builds the struct from one value per field, in [`SyncEntity::FIELD_DEFS`] order.
     fn from_values(values: Vec<Value>) -> Result<Self, DecodeError>;
+
+    /// Builds the struct straight from a stored row, field by field, without the
+    /// intermediate values of [`SyncEntity::from_values`] (which it must agree with).
+    /// The derive implements it; the default goes through `from_values`.
+    #[doc(hidden)]
+    fn from_row(row: &RowReader<'_>) -> Result<Self, DecodeError> {
+        Self::from_values(row.values()?)
+    }
+}
+
+/// A local row being read, handed to [`SyncEntity::from_row`]: field `i` (in
+/// [`SyncEntity::FIELD_DEFS`] order) is read from its column in place.
+#[doc(hidden)]
+pub struct RowReader<'a> {
+    row: &'a rusqlite::Row<'a>,
+    /// The row's column of each field.
+    columns: &'a [usize],
+    /// The field definitions, in the same order.
+    defs: &'static [FieldDef],
+}
+
+impl std::fmt::Debug for RowReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowReader").field("columns", &self.columns).finish_non_exhaustive()
+    }
+}
+
+impl<'a> RowReader<'a> {
+    pub(crate) fn new(row: &'a rusqlite::Row<'a>, columns: &'a [usize], defs: &'static [FieldDef]) -> Self {
+        RowReader { row, columns, defs }
+    }
+
+    fn stored(&self, index: usize, field: &'static str) -> Result<Stored<'_>, DecodeError> {
+        let column = *self.columns.get(index).ok_or_else(|| DecodeError { field, message: "missing value".into() })?;
+        self.row.get_ref(column).map(Stored).map_err(|e| DecodeError { field, message: e.to_string() })
+    }
+
+    /// Every field as a [`Value`], in order.
+    fn values(&self) -> Result<Vec<Value>, DecodeError> {
+        self.defs
+            .iter()
+            .enumerate()
+            .map(|(i, def)| {
+                let stored = self.stored(i, def.field)?;
+                Value::from_sql(stored.0, def.ty).map_err(|e| DecodeError::new(def.field, e))
+            })
+            .collect()
+    }
+}
+
+/// Where a derived decoder reads its fields from, in [`SyncEntity::FIELD_DEFS`] order:
+/// a vector of values (`from_values`) or a stored row (`from_row`).
+#[doc(hidden)]
+pub trait FieldSource {
+    /// Field `index`, named `field` for errors.
+    fn field<T: FieldValue>(&mut self, index: usize, field: &'static str) -> Result<T, DecodeError>;
+}
+
+impl FieldSource for std::vec::IntoIter<Value> {
+    fn field<T: FieldValue>(&mut self, _index: usize, field: &'static str) -> Result<T, DecodeError> {
+        match self.next() {
+            Some(v) => T::from_value(v).map_err(|e| DecodeError::new(field, e)),
+            None => Err(DecodeError { field, message: "missing value".into() }),
+        }
+    }
+}
+
+impl FieldSource for &RowReader<'_> {
+    fn field<T: FieldValue>(&mut self, index: usize, field: &'static str) -> Result<T, DecodeError> {
+        let stored = self.stored(index, field)?;
+        T::from_stored(stored).map_err(|e| DecodeError::new(field, e))
+    }
+}
+
+/// A value as SQLite holds it, borrowed from the row being read.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct Stored<'a>(rusqlite::types::ValueRef<'a>);
+
+impl Stored<'_> {
+    /// The value as a [`Value`] of the field type's column type (the general path).
+    fn to_value<T: FieldValue>(self) -> Result<Value, ValueError> {
+        Value::from_sql(self.0, T::TYPE)
+    }
 }
 
 /// A value that does not fit a field.
@@ -142,6 +227,12 @@ pub trait FieldValue: Sized {
     fn to_value(&self) -> Value;
     /// Reads the field back.
     fn from_value(value: Value) -> Result<Self, ValueError>;
+    /// Reads the field from its stored form in place: what
+    /// `from_value(Value::from_sql(stored, TYPE))` gives, without the intermediate value.
+    #[doc(hidden)]
+    fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
+        Self::from_value(stored.to_value::<Self>()?)
+    }
 }
 
 impl FieldValue for String {
@@ -154,6 +245,14 @@ impl FieldValue for String {
         match value {
             Value::String(s) => Ok(s),
             other => Err(ValueError::expected("a string", &other)),
+        }
+    }
+    fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
+        match stored.0 {
+            ValueRef::Text(b) => {
+                std::str::from_utf8(b).map(str::to_owned).map_err(|_| ValueError("stored text is not UTF-8".into()))
+            }
+            _ => Self::from_value(stored.to_value::<Self>()?),
         }
     }
 }
@@ -172,6 +271,12 @@ impl FieldValue for bool {
             other => Err(ValueError::expected("a bool", &other)),
         }
     }
+    fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
+        match stored.0 {
+            ValueRef::Integer(i) => Ok(i != 0),
+            _ => Self::from_value(stored.to_value::<Self>()?),
+        }
+    }
 }
 
 impl FieldValue for i64 {
@@ -185,6 +290,12 @@ impl FieldValue for i64 {
             Value::Int(i) => Ok(i),
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
             other => Err(ValueError::expected("an integer", &other)),
+        }
+    }
+    fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
+        match stored.0 {
+            ValueRef::Integer(i) => Ok(i),
+            _ => Self::from_value(stored.to_value::<Self>()?),
         }
     }
 }
@@ -212,6 +323,13 @@ impl FieldValue for f64 {
             Value::Float(f) => Ok(f),
             Value::Int(i) => Ok(i as f64),
             other => Err(ValueError::expected("a number", &other)),
+        }
+    }
+    fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
+        match stored.0 {
+            ValueRef::Real(f) => Ok(f),
+            ValueRef::Integer(i) => Ok(i as f64),
+            _ => Self::from_value(stored.to_value::<Self>()?),
         }
     }
 }
@@ -309,6 +427,12 @@ impl<T: FieldValue + NonOptional> FieldValue for Option<T> {
         match value {
             Value::Null => Ok(None),
             other => T::from_value(other).map(Some),
+        }
+    }
+    fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
+        match stored.0 {
+            ValueRef::Null => Ok(None),
+            _ => T::from_stored(stored).map(Some),
         }
     }
 }

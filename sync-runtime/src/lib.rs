@@ -96,21 +96,12 @@ pub use sync_derive::SyncEntity;
 /// Items the generated code refers to. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::entity::{DecodeError, FieldDef, FieldRole, FieldValue, SyncEntity, ValueError};
+    pub use crate::entity::{
+        DecodeError, FieldDef, FieldRole, FieldSource, FieldValue, RowReader, SyncEntity, ValueError,
+    };
     pub use crate::query::Column;
     pub use crate::value::{ColumnType, Value};
     pub use ::core;
     pub use ::std::string::String;
     pub use ::std::vec::Vec;
-
-    /// Reads the next value of a row into a field of type `T`.
-    pub fn decode_field<T: FieldValue>(
-        values: &mut ::std::vec::IntoIter<Value>,
-        field: &'static str,
-    ) -> ::core::result::Result<T, DecodeError> {
-        match values.next() {
-            Some(v) => T::from_value(v).map_err(|e| DecodeError::new(field, e)),
-            None => Err(DecodeError { field, message: "missing value".into() }),
-        }
-    }
 }

@@ -32,6 +32,7 @@
 //! timestamps by their fixed-width text, which is what the evaluator does.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
 use crate::odata::FilterSchema;
@@ -65,9 +66,28 @@ pub fn select(table: &str, columns: &[&str], spec: &QuerySpec, schema: &dyn Filt
     if columns.is_empty() {
         return Err(Error::InvalidQuery("a query must select at least one column".into()));
     }
-    let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-    let mut query =
-        SqlQuery { sql: format!("SELECT {} FROM {}", list.join(","), quote_ident(table)), params: Vec::new() };
+    select_from(&select_prefix(table, columns.iter().copied()), spec, schema)
+}
+
+/// `SELECT <columns> FROM <table>`, as [`select`] starts.
+pub(crate) fn select_prefix<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
+    let mut prefix = String::from("SELECT ");
+    for (i, c) in columns.into_iter().enumerate() {
+        if i > 0 {
+            prefix.push(',');
+        }
+        push_ident(&mut prefix, c);
+    }
+    prefix.push_str(" FROM ");
+    push_ident(&mut prefix, table);
+    prefix
+}
+
+/// [`select`] after its `SELECT <columns> FROM <table>` (which a caller running many
+/// queries on one table builds once).
+pub(crate) fn select_from(prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
+    let mut query = SqlQuery { sql: String::with_capacity(prefix.len() + 128), params: Vec::new() };
+    query.sql.push_str(prefix);
     where_clause(&mut query, spec, schema)?;
 
     query.sql.push_str(" ORDER BY ");
@@ -81,13 +101,13 @@ pub fn select(table: &str, columns: &[&str], spec: &QuerySpec, schema: &dyn Filt
             }
             Some(_) => {}
         }
-        query.sql.push_str(&quote_ident(&term.column));
+        push_ident(&mut query.sql, &term.column);
         query.sql.push_str(if term.descending { " DESC, " } else { " ASC, " });
     }
     if spec.order_by.iter().any(|t| t.column == crate::system::ID) {
         query.sql.truncate(query.sql.len() - 2);
     } else {
-        query.sql.push_str(&quote_ident(crate::system::ID));
+        push_ident(&mut query.sql, crate::system::ID);
         query.sql.push_str(" ASC");
     }
 
@@ -95,10 +115,10 @@ pub fn select(table: &str, columns: &[&str], spec: &QuerySpec, schema: &dyn Filt
     match (spec.limit, spec.offset) {
         (None, None) => {}
         (Some(limit), None) => {
-            query.sql.push_str(&format!(" LIMIT {}", clamp(limit)));
+            let _ = write!(query.sql, " LIMIT {}", clamp(limit));
         }
         (limit, Some(offset)) => {
-            query.sql.push_str(&format!(" LIMIT {} OFFSET ?", limit.map_or(-1, clamp)));
+            let _ = write!(query.sql, " LIMIT {} OFFSET ?", limit.map_or(-1, clamp));
             query.params.push(Value::Int(clamp(offset)));
         }
     }
@@ -114,7 +134,21 @@ pub fn count(table: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result
 
 /// Quotes an identifier for SQLite.
 pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    let mut out = String::with_capacity(name.len() + 2);
+    push_ident(&mut out, name);
+    out
+}
+
+/// Appends an identifier, quoted for SQLite.
+fn push_ident(out: &mut String, name: &str) {
+    out.push('"');
+    for (i, part) in name.split('"').enumerate() {
+        if i > 0 {
+            out.push_str("\"\"");
+        }
+        out.push_str(part);
+    }
+    out.push('"');
 }
 
 /// Compiles a filter to a boolean SQL expression that is never NULL (what follows

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use sync_runtime::query::{BinaryOp, Expr};
-use sync_runtime::{Column, ColumnType, DecodeError, FieldDef, FieldRole, SyncEntity, Value};
+use sync_runtime::{Column, ColumnType, DecodeError, FieldDef, FieldRole, Store, SyncEntity, Value};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
@@ -245,29 +245,8 @@ fn every_supported_type() {
     );
     assert!(AllTypes::FIELD_DEFS.iter().all(|def| !def.index));
 
-    let at = datetime!(2023-01-02 03:04:05.678 UTC);
-    let uuid = Uuid::parse_str("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap();
-    let full = AllTypes {
-        id: "x".into(),
-        s: "text".into(),
-        b: true,
-        i: -7,
-        l: 1 << 40,
-        f: 2.5,
-        bytes: vec![0, 1, 255],
-        at,
-        uuid,
-        json: json!({"a": [1, 2]}),
-        os: Some("t".into()),
-        ob: Some(false),
-        oi: Some(i32::MIN),
-        ol: Some(i64::MAX),
-        of: Some(-0.5),
-        obytes: Some(vec![]),
-        oat: Some(at),
-        ouuid: Some(uuid),
-        ojson: Some(json!(null)),
-    };
+    let full = full_item();
+    let at = full.at;
     let values = full.to_values();
     assert_eq!(values.len(), AllTypes::FIELD_DEFS.len());
     assert_eq!(
@@ -310,7 +289,48 @@ fn every_supported_type() {
     };
     let values = empty.to_values();
     assert!(values[10..].iter().all(Value::is_null), "{values:?}");
-    assert_eq!(AllTypes::from_values(values), Ok(empty));
+    assert_eq!(AllTypes::from_values(values), Ok(empty.clone()));
+
+    // Stored and read back: reads decode each field in place (`from_row`), and must
+    // give what `from_values` gives.
+    let stored = AllTypes { id: "y".into(), ..empty.clone() };
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let table = store.table::<AllTypes>().await.unwrap();
+        table.insert_many(vec![full_item(), stored.clone()]).await.unwrap();
+        assert_eq!(table.get("x").await.unwrap(), Some(full_item()));
+        assert_eq!(table.get("y").await.unwrap(), Some(stored.clone()));
+        let all = table.query().order_by(AllTypes::FIELDS.id.asc()).all().await.unwrap();
+        assert_eq!(all, vec![full_item(), stored]);
+    });
+}
+
+/// An `AllTypes` with every field set.
+fn full_item() -> AllTypes {
+    let at = datetime!(2023-01-02 03:04:05.678 UTC);
+    let uuid = Uuid::parse_str("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap();
+    AllTypes {
+        id: "x".into(),
+        s: "text".into(),
+        b: true,
+        i: -7,
+        l: 1 << 40,
+        f: 2.5,
+        bytes: vec![0, 1, 255],
+        at,
+        uuid,
+        json: json!({"a": [1, 2]}),
+        os: Some("t".into()),
+        ob: Some(false),
+        oi: Some(i32::MIN),
+        ol: Some(i64::MAX),
+        of: Some(-0.5),
+        obytes: Some(vec![]),
+        oat: Some(at),
+        ouuid: Some(uuid),
+        ojson: Some(json!(null)),
+    }
 }
 
 #[test]

@@ -56,6 +56,8 @@ pub(crate) struct TableMeta {
     pub(crate) delete: String,
     /// `SELECT <every column> FROM t WHERE id = ?`
     pub(crate) select_by_id: String,
+    /// `SELECT <every column> FROM <table>`, the start of every query.
+    pub(crate) select_all: String,
 }
 
 /// The system columns after `id`, with their local types.
@@ -134,6 +136,7 @@ impl TableMeta {
             upsert: format!("INSERT OR REPLACE INTO {table} ({all}) VALUES ({placeholders})"),
             delete: format!("DELETE FROM {table} WHERE \"id\" = ?"),
             select_by_id: format!("SELECT {all} FROM {table} WHERE \"id\" = ?"),
+            select_all: crate::sql::select_prefix(name, columns.iter().map(|c| c.name.as_str())),
             update_app,
             columns,
             field_columns,
@@ -219,11 +222,8 @@ impl TableMeta {
     /// struct has, in field order (what [`TableMeta::decode`] of
     /// [`TableMeta::read_row`] gives, without the full row and its copies).
     pub(crate) fn decode_sql_row<E: crate::SyncEntity>(&self, r: &rusqlite::Row<'_>) -> Result<E> {
-        let mut fields = Vec::with_capacity(self.field_columns.len());
-        for &i in &self.field_columns {
-            fields.push(self.read_column(r, i)?);
-        }
-        E::from_values(fields).map_err(|source| Error::Decode { table: self.name.to_owned(), source })
+        E::from_row(&crate::entity::RowReader::new(r, &self.field_columns, E::FIELD_DEFS))
+            .map_err(|source| Error::Decode { table: self.name.to_owned(), source })
     }
 
     /// The struct from a full row.

@@ -315,8 +315,7 @@ pub(crate) fn get_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, id: &st
 /// The items a query selects, on a connection (in a transaction or not): one
 /// statement, so it reads one snapshot either way.
 pub(crate) fn fetch_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query: &Query<E>) -> Result<Vec<E>> {
-    let columns: Vec<&str> = meta.columns.iter().map(|c| c.name.as_str()).collect();
-    let q = crate::sql::select(meta.name, &columns, query.spec(), meta)?;
+    let q = crate::sql::select_from(&meta.select_all, query.spec(), meta)?;
     let mut stmt = conn.prepare_cached(&q.sql)?;
     let mut rows = stmt.query(params_from_iter(q.params.iter()))?;
     let mut out = Vec::new();
