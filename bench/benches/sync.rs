@@ -9,7 +9,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use sync_bench::measure::Figure;
+use sync_bench::remote::{Db, PgSchema};
 use sync_bench::{Sizes, local, remote};
+
+/// The PostgreSQL database of the `pull_pg` and `push_pg` scenarios (each in a schema
+/// of its own, dropped afterwards); `SYNC_TEST_POSTGRES_URL` is used when it is unset.
+const POSTGRES_URL_VAR: &str = "SYNC_BENCH_POSTGRES_URL";
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -102,13 +107,34 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
         show(&mut figures, local::query(&rt, d, sizes.short_rounds, sizes.query_rows, sizes.query_reps)?);
     }
     if wanted("pull") {
-        show(&mut figures, remote::pull(&rt, d, r, sizes.pull_rows, "pull", Some(0.7))?);
+        let db = Db::Sqlite(d.join("pull-server.db"));
+        show(&mut figures, remote::pull(&rt, d, r, sizes.pull_rows, "pull", Some(0.7), &db)?);
         if let Some(rows) = sizes.pull_large_rows {
-            show(&mut figures, remote::pull(&rt, d, 1, rows, &format!("pull_{}k", rows / 1000), Some(0.7))?);
+            let name = format!("pull_{}k", rows / 1000);
+            let db = Db::Sqlite(d.join(format!("{name}-server.db")));
+            show(&mut figures, remote::pull(&rt, d, 1, rows, &name, Some(0.7), &db)?);
         }
     }
+    // The same two scenarios with the server on PostgreSQL, beside the SQLite ones.
+    let postgres = std::env::var(POSTGRES_URL_VAR).or_else(|_| std::env::var("SYNC_TEST_POSTGRES_URL")).ok();
+    for (scenario, tag) in [("pull_pg", "pull"), ("push_pg", "push")] {
+        if !wanted(scenario) {
+            continue;
+        }
+        let Some(base) = &postgres else {
+            eprintln!("{scenario}: skipped (set {POSTGRES_URL_VAR} to a PostgreSQL URL to run it)");
+            continue;
+        };
+        let schema = PgSchema::create(&rt, base, tag)?;
+        let figure = match tag {
+            "pull" => remote::pull(&rt, d, r, sizes.pull_rows, scenario, Some(0.7), &schema.db()),
+            _ => remote::push(&rt, d, r, sizes.push_ops, scenario, &schema.db()),
+        };
+        schema.drop_schema(&rt)?;
+        show(&mut figures, figure?);
+    }
     if wanted("push") {
-        show(&mut figures, remote::push(&rt, d, r, sizes.push_ops)?);
+        show(&mut figures, remote::push(&rt, d, r, sizes.push_ops, "push", &Db::Sqlite(d.join("push-server.db")))?);
     }
     if wanted("queue_read") {
         let (rows, ops, calls) = (sizes.queue_rows, sizes.queue_ops, sizes.queue_calls);

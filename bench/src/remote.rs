@@ -1,6 +1,6 @@
 //! Remote scenarios: `SyncClient::pull` / `push` against a `sync-server` on 127.0.0.1
-//! (SQLite file, protocol v3), vs raw loops of reqwest + serde_json + rusqlite against
-//! the same server.
+//! (protocol v3; on a SQLite file, and on PostgreSQL when the bench is given one), vs
+//! raw loops of reqwest + serde_json + rusqlite against the same server.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,18 +18,89 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 /// Rows per pull page, on both sides and as the server's cap.
 pub const PAGE: u32 = 1000;
 
-/// A `sync-server` serving `Item` from a SQLite file, on 127.0.0.1, in the bench's
-/// runtime.
+/// Where a bench server keeps its rows.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, through a URL that selects the schema.
+    Postgres(String),
+}
+
+impl Db {
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Db::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// `SQLite` or `PostgreSQL`, for the report.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "SQLite",
+            Db::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// A schema of its own in a PostgreSQL database, dropped when this is dropped.
+#[derive(Debug)]
+pub struct PgSchema {
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    /// Creates `sync_bench_<tag>_<pid>` in the database at `base`.
+    pub fn create(rt: &Runtime, base: &str, tag: &str) -> Res<PgSchema> {
+        let schema = format!("sync_bench_{tag}_{}", std::process::id());
+        rt.block_on(async {
+            let client = pg_connect(base).await?;
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\""))
+                .await
+        })?;
+        Ok(PgSchema { base: base.to_owned(), schema })
+    }
+
+    /// The server's database: this schema of the database.
+    pub fn db(&self) -> Db {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        Db::Postgres(format!("{}{sep}options=-csearch_path%3D{}", self.base, self.schema))
+    }
+
+    /// Drops the schema.
+    pub fn drop_schema(self, rt: &Runtime) -> Res<()> {
+        rt.block_on(async {
+            let client = pg_connect(&self.base).await?;
+            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema)).await
+        })?;
+        Ok(())
+    }
+}
+
+async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("bench: PostgreSQL connection: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// A `sync-server` serving `Item` on 127.0.0.1, in the bench's runtime.
 #[derive(Debug)]
 pub struct BenchServer {
     handle: ServerHandle,
 }
 
 impl BenchServer {
-    async fn build(db: &Path) -> Res<Server> {
+    async fn build(db: &Db) -> Res<Server> {
         Ok(Server::builder()
             .table::<Item>()
-            .database(format!("sqlite:{}", db.display()).parse()?)
+            .database(db.url().parse()?)
             .page_size(u64::from(PAGE))
             .max_top(u64::from(PAGE))
             .build()
@@ -37,7 +108,7 @@ impl BenchServer {
     }
 
     /// Starts a server on a new port.
-    pub async fn start(db: &Path) -> Res<BenchServer> {
+    pub async fn start(db: &Db) -> Res<BenchServer> {
         let server = BenchServer::build(db).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         Ok(BenchServer { handle: server.spawn(listener)? })
@@ -54,36 +125,76 @@ impl BenchServer {
     }
 }
 
-/// Writes `n` live rows straight into a server database file (much faster than
-/// pushing them): the server creates its tables first, then the rows go in with one
+/// Writes `n` live rows straight into a server database (much faster than pushing
+/// them): the server creates its tables first, then the rows go in with one
 /// `updatedAt` millisecond each, and the server's clock row is moved past the last.
-pub fn seed_server(rt: &Runtime, db: &Path, n: usize) -> Res<()> {
+pub fn seed_server(rt: &Runtime, db: &Db, n: usize) -> Res<()> {
     rt.block_on(async {
         let server = BenchServer::build(db).await?;
         server.close().await;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
-    let mut conn = model::open_raw(db)?;
-    let tx = conn.transaction()?;
     let start = time::OffsetDateTime::now_utc() - Duration::from_secs(24 * 3600);
-    let mut last = (String::new(), String::new());
-    {
-        let mut stmt = tx.prepare(
-            "INSERT INTO \"BenchItem\" (\"id\", \"title\", \"rank\", \"done\", \"version\", \"updatedAt\", \
-             \"createdAt\", \"deleted\") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
-        )?;
-        for i in 0..n {
-            let item = Item::nth("s", i, n);
+    let rows: Vec<(Item, String, String)> = (0..n)
+        .map(|i| {
             let at = sync_runtime::datetime::format(start + Duration::from_millis(i as u64));
-            stmt.execute(params![item.id, item.title, item.rank, item.done, format!("{i:032x}"), at])?;
-            last = (at, item.id);
+            (Item::nth("s", i, n), format!("{i:032x}"), at)
+        })
+        .collect();
+    let last = rows.last().map(|(item, _, at)| (at.clone(), item.id.clone()));
+    match db {
+        Db::Sqlite(path) => {
+            let mut conn = model::open_raw(path)?;
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT INTO \"BenchItem\" (\"id\", \"title\", \"rank\", \"done\", \"version\", \"updatedAt\", \
+                     \"createdAt\", \"deleted\") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+                )?;
+                for (item, version, at) in &rows {
+                    stmt.execute(params![item.id, item.title, item.rank, item.done, version, at])?;
+                }
+            }
+            if let Some((at, id)) = last {
+                tx.execute(
+                    "INSERT OR REPLACE INTO \"__sync_server_clock\" (\"tbl\", \"updatedAt\", \"id\") VALUES (?1, ?2, ?3)",
+                    params![TABLE, at, id],
+                )?;
+            }
+            tx.commit()?;
         }
+        Db::Postgres(url) => rt.block_on(async {
+            let mut client = pg_connect(url).await?;
+            let tx = client.transaction().await?;
+            let column = |f: fn(&(Item, String, String)) -> String| rows.iter().map(f).collect::<Vec<String>>();
+            let (ids, titles, versions, ats) = (
+                column(|r| r.0.id.clone()),
+                column(|r| r.0.title.clone()),
+                column(|r| r.1.clone()),
+                column(|r| r.2.clone()),
+            );
+            let ranks: Vec<i64> = rows.iter().map(|r| r.0.rank).collect();
+            let dones: Vec<bool> = rows.iter().map(|r| r.0.done).collect();
+            tx.execute(
+                "INSERT INTO \"BenchItem\" (\"id\", \"title\", \"rank\", \"done\", \"version\", \"updatedAt\", \
+                 \"createdAt\", \"deleted\") \
+                 SELECT id, title, rank, done, version, at, at, FALSE \
+                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::text[]) \
+                 AS t(id, title, rank, done, version, at)",
+                &[&ids, &titles, &ranks, &dones, &versions, &ats],
+            )
+            .await?;
+            if let Some((at, id)) = last {
+                tx.execute(
+                    "UPDATE \"__sync_server_clock\" SET \"updatedAt\" = $2, \"id\" = $3 WHERE \"tbl\" = $1",
+                    &[&TABLE, &at, &id],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })?,
     }
-    tx.execute(
-        "INSERT OR REPLACE INTO \"__sync_server_clock\" (\"tbl\", \"updatedAt\", \"id\") VALUES (?1, ?2, ?3)",
-        params![TABLE, last.0, last.1],
-    )?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -170,10 +281,17 @@ async fn raw_pull(http: &reqwest::Client, base: &str, conn: &mut rusqlite::Conne
 /// `pull`: `rows` rows from the server into an empty store, vs the raw loop into an
 /// empty file of the same schema. Also reports the peak RSS growth of one pull of each
 /// side, each in a fresh process (see [`child_pull`]).
-pub fn pull(rt: &Runtime, dir: &Path, rounds: usize, rows: usize, name: &str, target: Option<f64>) -> Res<Figure> {
-    let server_db = dir.join(format!("{name}-server.db"));
-    seed_server(rt, &server_db, rows)?;
-    let server = rt.block_on(BenchServer::start(&server_db))?;
+pub fn pull(
+    rt: &Runtime,
+    dir: &Path,
+    rounds: usize,
+    rows: usize,
+    name: &str,
+    target: Option<f64>,
+    db: &Db,
+) -> Res<Figure> {
+    seed_server(rt, db, rows)?;
+    let server = rt.block_on(BenchServer::start(db))?;
     let url = server.url();
     let http = reqwest::Client::new();
     let path = |side: &str, round: usize| -> PathBuf { dir.join(format!("{name}-{side}-{round}.db")) };
@@ -212,9 +330,11 @@ pub fn pull(rt: &Runtime, dir: &Path, rounds: usize, rows: usize, name: &str, ta
     let rss_ours = spawn_child_pull("ours", &url, rows)?;
     let rss_raw = spawn_child_pull("raw", &url, rows)?;
     rt.block_on(server.stop())?;
-    remove_db(&server_db);
+    if let Db::Sqlite(path) = db {
+        remove_db(path);
+    }
     let mib = |kib: u64| kib as f64 / 1024.0;
-    Ok(Figure::new(name, rows as u64, "rows", target, times).with(
+    Ok(Figure::new(name, rows as u64, "rows", target, times).with("server", db.label().into(), db.label().into()).with(
         "peak RSS growth",
         format!(
             "ours +{:.1} MiB, raw +{:.1} MiB (one pull of {rows} rows in a fresh process)",
@@ -278,9 +398,8 @@ pub fn child_pull(side: &str, url: &str, rows: usize) -> Res<u64> {
 
 /// `push`: `ops` queued inserts pushed by `SyncClient::push`, vs a raw sequential loop
 /// POSTing the same items (each answer read and checked).
-pub fn push(rt: &Runtime, dir: &Path, rounds: usize, ops: usize) -> Res<Figure> {
-    let server_db = dir.join("push-server.db");
-    let server = rt.block_on(BenchServer::start(&server_db))?;
+pub fn push(rt: &Runtime, dir: &Path, rounds: usize, ops: usize, name: &str, db: &Db) -> Res<Figure> {
+    let server = rt.block_on(BenchServer::start(db))?;
     let url = server.url();
     let http = reqwest::Client::new();
 
@@ -333,7 +452,8 @@ pub fn push(rt: &Runtime, dir: &Path, rounds: usize, ops: usize) -> Res<Figure> 
     );
     rt.block_on(server.stop())?;
     let (commit, call) = local_costs(rt, dir)?;
-    let figure = Figure::new("push", ops as u64, "ops", Some(0.8), times);
+    let figure =
+        Figure::new(name, ops as u64, "ops", Some(0.8), times).with("server", db.label().into(), db.label().into());
     let (ours, raw) =
         (Figure::micros_per_unit(figure.work, figure.ours), Figure::micros_per_unit(figure.work, figure.raw));
     Ok(figure.with(
