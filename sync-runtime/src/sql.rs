@@ -31,12 +31,12 @@
 //! and last descending, text by its UTF-8 bytes (code point order), numbers numerically,
 //! timestamps by their fixed-width text, which is what the evaluator does.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
 use crate::odata::FilterSchema;
 use crate::odata::typecheck::{self, Ty};
+use crate::query::analysis::{self, OrTerm};
 use crate::query::eval::{chain, text_fn};
 use crate::query::{BinaryOp, Expr, Func, QuerySpec};
 use crate::value::Value;
@@ -285,19 +285,6 @@ fn join(parts: Vec<Part<'_>>, ty: Ty) -> Frag {
     Frag::new(sql, params, ty)
 }
 
-/// `column eq literal` or `literal eq column` with a non-null literal.
-fn column_eq_literal(expr: &Expr) -> Option<(&str, &Value)> {
-    let Expr::Binary { op: BinaryOp::Eq, left, right } = expr else {
-        return None;
-    };
-    match (&**left, &**right) {
-        (Expr::Column(c), Expr::Literal(v)) | (Expr::Literal(v), Expr::Column(c)) if !Ty::of_literal(v).is_null() => {
-            Some((c, v))
-        }
-        _ => None,
-    }
-}
-
 /// `(t1 SEP t2 SEP ...)`.
 fn connect(terms: &[Frag], sep: &str) -> Frag {
     let mut parts = vec![T("(")];
@@ -361,40 +348,10 @@ impl Compiler<'_> {
         }
     }
 
-    /// `column >= literal`, when every term of an `or` chain implies it: each term is
-    /// `column gt|ge|eq literal`, or an `and` chain holding one, with the same column and
-    /// literal throughout. The keyset paging filter of a pull,
-    /// `(updatedAt gt T) or ((updatedAt eq T) and (id gt I))`, is such a chain. SQLite
-    /// takes neither branch of an `OR` as the range of an index scan, so without the
-    /// bound it walks the `(updatedAt, id)` index from its start for every page
-    /// (quadratic in the table); with it, the scan starts at `T` and the page's
-    /// `ORDER BY "updatedAt", "id"` ends it after one page. The bound adds no row and
-    /// removes none.
+    /// `column >= literal`, when every term of an `or` chain implies it (see
+    /// [`analysis::implied_lower_bound`]): SQLite then scans the index from there.
     fn implied_lower_bound(&self, terms: &[&Expr]) -> Result<Option<Frag>> {
-        fn bounds(term: &Expr) -> Vec<(&str, &Value)> {
-            chain(term, BinaryOp::And)
-                .into_iter()
-                .filter_map(|t| match t {
-                    Expr::Binary { op: BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq, left, right } => {
-                        match (&**left, &**right) {
-                            (Expr::Column(c), Expr::Literal(v)) if !Ty::of_literal(v).is_null() => {
-                                Some((c.as_str(), v))
-                            }
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                })
-                .collect()
-        }
-        let Some((first, rest)) = terms.split_first() else { return Ok(None) };
-        if rest.is_empty() {
-            return Ok(None);
-        }
-        let rest: Vec<Vec<(&str, &Value)>> = rest.iter().map(|t| bounds(t)).collect();
-        let Some((column, value)) = bounds(first).into_iter().find(|b| rest.iter().all(|r| r.contains(b))) else {
-            return Ok(None);
-        };
+        let Some((column, value)) = analysis::implied_lower_bound(terms) else { return Ok(None) };
         let col = self.value(&Expr::column(column))?;
         let lit = Frag::new("?".to_owned(), vec![value.clone()], Ty::of_literal(value));
         if col.ty.is_null() || typecheck::check_comparison(BinaryOp::Ge, col.ty, lit.ty).is_err() {
@@ -431,34 +388,11 @@ impl Compiler<'_> {
     /// same column become one `"column" IN (?, ...)` (what `is_in` builds; SQLite plans
     /// a long list of `=` terms slowly, an `IN` list quickly and with an index).
     fn or_terms(&self, terms: Vec<&Expr>) -> Result<Vec<Frag>> {
-        enum Item<'e> {
-            Term(&'e Expr),
-            In(&'e str, Vec<&'e Value>),
-        }
-        let mut items: Vec<Item<'_>> = Vec::new();
-        let mut groups: HashMap<&str, usize> = HashMap::new();
-        for term in terms {
-            let Some((column, value)) = column_eq_literal(term) else {
-                items.push(Item::Term(term));
-                continue;
-            };
-            match groups.get(column) {
-                Some(&index) => {
-                    if let Item::In(_, values) = &mut items[index] {
-                        values.push(value);
-                    }
-                }
-                None => {
-                    groups.insert(column, items.len());
-                    items.push(Item::In(column, vec![value]));
-                }
-            }
-        }
-        items
+        analysis::group_or_terms(terms)
             .into_iter()
-            .map(|item| match item {
-                Item::Term(term) => self.predicate(term, "or"),
-                Item::In(column, values) => self.in_list(column, &values),
+            .map(|term| match term {
+                OrTerm::Term(term) => self.predicate(term, "or"),
+                OrTerm::In(column, values) => self.in_list(column, &values),
             })
             .collect()
     }

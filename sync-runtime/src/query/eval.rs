@@ -111,23 +111,7 @@ pub fn compare_rows(order: &[OrderBy], a: &dyn Fn(&str) -> Value, b: &dyn Fn(&st
     }
 }
 
-/// The operands of a left-nested chain of one connective, leftmost first, collected
-/// without recursion: `((a or b) or c)` gives `[a, b, c]`. The typed builder's `is_in`
-/// and repeated `Query::filter` calls build such chains, possibly very long ones.
-pub(crate) fn chain(expr: &Expr, op: BinaryOp) -> Vec<&Expr> {
-    let mut terms = Vec::new();
-    let mut current = expr;
-    while let Expr::Binary { op: o, left, right } = current {
-        if *o != op {
-            break;
-        }
-        terms.push(&**right);
-        current = left;
-    }
-    terms.push(current);
-    terms.reverse();
-    terms
-}
+pub(crate) use super::analysis::chain;
 
 /// `a op b` for a comparison operator, null-safe as described in the module docs.
 fn compare_with(op: BinaryOp, a: &Value, b: &Value) -> bool {

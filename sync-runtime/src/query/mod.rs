@@ -4,6 +4,7 @@
 //! ([`crate::sql`]), travels to a server as OData text ([`crate::odata`]), and is
 //! read back from OData text into the same [`Expr`] by the server.
 
+pub mod analysis;
 mod ast;
 mod column;
 pub mod eval;

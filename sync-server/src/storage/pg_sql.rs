@@ -34,10 +34,9 @@
 //! Known difference: an `int` compared with a `float` is compared as a double (exact up
 //! to 2^53; the evaluator is exact beyond that too).
 
-use std::collections::HashMap;
-
 use sync_runtime::odata::FilterSchema;
-use sync_runtime::query::{BinaryOp, Expr, Func, QuerySpec};
+use sync_runtime::query::analysis::{OrTerm, chain};
+use sync_runtime::query::{BinaryOp, Expr, Func, QuerySpec, analysis};
 use sync_runtime::system::ID;
 use sync_runtime::{ColumnType, Value};
 
@@ -290,36 +289,6 @@ fn join(parts: &[Part<'_>], ty: Ty) -> Frag {
     Frag::new(sql, params, ty)
 }
 
-/// The operands of a left-nested chain of one connective, leftmost first, without
-/// recursion (long `is_in` chains are deep).
-fn chain(expr: &Expr, op: BinaryOp) -> Vec<&Expr> {
-    let mut terms = Vec::new();
-    let mut current = expr;
-    while let Expr::Binary { op: o, left, right } = current {
-        if *o != op {
-            break;
-        }
-        terms.push(&**right);
-        current = left;
-    }
-    terms.push(current);
-    terms.reverse();
-    terms
-}
-
-/// `column eq literal` or `literal eq column` with a non-null literal.
-fn column_eq_literal(expr: &Expr) -> Option<(&str, &Value)> {
-    let Expr::Binary { op: BinaryOp::Eq, left, right } = expr else {
-        return None;
-    };
-    match (&**left, &**right) {
-        (Expr::Column(c), Expr::Literal(v)) | (Expr::Literal(v), Expr::Column(c)) if !Ty::of_literal(v).is_null() => {
-            Some((c, v))
-        }
-        _ => None,
-    }
-}
-
 fn check_comparison(op: BinaryOp, l: Ty, r: Ty) -> Result<(), CompileError> {
     if let (Some(a), Some(b)) = (l.kind, r.kind) {
         if a != b && !(a.is_numeric() && b.is_numeric()) {
@@ -377,7 +346,13 @@ impl Compiler<'_> {
                     parts.push(F(term));
                 }
                 parts.push(T(")"));
-                Ok(join(&parts, Ty::BOOL))
+                let frag = join(&parts, Ty::BOOL);
+                if *op == BinaryOp::Or {
+                    if let Some(bound) = self.implied_lower_bound(&chain(expr, *op))? {
+                        return Ok(join(&[T("("), F(&bound), T(" AND "), F(&frag), T(")")], Ty::BOOL));
+                    }
+                }
+                Ok(frag)
             }
             Expr::Binary { op, left, right } => {
                 let l = self.value(left)?;
@@ -409,37 +384,27 @@ impl Compiler<'_> {
         }
     }
 
+    /// `column >= literal`, when every term of an `or` chain implies it (see
+    /// [`analysis::implied_lower_bound`]): without it PostgreSQL walks the whole
+    /// `("updatedAt", "id")` index, filtering, for every page of an incremental reader.
+    fn implied_lower_bound(&self, terms: &[&Expr]) -> Result<Option<Frag>, CompileError> {
+        let Some((column, value)) = analysis::implied_lower_bound(terms) else { return Ok(None) };
+        let col = self.value(&Expr::column(column))?;
+        let lit = literal(value);
+        if col.ty.is_null() || check_comparison(BinaryOp::Ge, col.ty, lit.ty).is_err() {
+            return Ok(None);
+        }
+        self.compare(BinaryOp::Ge, col, lit).map(Some)
+    }
+
     /// The terms of an `or` chain, where two or more `column eq <literal>` terms on the
     /// same column become one `"column" IN (..)` (what `is_in` builds).
     fn or_terms(&self, terms: Vec<&Expr>) -> Result<Vec<Frag>, CompileError> {
-        enum Item<'e> {
-            Term(&'e Expr),
-            In(&'e str, Vec<&'e Value>),
-        }
-        let mut items: Vec<Item<'_>> = Vec::new();
-        let mut groups: HashMap<&str, usize> = HashMap::new();
-        for term in terms {
-            let Some((column, value)) = column_eq_literal(term) else {
-                items.push(Item::Term(term));
-                continue;
-            };
-            match groups.get(column) {
-                Some(&index) => {
-                    if let Item::In(_, values) = &mut items[index] {
-                        values.push(value);
-                    }
-                }
-                None => {
-                    groups.insert(column, items.len());
-                    items.push(Item::In(column, vec![value]));
-                }
-            }
-        }
-        items
+        analysis::group_or_terms(terms)
             .into_iter()
-            .map(|item| match item {
-                Item::Term(term) => self.predicate(term, "or"),
-                Item::In(column, values) => self.in_list(column, &values),
+            .map(|term| match term {
+                OrTerm::Term(term) => self.predicate(term, "or"),
+                OrTerm::In(column, values) => self.in_list(column, &values),
             })
             .collect()
     }
@@ -652,6 +617,17 @@ mod tests {
         assert_eq!(sql("substring(s, 1) eq 'b'"), "(\"__sync_server_substring\"(\"s\", $1::bigint) = $2::text)");
         assert_eq!(sql("concat(s, null) eq null"), "((\"s\" || NULL::text) IS NULL)");
         assert_eq!(sql("f gt 1"), "(\"f\" > $1::bigint)");
+    }
+
+    #[test]
+    fn keyset_paging_filters_state_their_lower_bound() {
+        // What lets PostgreSQL start the index scan at the cursor instead of filtering
+        // the table from its start for every page.
+        assert_eq!(
+            sql("(s gt 'a') or ((s eq 'a') and (i gt 3))"),
+            "((\"s\" COLLATE \"C\" >= $1::text) AND ((\"s\" COLLATE \"C\" > $2::text) OR ((\"s\" = $3::text) AND (\"i\" > $4::bigint))))"
+        );
+        assert_eq!(sql("(s gt 'a') or (i gt 3)"), "((\"s\" COLLATE \"C\" > $1::text) OR (\"i\" > $2::bigint))");
     }
 
     #[test]
