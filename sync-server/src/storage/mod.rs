@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use sync_runtime::Value;
 use sync_runtime::query::QuerySpec;
+use sync_runtime::sql::quote_ident;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
@@ -300,6 +301,48 @@ fn redact(url: &str) -> String {
         }
         None => url,
     }
+}
+
+/// How a backend numbers statement parameters: SQLite `?1`, PostgreSQL `$1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placeholders {
+    /// `?1, ?2, ..`
+    Sqlite,
+    /// `$1, $2, ..`
+    Postgres,
+}
+
+impl Placeholders {
+    fn mark(self, n: usize) -> String {
+        match self {
+            Placeholders::Sqlite => format!("?{n}"),
+            Placeholders::Postgres => format!("${n}"),
+        }
+    }
+}
+
+/// Inserts every stored column of a row, then the owner when it is a hidden column:
+/// parameter 1 the id, then the data and system columns in order, then the owner.
+pub(crate) fn insert_sql(table: &TableDef, marks: Placeholders) -> String {
+    let mut cols = table.stored_columns();
+    cols.extend(table.hidden_owner());
+    let names: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+    let values: Vec<String> = (1..=cols.len()).map(|i| marks.mark(i)).collect();
+    format!("INSERT INTO {} ({}) VALUES ({})", quote_ident(&table.name), names.join(", "), values.join(", "))
+}
+
+/// Sets every stored column but the key: parameter 1 the id, the columns in the order
+/// of [`insert_sql`], then the owner of an owned table.
+pub(crate) fn update_sql(table: &TableDef, marks: Placeholders) -> String {
+    let cols = table.stored_columns();
+    let sets: Vec<String> =
+        cols.iter().enumerate().skip(1).map(|(i, c)| format!("{} = {}", quote_ident(c), marks.mark(i + 1))).collect();
+    let mut sql =
+        format!("UPDATE {} SET {} WHERE \"id\" = {}", quote_ident(&table.name), sets.join(", "), marks.mark(1));
+    if let Some(owner) = &table.owner_column {
+        sql.push_str(&format!(" AND {} = {}", quote_ident(owner), marks.mark(cols.len() + 1)));
+    }
+    sql
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@
 use sync_runtime::odata::FilterSchema;
 use sync_runtime::query::analysis::{OrTerm, chain};
 use sync_runtime::query::{BinaryOp, Expr, Func, QuerySpec, analysis};
+use sync_runtime::sql::quote_ident;
 use sync_runtime::system::ID;
 use sync_runtime::{ColumnType, Value};
 
@@ -109,11 +110,6 @@ pub(crate) fn count(table: &str, spec: &QuerySpec, schema: &dyn FilterSchema) ->
     let mut params = Vec::new();
     where_clause(&mut sql, &mut params, spec, schema)?;
     finish(sql, params)
-}
-
-/// Quotes an identifier for PostgreSQL.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn where_clause(

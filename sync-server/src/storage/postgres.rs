@@ -49,10 +49,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 
-use super::pg_sql::{self, quote_ident};
-use super::{BoxFuture, ListQuery, Page, Row, Storage, StorageError, Update, scope};
+use super::pg_sql;
+use super::{
+    BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, insert_sql, scope, update_sql,
+};
 use crate::stamp::{self, Clock};
 use crate::table::{StorageSchema, TableDef};
+use sync_runtime::sql::quote_ident;
 
 /// The table holding the last `(updatedAt, id)` assigned per table.
 const CLOCK_TABLE: &str = "__sync_server_clock";
@@ -359,26 +362,6 @@ fn select_sql(table: &TableDef) -> String {
     format!("SELECT {} FROM {} {}", cols.join(", "), quote_ident(&table.name), key_condition(table))
 }
 
-fn insert_sql(table: &TableDef) -> String {
-    let mut cols = table.stored_columns();
-    cols.extend(table.hidden_owner());
-    let names: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
-    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
-    format!("INSERT INTO {} ({}) VALUES ({})", quote_ident(&table.name), names.join(", "), marks.join(", "))
-}
-
-/// Sets every column but the key; `$1` is the id, the owner comes after the columns.
-fn update_sql(table: &TableDef) -> String {
-    let cols = table.stored_columns();
-    let sets: Vec<String> =
-        cols.iter().enumerate().skip(1).map(|(i, c)| format!("{} = ${}", quote_ident(c), i + 1)).collect();
-    let mut sql = format!("UPDATE {} SET {} WHERE \"id\" = $1", quote_ident(&table.name), sets.join(", "));
-    if let Some(owner) = &table.owner_column {
-        sql.push_str(&format!(" AND {} = ${}", quote_ident(owner), cols.len() + 1));
-    }
-    sql
-}
-
 fn clock_lock_sql() -> String {
     format!("SELECT \"updatedAt\", \"id\" FROM {} WHERE \"tbl\" = $1 FOR UPDATE", quote_ident(CLOCK_TABLE))
 }
@@ -481,7 +464,8 @@ impl<'c> Write<'c> {
     /// Writes every column of `row` (insert or full update) and the clock, then commits.
     async fn commit(self, table: &TableDef, row: &Row, key: &Key<'_>, insert: bool) -> Result<(), StorageError> {
         let Write { tx, statements, .. } = self;
-        let sql = if insert { insert_sql(table) } else { update_sql(table) };
+        let sql =
+            if insert { insert_sql(table, Placeholders::Postgres) } else { update_sql(table, Placeholders::Postgres) };
         let write = prepared(statements, &tx, &sql).await?;
         let clock = prepared(statements, &tx, &clock_update_sql()).await?;
         let mut values: Vec<Value> = Vec::with_capacity(row.values.len() + 6);
@@ -942,12 +926,12 @@ mod tests {
     fn statements_key_rows_by_owner_and_id() {
         let t = TableDef::new("T").column("n", ColumnType::Int, true).owner_column("owner");
         assert_eq!(
-            insert_sql(&t),
+            insert_sql(&t, Placeholders::Postgres),
             "INSERT INTO \"T\" (\"id\", \"n\", \"version\", \"updatedAt\", \"createdAt\", \"deleted\", \"owner\") \
              VALUES ($1, $2, $3, $4, $5, $6, $7)"
         );
         assert_eq!(
-            update_sql(&t),
+            update_sql(&t, Placeholders::Postgres),
             "UPDATE \"T\" SET \"n\" = $2, \"version\" = $3, \"updatedAt\" = $4, \"createdAt\" = $5, \
              \"deleted\" = $6 WHERE \"id\" = $1 AND \"owner\" = $7"
         );

@@ -24,7 +24,9 @@ use sync_runtime::sql::{self, quote_ident};
 use sync_runtime::{ColumnType, Value, datetime};
 use tokio::sync::oneshot;
 
-use super::{BoxFuture, ListQuery, Page, Row, Storage, StorageError, Update, scope};
+use super::{
+    BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, insert_sql, scope, update_sql,
+};
 use crate::stamp::{self, Clock};
 use crate::table::{StorageSchema, TableDef};
 
@@ -345,26 +347,6 @@ fn next_updated_at(
     Ok(text)
 }
 
-fn insert_sql(table: &TableDef) -> String {
-    let mut cols = table.stored_columns();
-    cols.extend(table.hidden_owner());
-    let names: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
-    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-    format!("INSERT INTO {} ({}) VALUES ({})", quote_ident(&table.name), names.join(", "), marks.join(", "))
-}
-
-/// Sets every column but the key (`?1` the id, the owner after the row's columns).
-fn update_sql(table: &TableDef) -> String {
-    let cols = table.stored_columns();
-    let sets: Vec<String> =
-        cols.iter().enumerate().skip(1).map(|(i, c)| format!("{} = ?{}", quote_ident(c), i + 1)).collect();
-    let mut sql = format!("UPDATE {} SET {} WHERE \"id\" = ?1", quote_ident(&table.name), sets.join(", "));
-    if let Some(owner) = &table.owner_column {
-        sql.push_str(&format!(" AND {} = ?{}", quote_ident(owner), cols.len() + 1));
-    }
-    sql
-}
-
 /// Writes every column of `row` (insert or full update) of `owner`'s row.
 fn write_row(
     tx: &rusqlite::Transaction<'_>,
@@ -373,7 +355,7 @@ fn write_row(
     owner: Option<&str>,
     insert: bool,
 ) -> Result<(), StorageError> {
-    let sql = if insert { insert_sql(table) } else { update_sql(table) };
+    let sql = if insert { insert_sql(table, Placeholders::Sqlite) } else { update_sql(table, Placeholders::Sqlite) };
     let mut params: Vec<Value> = Vec::with_capacity(row.values.len() + 6);
     params.push(Value::String(row.id.clone()));
     params.extend(row.values.iter().cloned());
