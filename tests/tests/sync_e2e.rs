@@ -353,3 +353,29 @@ fn a_pull_keeps_pending_local_edits() {
         });
     }
 }
+
+/// Two pushes of one store at once (a sync button pressed while a background sync
+/// runs): each operation is sent once, by one of them; neither meets the other's
+/// requests as conflicts.
+#[test]
+fn concurrent_pushes_send_each_operation_once() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(async {
+            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
+            let ta = a.store.table::<TodoItem>().await.unwrap();
+            ta.insert_many((0..60).map(|i| TodoItem::new(&format!("c{i:02}"), "x")).collect()).await.unwrap();
+            let other = a.client.clone();
+            let (first, second) = tokio::join!(a.client.push(), other.push());
+            let (first, second) = (first.unwrap(), second.unwrap());
+            assert_eq!(first.pushed + second.pushed, 60, "{protocol}: {first:?} {second:?}");
+            assert!(first.conflicts.is_empty() && second.conflicts.is_empty(), "{protocol}: {first:?} {second:?}");
+            assert_eq!((first.errors, second.errors), (0, 0));
+            assert_eq!(a.store.pending_count().await.unwrap(), 0);
+            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
+            b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
+            assert_eq!(b.items().await.len(), 60);
+        });
+    }
+}

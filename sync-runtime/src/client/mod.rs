@@ -259,7 +259,9 @@ impl SyncClient {
     /// Pushes every queued operation, in order (DESIGN.md section 7). Network
     /// failures, auth failures and an unavailable server stop the push with the
     /// operation left queued; the report says why. Refused operations become error
-    /// rows and the push goes on.
+    /// rows and the push goes on. Pushes of one [`Store`] (from any of its clients)
+    /// take turns: a second one waits, then sends what the first left. (Two `Store`s
+    /// opened separately on one file do not know of each other: open one per file.)
     pub async fn push(&self) -> Result<PushReport> {
         push::push(&self.inner).await
     }

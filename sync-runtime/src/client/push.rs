@@ -164,6 +164,8 @@ enum Step {
 const MAX_ROUNDS: u32 = 4;
 
 pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
+    // A push that waited for another one finds what that one left.
+    let _turn = inner.store.push_turn().await;
     let mut held = Held::default();
     let result = push_queue(inner, &mut held).await;
     for seq in [held.uncommitted, held.prefetched].into_iter().flatten() {

@@ -110,6 +110,8 @@ pub struct Store {
 struct StoreInner {
     sender: mpsc::Sender<Job>,
     path: Option<PathBuf>,
+    /// Held by a push for its whole run: pushes of one store take turns.
+    push_turn: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -173,7 +175,7 @@ impl Store {
             })
             .map_err(|_| Error::StoreClosed)?;
         ready_rx.await.map_err(|_| Error::StoreClosed)??;
-        Ok(Store { inner: Arc::new(StoreInner { sender, path }) })
+        Ok(Store { inner: Arc::new(StoreInner { sender, path, push_turn: tokio::sync::Mutex::new(()) }) })
     }
 
     /// Closes the store: waits for the operations already sent to it, then closes the
@@ -239,6 +241,12 @@ impl Store {
             Ok(out) => out,
             Err(payload) => panic::resume_unwind(payload),
         }
+    }
+
+    /// Waits for this store's turn to push: two pushes at once (from clones of one
+    /// client, or two clients of one store) would send the same operations twice.
+    pub(crate) async fn push_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.push_turn.lock().await
     }
 
     /// Marks an operation as in flight (its request is out) or no longer: a write to
