@@ -33,6 +33,9 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Every kind.
+    pub const ALL: [OpKind; 3] = [OpKind::Insert, OpKind::Update, OpKind::Delete];
+
     /// The name stored in the queue table.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -52,12 +55,7 @@ impl fmt::Display for OpKind {
 impl FromStr for OpKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "insert" => Ok(OpKind::Insert),
-            "update" => Ok(OpKind::Update),
-            "delete" => Ok(OpKind::Delete),
-            other => Err(format!("unknown operation kind `{other}`")),
-        }
+        OpKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown operation kind `{s}`"))
     }
 }
 
@@ -73,6 +71,9 @@ pub enum OpState {
 }
 
 impl OpState {
+    /// Every state.
+    pub const ALL: [OpState; 3] = [OpState::Pending, OpState::Attempted, OpState::Failed];
+
     /// The name stored in the queue table.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -92,12 +93,7 @@ impl fmt::Display for OpState {
 impl FromStr for OpState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "pending" => Ok(OpState::Pending),
-            "attempted" => Ok(OpState::Attempted),
-            "failed" => Ok(OpState::Failed),
-            other => Err(format!("unknown operation state `{other}`")),
-        }
+        OpState::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown operation state `{s}`"))
     }
 }
 

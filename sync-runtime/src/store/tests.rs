@@ -915,3 +915,15 @@ fn stores_opening_one_new_file_together_all_open() {
         }
     }
 }
+
+#[test]
+fn op_kinds_and_states_read_back_their_stored_names() {
+    for kind in OpKind::ALL {
+        assert_eq!(kind.as_str().parse::<OpKind>(), Ok(kind));
+    }
+    for state in OpState::ALL {
+        assert_eq!(state.to_string().parse::<OpState>(), Ok(state));
+    }
+    assert_eq!("upsert".parse::<OpKind>(), Err("unknown operation kind `upsert`".to_owned()));
+    assert!("done".parse::<OpState>().is_err());
+}
