@@ -227,7 +227,7 @@ impl Store {
                     // other ready tasks. (Yielding the thread on every look cost a
                     // system call each time: the store thread's query ran slower.)
                     looks = looks.wrapping_add(1);
-                    if looks % CALLER_SPINS_PER_YIELD == 0 {
+                    if looks % SPINS_PER_YIELD == 0 {
                         thread::yield_now();
                     } else {
                         std::hint::spin_loop();
@@ -340,17 +340,26 @@ const LINGER: Duration = Duration::from_micros(50);
 /// longer costs this much extra CPU time of yielding, not latency.
 const CALLER_LINGER: Duration = Duration::from_micros(500);
 
-/// How many looks of a lingering caller spin for each one that yields its thread.
-const CALLER_SPINS_PER_YIELD: u32 = 16;
+/// How many looks of a lingering caller or store thread spin for each one that yields
+/// the thread (to the other side, should it wait for this core).
+const SPINS_PER_YIELD: u32 = 16;
 
 /// The next job, or `None` once every handle is gone.
 fn next_job(receiver: &mpsc::Receiver<Job>) -> Option<Job> {
     let started = Instant::now();
+    let mut looks = 0u32;
     loop {
         match receiver.try_recv() {
             Ok(job) => return Some(job),
             Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if started.elapsed() < LINGER => thread::yield_now(),
+            Err(mpsc::TryRecvError::Empty) if started.elapsed() < LINGER => {
+                looks = looks.wrapping_add(1);
+                if looks % SPINS_PER_YIELD == 0 {
+                    thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
             Err(mpsc::TryRecvError::Empty) => return receiver.recv().ok(),
         }
     }
