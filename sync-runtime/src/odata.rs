@@ -5,10 +5,10 @@
 //!
 //! [`print_filter`] writes every operation in parentheses, `(L op R)`, `not (X)`,
 //! `name(a,b)`, so that [`parse_filter`] reads back exactly the same [`Expr`]. The one
-//! shortening: a left-nested chain of one connective, as `is_in` and repeated
-//! `Query::filter` calls build, is written `(a or b or c)` (which parses back to the
-//! same left-nested tree) instead of `((a or b) or c)`, so a long `is_in` stays within
-//! the parser's nesting limit.
+//! shortening: a left-nested chain of one connective, as repeated `Query::filter` calls
+//! build, is written `(a or b or c)` (which parses back to the same left-nested tree)
+//! instead of `((a or b) or c)`. `is_in` builds a balanced tree of `or`s, whose depth
+//! (the log of the number of values) stays far within the parser's limits.
 //!
 //! Literals: `null`, `true`/`false`, integers as digits, floats in Rust's shortest
 //! round-trip form (always with `.` or `e`; `INF`, `-INF` and `NaN` as in OData v4 for
@@ -38,9 +38,9 @@
 //! contains tolower toupper trim length indexof substring concat`.
 //!
 //! Hostile text never panics and never recurses deeply: parentheses, `not` and function
-//! calls nest at most 100 levels, and the parsed tree is at most 2000 levels deep (so an
-//! `or` chain of up to about 2000 terms). Every error names the problem and its byte
-//! position.
+//! calls nest at most 100 levels, and the parsed tree is at most 2000 levels deep (so a
+//! flat `or` chain of up to about 2000 terms; an `is_in` of any length prints nested).
+//! Every error names the problem and its byte position.
 //!
 //! With a [`FilterSchema`], the parser also checks, at the offending position: unknown
 //! columns; comparisons of incompatible types (`int` and `float` compare with each other,
@@ -51,7 +51,7 @@
 use std::fmt;
 
 use crate::protocol::ProtocolVersion;
-use crate::query::eval::chain;
+use crate::query::analysis::chain;
 use crate::query::{BinaryOp, Expr, Func, OrderBy};
 use crate::value::{ColumnType, Value};
 

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::odata::FilterSchema;
 use crate::odata::typecheck::{self, Ty};
 use crate::query::analysis::{self, OrTerm};
-use crate::query::eval::{chain, text_fn};
+use crate::query::eval::text_fn;
 use crate::query::{BinaryOp, Expr, Func, QuerySpec};
 use crate::value::Value;
 
@@ -324,7 +324,7 @@ impl Compiler<'_> {
             Expr::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), .. } => {
                 let frag = self.connective(expr, *op)?;
                 if *op == BinaryOp::Or {
-                    if let Some(bound) = self.implied_lower_bound(&chain(expr, *op))? {
+                    if let Some(bound) = self.implied_lower_bound(&analysis::operands(expr, *op))? {
                         return Ok(join(vec![T("("), F(&bound), T(" AND "), F(&frag), T(")")], Ty::BOOL));
                     }
                 }
@@ -364,9 +364,12 @@ impl Compiler<'_> {
     fn connective(&self, expr: &Expr, op: BinaryOp) -> Result<Frag> {
         let sep = if op == BinaryOp::And { " AND " } else { " OR " };
         let mut terms = if op == BinaryOp::Or {
-            self.or_terms(chain(expr, op))?
+            self.or_terms(analysis::operands(expr, op))?
         } else {
-            chain(expr, op).into_iter().map(|t| self.predicate(t, op.keyword())).collect::<Result<Vec<_>>>()?
+            analysis::operands(expr, op)
+                .into_iter()
+                .map(|t| self.predicate(t, op.keyword()))
+                .collect::<Result<Vec<_>>>()?
         };
         // SQLite limits the depth of an expression tree (1000) and parses
         // `a OR b OR c` as a left-deep tree: group long chains so that a large

@@ -6,8 +6,10 @@ use super::{BinaryOp, Expr};
 use crate::value::Value;
 
 /// The operands of a left-nested chain of one connective, leftmost first, collected
-/// without recursion: `((a or b) or c)` gives `[a, b, c]`. The typed builder's `is_in`
-/// and repeated `Query::filter` calls build such chains, possibly very long ones.
+/// without recursion: `((a or b) or c)` gives `[a, b, c]`, and `(a or (b or c))` gives
+/// `[a, (b or c)]`: the shape the OData printer writes without parentheses. Repeated
+/// `Query::filter` calls build such chains. For the operands of an n-ary `and`/`or`
+/// whatever its shape, see [`operands`].
 pub fn chain(expr: &Expr, op: BinaryOp) -> Vec<&Expr> {
     let mut terms = Vec::new();
     let mut current = expr;
@@ -21,6 +23,25 @@ pub fn chain(expr: &Expr, op: BinaryOp) -> Vec<&Expr> {
     terms.push(current);
     terms.reverse();
     terms
+}
+
+/// Every operand of the connective `op` at the top of `expr`, however its nodes nest
+/// (left, right or balanced, as `is_in` builds them), in order and without recursion:
+/// `(a or b) or (c or (d and e))` gives `[a, b, c, (d and e)]`. `and` and `or` are
+/// associative, so these are the operands of one n-ary `and`/`or`.
+pub fn operands(expr: &Expr, op: BinaryOp) -> Vec<&Expr> {
+    let mut out = Vec::new();
+    let mut todo = vec![expr];
+    while let Some(e) = todo.pop() {
+        match e {
+            Expr::Binary { op: o, left, right } if *o == op => {
+                todo.push(right);
+                todo.push(left);
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `column eq literal` or `literal eq column`, with a non-null literal.
@@ -80,7 +101,7 @@ pub fn group_or_terms<'e>(terms: Vec<&'e Expr>) -> Vec<OrTerm<'e>> {
 /// and removes none. The caller still checks that the comparison type-checks.
 pub fn implied_lower_bound<'e>(terms: &[&'e Expr]) -> Option<(&'e str, &'e Value)> {
     fn bounds(term: &Expr) -> Vec<(&str, &Value)> {
-        chain(term, BinaryOp::And)
+        operands(term, BinaryOp::And)
             .into_iter()
             .filter_map(|t| match t {
                 Expr::Binary { op: BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq, left, right } => {
@@ -112,7 +133,7 @@ mod tests {
     #[test]
     fn or_chains_of_equalities_group_by_column() {
         let e = parse("(a eq 1) or (b eq 2) or (x gt 3) or (a eq 4) or (5 eq b) or (a eq null)");
-        let grouped = group_or_terms(chain(&e, BinaryOp::Or));
+        let grouped = group_or_terms(operands(&e, BinaryOp::Or));
         let shown: Vec<String> = grouped
             .iter()
             .map(|t| match t {
@@ -132,10 +153,21 @@ mod tests {
     }
 
     #[test]
+    fn operands_flatten_any_nesting_of_one_connective() {
+        let e = parse("((a eq 1) or (b eq 2)) or ((c eq 3) or ((d eq 4) and (e eq 5)))");
+        let shown: Vec<String> = operands(&e, BinaryOp::Or)
+            .iter()
+            .map(|t| crate::odata::print_filter(t, crate::ProtocolVersion::V3))
+            .collect();
+        assert_eq!(shown, ["(a eq 1)", "(b eq 2)", "(c eq 3)", "((d eq 4) and (e eq 5))"]);
+        assert_eq!(chain(&e, BinaryOp::Or).len(), 3, "chain follows the left spine only");
+    }
+
+    #[test]
     fn paging_filters_imply_their_first_key() {
         let bound = |f: &str| {
             let e = parse(f);
-            implied_lower_bound(&chain(&e, BinaryOp::Or)).map(|(c, v)| format!("{c} >= {v:?}"))
+            implied_lower_bound(&operands(&e, BinaryOp::Or)).map(|(c, v)| format!("{c} >= {v:?}"))
         };
         assert_eq!(bound("(t gt 5) or ((t eq 5) and (id gt 'r'))").as_deref(), Some("t >= Int(5)"));
         assert_eq!(bound("(t ge 5) or (t eq 5)").as_deref(), Some("t >= Int(5)"));

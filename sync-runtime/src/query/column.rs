@@ -134,11 +134,22 @@ impl<E, T> Column<E, T> {
     /// `column in (values...)`, written as `eq` terms joined by `or`; an empty list
     /// matches nothing.
     pub fn is_in<V: Operand<T>>(self, values: impl IntoIterator<Item = V>) -> Filter<E> {
-        values
-            .into_iter()
-            .map(|v| self.eq(v))
-            .reduce(Filter::or)
-            .unwrap_or_else(|| Filter::from_expr(Expr::literal(Value::Bool(false))))
+        // A balanced tree of `or`s, not a chain: its depth grows with the log of the
+        // number of values, so cloning, dropping or printing it recurses only that deep,
+        // and a server's parser (which caps the depth of what it reads) takes it.
+        let mut level: Vec<Expr> = values.into_iter().map(|v| self.eq(v).into_expr()).collect();
+        while level.len() > 1 {
+            let mut pairs = Vec::with_capacity(level.len().div_ceil(2));
+            let mut terms = level.into_iter();
+            while let Some(left) = terms.next() {
+                pairs.push(match terms.next() {
+                    Some(right) => Expr::binary(BinaryOp::Or, left, right),
+                    None => left,
+                });
+            }
+            level = pairs;
+        }
+        Filter::from_expr(level.pop().unwrap_or_else(|| Expr::literal(Value::Bool(false))))
     }
 }
 

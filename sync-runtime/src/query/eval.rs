@@ -60,7 +60,7 @@ pub fn matches(expr: &Expr, row: &dyn Fn(&str) -> Value) -> bool {
     match expr {
         Expr::Not(inner) => !matches(inner, row),
         Expr::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), .. } => {
-            let terms = chain(expr, *op);
+            let terms = super::analysis::operands(expr, *op);
             if *op == BinaryOp::And {
                 terms.iter().all(|t| matches(t, row))
             } else {
@@ -110,8 +110,6 @@ pub fn compare_rows(order: &[OrderBy], a: &dyn Fn(&str) -> Value, b: &dyn Fn(&st
         compare_values(&a(crate::system::ID), &b(crate::system::ID))
     }
 }
-
-pub(crate) use super::analysis::chain;
 
 /// `a op b` for a comparison operator, null-safe as described in the module docs.
 fn compare_with(op: BinaryOp, a: &Value, b: &Value) -> bool {

@@ -927,3 +927,32 @@ fn op_kinds_and_states_read_back_their_stored_names() {
     assert_eq!("upsert".parse::<OpKind>(), Err("unknown operation kind `upsert`".to_owned()));
     assert!("done".parse::<OpState>().is_err());
 }
+
+/// `is_in` with many values: the query runs, prints for a server within the parser's
+/// limits, and is cloned and dropped on a 2 MiB thread stack (a tokio worker's)
+/// without overflowing it.
+#[test]
+fn is_in_with_many_values_stays_shallow() {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            rt().block_on(async {
+                let store = Store::open_in_memory().await.unwrap();
+                let todos = store.table::<TodoItem>().await.unwrap();
+                let items: Vec<TodoItem> = (0..300).map(|i| todo(&format!("t{i:05}"), "x")).collect();
+                todos.insert_many(items).await.unwrap();
+                let ids: Vec<String> = (0..30_000).map(|i| format!("t{:05}", i * 7 % 30_000)).collect();
+                let query = Query::new().filter(TodoItem::FIELDS.id.is_in(ids));
+                let text =
+                    crate::odata::print_filter(query.spec().filter.as_ref().unwrap(), crate::ProtocolVersion::V3);
+                let parsed = crate::odata::parse_filter(&text, None).expect("the server's parser takes it");
+                assert_eq!(&parsed, query.spec().filter.as_ref().unwrap());
+                let found = todos.fetch(query.clone()).await.unwrap();
+                assert_eq!(found.len(), 300);
+                drop((query, parsed));
+            });
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

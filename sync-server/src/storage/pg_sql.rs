@@ -35,7 +35,7 @@
 //! to 2^53; the evaluator is exact beyond that too).
 
 use sync_runtime::odata::FilterSchema;
-use sync_runtime::query::analysis::{OrTerm, chain};
+use sync_runtime::query::analysis::{OrTerm, operands};
 use sync_runtime::query::{BinaryOp, Expr, Func, QuerySpec, analysis};
 use sync_runtime::sql::quote_ident;
 use sync_runtime::system::ID;
@@ -325,9 +325,9 @@ impl Compiler<'_> {
             }
             Expr::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), .. } => {
                 let terms = if *op == BinaryOp::Or {
-                    self.or_terms(chain(expr, *op))?
+                    self.or_terms(operands(expr, *op))?
                 } else {
-                    chain(expr, *op).into_iter().map(|t| self.predicate(t, "and")).collect::<Result<Vec<_>, _>>()?
+                    operands(expr, *op).into_iter().map(|t| self.predicate(t, "and")).collect::<Result<Vec<_>, _>>()?
                 };
                 if let [one] = terms.as_slice() {
                     return Ok(Frag::new(one.sql.clone(), one.params.clone(), Ty::BOOL));
@@ -344,7 +344,7 @@ impl Compiler<'_> {
                 parts.push(T(")"));
                 let frag = join(&parts, Ty::BOOL);
                 if *op == BinaryOp::Or {
-                    if let Some(bound) = self.implied_lower_bound(&chain(expr, *op))? {
+                    if let Some(bound) = self.implied_lower_bound(&operands(expr, *op))? {
                         return Ok(join(&[T("("), F(&bound), T(" AND "), F(&frag), T(")")], Ty::BOOL));
                     }
                 }
