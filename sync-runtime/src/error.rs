@@ -144,7 +144,7 @@ pub enum Error {
 
     /// The server could not be reached, or the connection failed mid-request (a
     /// timeout included). Nothing was lost: the operation stays queued.
-    #[error("cannot reach the server at {url}: {message}")]
+    #[error("cannot reach the server at {}: {message}", shorten(url))]
     Network {
         /// The request's URL.
         url: String,
@@ -153,7 +153,7 @@ pub enum Error {
     },
 
     /// The server refused the credentials (401/403), after one token refresh.
-    #[error("the server at {url} refused the credentials (HTTP {status})")]
+    #[error("the server at {} refused the credentials (HTTP {status})", shorten(url))]
     Auth {
         /// The request's URL.
         url: String,
@@ -163,7 +163,7 @@ pub enum Error {
 
     /// The server answered with a status the client cannot act on (after retries, for
     /// 5xx).
-    #[error("the server answered HTTP {status} for {url}: {message}")]
+    #[error("the server answered HTTP {status} for {}: {message}", shorten(url))]
     Http {
         /// The request's URL.
         url: String,
@@ -175,7 +175,7 @@ pub enum Error {
 
     /// The server's answer does not follow the protocol (truncated or malformed JSON,
     /// wrong types). Nothing was applied from it.
-    #[error("unexpected answer from {url}: {message}")]
+    #[error("unexpected answer from {}: {message}", shorten(url))]
     Protocol {
         /// The request's URL.
         url: String,
@@ -235,3 +235,34 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A URL for a message: whole when short, else its start and its length (a pull's
+/// filter can make it hundreds of kilobytes long). The error keeps the whole URL.
+fn shorten(url: &str) -> std::borrow::Cow<'_, str> {
+    const KEEP: usize = 200;
+    if url.len() <= KEEP {
+        return url.into();
+    }
+    let mut end = KEEP;
+    while !url.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &url[..end], url.len()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_shorten_long_urls() {
+        let url = format!("http://127.0.0.1:8080/tables/T?$filter={}", "(id eq 'é') or ".repeat(20_000));
+        let e = Error::Network { url: url.clone(), message: "the URL is too long".into() };
+        let text = e.to_string();
+        assert!(text.len() < 300, "{}", &text[..300.min(text.len())]);
+        assert!(text.starts_with("cannot reach the server at http://127.0.0.1:8080/tables/T?$filter=(id eq"), "{text}");
+        assert!(text.contains(&format!("({} bytes)", url.len())) && text.ends_with(": the URL is too long"), "{text}");
+        let short = Error::Http { url: "http://h/tables/T".into(), status: 500, message: "boom".into() };
+        assert_eq!(short.to_string(), "the server answered HTTP 500 for http://h/tables/T: boom");
+    }
+}

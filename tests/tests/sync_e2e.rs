@@ -379,3 +379,40 @@ fn concurrent_pushes_send_each_operation_once() {
         });
     }
 }
+
+/// A pull filtered by a long `is_in` (1500 values: about 50 KB of URL, near the 64 KiB
+/// a request line may have) reaches the server and selects the rows it names.
+#[test]
+fn pull_by_a_long_is_in() {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(async {
+            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
+            let ta = a.store.table::<TodoItem>().await.unwrap();
+            ta.insert_many((0..20).map(|i| TodoItem::new(&format!("k{i:04}"), "x")).collect()).await.unwrap();
+            assert!(a.client.push().await.unwrap().is_complete());
+
+            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
+            let wanted: Vec<String> = (0..1500).map(|i| format!("k{:04}", i * 2)).collect();
+            let query = Query::new().filter(TodoItem::FIELDS.id.is_in(wanted));
+            let report = match b.client.pull(query, Some("some")).await {
+                Ok(report) => report,
+                Err(e) => panic!("{protocol}: {e}"),
+            };
+            assert_eq!(report.received, 10, "{protocol}: {report:?}");
+            let ids: Vec<String> = b.items().await.into_iter().map(|i| i.id).collect();
+            assert_eq!(ids, (0..10).map(|i| format!("k{:04}", i * 2)).collect::<Vec<_>>());
+
+            // Too long for a URL: a clear error about the query, not a network failure.
+            let too_many: Vec<String> = (0..5000).map(|i| format!("k{i:04}")).collect();
+            let query = Query::new().filter(TodoItem::FIELDS.id.is_in(too_many));
+            match b.client.pull(query, None).await {
+                Err(sync_runtime::Error::InvalidQuery(message)) => {
+                    assert!(message.contains("more than an HTTP request can carry"), "{message}")
+                }
+                other => panic!("{protocol}: {:?}", other.map_err(|e| e.to_string())),
+            }
+        });
+    }
+}

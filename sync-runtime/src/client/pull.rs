@@ -116,6 +116,9 @@ fn parse_page(body: &[u8], url: &str) -> Result<Page> {
     }
 }
 
+/// The longest URL a pull sends: the `http` crate's limit for a URI.
+const MAX_URL_BYTES: usize = 65_534;
+
 pub(crate) async fn pull<E: SyncEntity>(
     client: &SyncClient,
     inner: &ClientInner,
@@ -172,6 +175,15 @@ pub(crate) async fn pull<E: SyncEntity>(
                 ProtocolVersion::V2 => q.append_pair("__includeDeleted", "true"),
                 ProtocolVersion::V3 => q.append_pair("__includedeleted", "true"),
             };
+        }
+        if url.as_str().len() > MAX_URL_BYTES {
+            // The HTTP stack refuses such a request line ("not a valid Uri"), which would
+            // read as a network failure.
+            return Err(Error::InvalidQuery(format!(
+                "the pull's filter makes a URL of {} bytes, more than an HTTP request can carry ({MAX_URL_BYTES}); \
+                 pull with a shorter filter (fewer `is_in` values) in several pulls",
+                url.as_str().len()
+            )));
         }
         let answer = inner.send(&Request { method: Method::GET, url, if_match: None, body: None }).await?;
         if !answer.is_success() {
