@@ -132,6 +132,33 @@ pub fn count(table: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result
     Ok(query)
 }
 
+/// Past this many values, an `IN` list is sent as one JSON array parameter.
+const LONG_IN_LIST: usize = 256;
+
+/// The values as a JSON array of exactly what SQLite stores for them (integers, and
+/// text: strings, timestamps in their fixed-width form, JSON as its text), so that
+/// `json_each` yields values equal to the stored ones; `None` when one is stored
+/// otherwise (a float, whose text form might not round-trip; bytes).
+fn json_list(values: &[&Value]) -> Option<String> {
+    use rusqlite::ToSql;
+    use rusqlite::types::{ToSqlOutput, Value as Sql, ValueRef};
+    let mut items = Vec::with_capacity(values.len());
+    for value in values {
+        let item = match value.to_sql().ok()? {
+            ToSqlOutput::Owned(Sql::Integer(i)) | ToSqlOutput::Borrowed(ValueRef::Integer(i)) => {
+                serde_json::Value::from(i)
+            }
+            ToSqlOutput::Owned(Sql::Text(t)) => serde_json::Value::String(t),
+            ToSqlOutput::Borrowed(ValueRef::Text(t)) => {
+                serde_json::Value::String(std::str::from_utf8(t).ok()?.to_owned())
+            }
+            _ => return None,
+        };
+        items.push(item);
+    }
+    Some(serde_json::Value::Array(items).to_string())
+}
+
 /// Quotes an identifier for SQLite.
 pub fn quote_ident(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 2);
@@ -409,17 +436,28 @@ impl Compiler<'_> {
         for value in values {
             typecheck::check_comparison(BinaryOp::Eq, col.ty, Ty::of_literal(value)).map_err(Error::InvalidQuery)?;
         }
-        let mut sql = format!("({} IN (", col.sql);
-        for i in 0..values.len() {
-            sql.push_str(if i == 0 { "?" } else { ", ?" });
-        }
-        sql.push(')');
+        let (mut sql, params) = match json_list(values) {
+            // A long list is one parameter: a JSON array read by `json_each`. SQLite takes
+            // at most 32,766 parameters per statement, and each length of a `?` list is a
+            // statement of its own in the cache.
+            Some(array) if values.len() > LONG_IN_LIST => {
+                (format!("({} IN (SELECT value FROM json_each(?))", col.sql), vec![Value::String(array)])
+            }
+            _ => {
+                let mut sql = format!("({} IN (", col.sql);
+                for i in 0..values.len() {
+                    sql.push_str(if i == 0 { "?" } else { ", ?" });
+                }
+                sql.push(')');
+                (sql, values.iter().map(|v| (*v).clone()).collect())
+            }
+        };
         if col.ty.nullable {
             // `NULL IN (..)` is NULL; make it false.
             sql.push_str(&format!(" AND {} IS NOT NULL", col.sql));
         }
         sql.push(')');
-        Ok(Frag::new(sql, values.iter().map(|v| (*v).clone()).collect(), Ty::BOOL))
+        Ok(Frag::new(sql, params, Ty::BOOL))
     }
 
     fn comparison(&self, op: BinaryOp, left: &Expr, right: &Expr) -> Result<Frag> {

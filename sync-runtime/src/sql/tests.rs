@@ -275,10 +275,18 @@ fn long_in_lists_compile_to_shallow_sql() {
         .unwrap();
     let spec = QuerySpec { filter: Some(filter), ..QuerySpec::default() };
     let q = select(TABLE, &["id"], &spec, &Schema).unwrap();
-    assert!(q.sql.contains(r#"WHERE ("i" IN (?, ?, "#), "{}", &q.sql[..80]);
-    assert_eq!(q.params.len(), 19_999);
+    // A long list is one JSON array parameter (SQLite takes at most 32,766 parameters).
+    assert!(q.sql.contains(r#"WHERE ("i" IN (SELECT value FROM json_each(?)))"#), "{}", &q.sql[..80]);
+    assert_eq!(q.params.len(), 1);
     assert_eq!(run(&conn, &q), ["r1", "r2"]);
     assert_eq!(expected(&rows, &spec), ["r1", "r2"]);
+    // A short one keeps its parameters.
+    let short =
+        (1..5).map(|k| bin(BinaryOp::Eq, col("i"), lit(Value::Int(k * 7_000)))).reduce(|a, b| bin(BinaryOp::Or, a, b));
+    let spec = QuerySpec { filter: short, ..QuerySpec::default() };
+    let q = select(TABLE, &["id"], &spec, &Schema).unwrap();
+    assert!(q.sql.contains(r#"WHERE ("i" IN (?, ?, ?, ?))"#), "{}", q.sql);
+    assert_eq!(run(&conn, &q), expected(&rows, &spec));
 
     // Long chains of other terms are grouped so SQLite's expression depth limit (1000)
     // is not reached.
@@ -636,4 +644,68 @@ fn a_limited_query_is_not_compiled_again_at_every_run() {
         while rows.next().unwrap().is_some() {}
     }
     assert!(bound.get_status(rusqlite::StatementStatus::RePrepare) > 0, "SQLite changed: a bound LIMIT is cheap now");
+}
+
+#[test]
+fn long_in_lists_select_what_the_evaluator_selects_for_every_type() {
+    let at = |n: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(n * 86_400_123);
+    let texts = ["a", "é", "it's", "😀", "", "a\"b", "%_", "İ"];
+    let rows: Vec<Row> = (0..40i64)
+        .map(|n| {
+            HashMap::from([
+                ("id", Value::String(format!("r{n:02}"))),
+                ("s", Value::String(texts[n as usize % texts.len()].to_owned())),
+                (
+                    "os",
+                    if n % 3 == 0 { Value::Null } else { Value::String(texts[(n as usize + 1) % texts.len()].into()) },
+                ),
+                ("i", Value::Int(n * 1_000_000_007)),
+                ("oi", if n % 4 == 0 { Value::Null } else { Value::Int(-n) }),
+                ("f", Value::Null),
+                ("b", Value::Bool(n % 2 == 0)),
+                ("ob", if n % 5 == 0 { Value::Null } else { Value::Bool(n % 3 == 0) }),
+                ("t", if n % 6 == 0 { Value::Null } else { Value::DateTime(at(n)) }),
+            ])
+        })
+        .collect();
+    let conn = open(&rows);
+    // Each list: 300 values (past the threshold), a few of which match.
+    let lists: Vec<(&str, Vec<Value>)> = vec![
+        (
+            "s",
+            texts
+                .iter()
+                .take(3)
+                .map(|t| Value::String((*t).into()))
+                .chain((0..297).map(|k| Value::String(format!("x{k}"))))
+                .collect(),
+        ),
+        (
+            "os",
+            texts
+                .iter()
+                .skip(1)
+                .take(2)
+                .map(|t| Value::String((*t).into()))
+                .chain((0..298).map(|k| Value::String(format!("y{k}"))))
+                .collect(),
+        ),
+        ("i", (0..300).map(|k| Value::Int(k * 3 * 1_000_000_007)).collect()),
+        ("oi", (0..300).map(|k| Value::Int(-k)).collect()),
+        ("b", (0..300).map(|k| Value::Bool(k % 7 == 0)).collect()),
+        ("ob", (0..300).map(|_| Value::Bool(true)).collect()),
+        ("t", (0..300).map(|k| Value::DateTime(at(k * 5))).collect()),
+    ];
+    for (column, values) in lists {
+        let filter =
+            values.into_iter().map(|v| bin(BinaryOp::Eq, col(column), lit(v))).reduce(|a, b| bin(BinaryOp::Or, a, b));
+        for (negated, filter) in [(false, filter.clone().unwrap()), (true, filter.unwrap().negate())] {
+            let spec = QuerySpec { filter: Some(filter), ..QuerySpec::default() };
+            let q = select(TABLE, &["id"], &spec, &Schema).unwrap();
+            assert!(q.sql.contains("json_each(?)"), "{column}: {}", &q.sql[..120.min(q.sql.len())]);
+            let got = run(&conn, &q);
+            assert_eq!(got, expected(&rows, &spec), "{column}, negated: {negated}");
+            assert!(negated || !got.is_empty(), "{column}: the case selects rows");
+        }
+    }
 }
