@@ -205,6 +205,30 @@ const LENGTH: &str = "sync_length";
 const INDEX_OF: &str = "sync_indexof";
 const SUBSTRING: &str = "sync_substring";
 
+/// Switches a database file to WAL and returns the journal mode now in force. The
+/// switch needs an exclusive lock, and SQLite answers `SQLITE_BUSY` at once, without
+/// calling the busy handler, while another process opens or switches the same file (two
+/// servers, or two apps, started together); so it is retried for up to `wait`.
+pub fn switch_to_wal(conn: &rusqlite::Connection, wait: std::time::Duration) -> rusqlite::Result<String> {
+    use rusqlite::ErrorCode;
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Err(e)
+                if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+                    && Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, "the database is busy; retrying the switch to WAL");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Registers the SQL functions the compiled SQL uses (`sync_startswith`,
 /// `sync_tolower`, `sync_substring`, ...: the evaluator's string functions), marked
 /// deterministic and innocuous. Call it once on every connection that runs compiled

@@ -382,7 +382,7 @@ fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connec
     crate::sql::register_functions(&conn)?;
     let found_version = schema::check_version(&conn)?;
     if path.is_some() {
-        let mode = switch_to_wal(&conn)?;
+        let mode = crate::sql::switch_to_wal(&conn, Duration::from_secs(5))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(mode, "could not switch the store to WAL mode");
         }
@@ -394,29 +394,6 @@ fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connec
     conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"))?;
     schema::init_system_tables(&mut conn, found_version)?;
     Ok(conn)
-}
-
-/// Switches the file to WAL and returns the journal mode now in force. The switch needs
-/// an exclusive lock, and SQLite answers `SQLITE_BUSY` at once, without calling the busy
-/// handler, while another process opens or switches the same file; so it is retried for
-/// as long as the busy timeout.
-fn switch_to_wal(conn: &Connection) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                ) && Instant::now() < deadline =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            result => return Ok(result?),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -168,31 +168,13 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Switches a file database to WAL. The switch needs an exclusive lock, and SQLite
-/// answers `SQLITE_BUSY` at once, without calling the busy handler, while another
-/// process is opening or switching the same file (two servers started together): so
-/// it is retried here, for as long as the busy timeout.
+/// Switches a file database to WAL (waiting out another process doing the same).
 fn enable_wal(conn: &Connection) -> Result<(), StorageError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BUSY_TIMEOUT_MS);
-    let mut pause = std::time::Duration::from_millis(2);
-    loop {
-        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
-            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
-            Ok(mode) => {
-                return Err(StorageError::Database(
-                    format!("the database refused WAL mode (journal mode stays {mode:?})").into(),
-                ));
-            }
-            Err(e)
-                if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
-                    && std::time::Instant::now() < deadline =>
-            {
-                tracing::debug!(error = %e, "the database is busy; retrying the switch to WAL");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(50));
-            }
-            Err(e) => return Err(db_error(e)),
-        }
+    let mode = sql::switch_to_wal(conn, std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(db_error)?;
+    if mode.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(StorageError::Database(format!("the database refused WAL mode (journal mode stays {mode:?})").into()))
     }
 }
 
