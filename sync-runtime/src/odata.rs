@@ -57,7 +57,7 @@ use crate::value::{ColumnType, Value};
 
 mod lexer;
 mod parser;
-pub(crate) mod typecheck;
+pub mod typecheck;
 
 /// OData text that does not parse or type-check; `position` is a byte offset into the
 /// text.

@@ -1,5 +1,6 @@
 //! Static types of filter expressions: the rules the OData parser checks (with
-//! positions) and the SQL compiler checks again (and uses to pick index-friendly SQL).
+//! positions) and the SQL compilers (this crate's for SQLite, sync-server's for
+//! PostgreSQL) check again and use to pick index-friendly SQL.
 //!
 //! - Comparisons: `int` and `float` compare with each other, `null` with anything, every
 //!   other type only with itself; `json` and `bytes` only with `eq`/`ne`. A comparison is
@@ -15,7 +16,7 @@ use crate::value::{ColumnType, Value};
 
 /// What is known about the type of an expression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// The `null` literal: compatible with everything.
     Null,
     /// A known type.
@@ -26,24 +27,26 @@ pub(crate) enum Kind {
 
 /// The type of an expression and whether it can be null.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ty {
-    pub(crate) kind: Kind,
-    pub(crate) nullable: bool,
+pub struct Ty {
+    /// What the type is.
+    pub kind: Kind,
+    /// Whether the expression can be null.
+    pub nullable: bool,
 }
 
 impl Ty {
     /// A non-null boolean: what comparisons and connectives give.
-    pub(crate) const BOOL: Ty = Ty { kind: Kind::Known(ColumnType::Bool), nullable: false };
+    pub const BOOL: Ty = Ty { kind: Kind::Known(ColumnType::Bool), nullable: false };
     /// A column of a filter parsed without a schema.
-    pub(crate) const UNKNOWN: Ty = Ty { kind: Kind::Unknown, nullable: true };
+    pub const UNKNOWN: Ty = Ty { kind: Kind::Unknown, nullable: true };
 
     /// A column's type.
-    pub(crate) fn column(ty: ColumnType, nullable: bool) -> Ty {
+    pub fn column(ty: ColumnType, nullable: bool) -> Ty {
         Ty { kind: Kind::Known(ty), nullable }
     }
 
     /// A literal's type.
-    pub(crate) fn of_literal(value: &Value) -> Ty {
+    pub fn of_literal(value: &Value) -> Ty {
         match value {
             Value::Float(f) if f.is_nan() => Ty { kind: Kind::Null, nullable: true },
             v => match v.column_type() {
@@ -54,13 +57,13 @@ impl Ty {
     }
 
     /// Whether this is the `null` literal's type.
-    pub(crate) fn is_null(self) -> bool {
+    pub fn is_null(self) -> bool {
         self.kind == Kind::Null
     }
 }
 
 /// Checks `left op right` for a comparison operator; gives its type.
-pub(crate) fn check_comparison(op: BinaryOp, left: Ty, right: Ty) -> Result<Ty, String> {
+pub fn check_comparison(op: BinaryOp, left: Ty, right: Ty) -> Result<Ty, String> {
     if let (Kind::Known(a), Kind::Known(b)) = (left.kind, right.kind) {
         if a != b && !(a.is_numeric() && b.is_numeric()) {
             return Err(format!("`{}` cannot compare {a} with {b}", op.keyword()));
@@ -74,7 +77,7 @@ pub(crate) fn check_comparison(op: BinaryOp, left: Ty, right: Ty) -> Result<Ty, 
 
 /// Checks that an expression can be used as a condition: an operand of `connective`
 /// (`and`, `or`, `not`), or the whole filter when `connective` is empty.
-pub(crate) fn check_predicate(ty: Ty, connective: &str) -> Result<(), String> {
+pub fn check_predicate(ty: Ty, connective: &str) -> Result<(), String> {
     match ty.kind {
         Kind::Known(ColumnType::Bool) | Kind::Null | Kind::Unknown => Ok(()),
         Kind::Known(t) if connective.is_empty() => Err(format!("the filter must be a boolean condition, found {t}")),
@@ -83,7 +86,7 @@ pub(crate) fn check_predicate(ty: Ty, connective: &str) -> Result<(), String> {
 }
 
 /// The OData name of a function as written in v3 (and in messages).
-pub(crate) fn func_by_name(name: &str) -> Option<Func> {
+pub fn func_by_name(name: &str) -> Option<Func> {
     Some(match name {
         "startswith" => Func::StartsWith,
         "endswith" => Func::EndsWith,
@@ -99,8 +102,9 @@ pub(crate) fn func_by_name(name: &str) -> Option<Func> {
     })
 }
 
-/// The parameter types of a function (the optional ones last) and its result type.
-fn signature(func: Func) -> (&'static [ColumnType], usize, ColumnType) {
+/// The parameter types of a function (the optional ones last), how many are required,
+/// and its result type.
+pub fn signature(func: Func) -> (&'static [ColumnType], usize, ColumnType) {
     use ColumnType::{Bool, Int, String as Str};
     match func {
         Func::StartsWith | Func::EndsWith | Func::Contains => (&[Str, Str], 2, Bool),
@@ -113,7 +117,7 @@ fn signature(func: Func) -> (&'static [ColumnType], usize, ColumnType) {
 }
 
 /// Checks the number of arguments; `name` is the name as written (`substringof`).
-pub(crate) fn check_arity(func: Func, name: &str, count: usize) -> Result<(), String> {
+pub fn check_arity(func: Func, name: &str, count: usize) -> Result<(), String> {
     let (params, required, _) = signature(func);
     if (required..=params.len()).contains(&count) {
         return Ok(());
@@ -128,7 +132,7 @@ pub(crate) fn check_arity(func: Func, name: &str, count: usize) -> Result<(), St
 
 /// Checks argument types (the arity already checked, in the AST's argument order);
 /// on error gives the index of the offending argument. `name` is the name as written.
-pub(crate) fn check_call(func: Func, name: &str, args: &[Ty]) -> Result<Ty, (usize, String)> {
+pub fn check_call(func: Func, name: &str, args: &[Ty]) -> Result<Ty, (usize, String)> {
     let (params, _, result) = signature(func);
     let mut nullable = false;
     for (i, (arg, param)) in args.iter().zip(params).enumerate() {

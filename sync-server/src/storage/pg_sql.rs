@@ -35,6 +35,7 @@
 //! to 2^53; the evaluator is exact beyond that too).
 
 use sync_runtime::odata::FilterSchema;
+use sync_runtime::odata::typecheck::{Kind, Ty, check_arity, check_call, check_comparison, check_predicate, signature};
 use sync_runtime::query::analysis::{OrTerm, operands};
 use sync_runtime::query::{BinaryOp, Expr, Func, QuerySpec, analysis};
 use sync_runtime::sql::quote_ident;
@@ -211,36 +212,10 @@ pub(crate) fn function_ddl(icu: bool) -> String {
     )
 }
 
-/// The static type of an expression: `kind` is `None` for the `null` literal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Ty {
-    kind: Option<ColumnType>,
-    nullable: bool,
-}
-
-impl Ty {
-    const BOOL: Ty = Ty { kind: Some(ColumnType::Bool), nullable: false };
-    const NULL: Ty = Ty { kind: None, nullable: true };
-
-    fn of_literal(value: &Value) -> Ty {
-        match value {
-            // NaN is null, as in SQLite and the evaluator.
-            Value::Float(f) if f.is_nan() => Ty::NULL,
-            v => match v.column_type() {
-                Some(t) => Ty { kind: Some(t), nullable: false },
-                None => Ty::NULL,
-            },
-        }
-    }
-
-    fn is_null(self) -> bool {
-        self.kind.is_none()
-    }
-
-    /// Whether values compare as text (and need the `"C"` collation to order by code point).
-    fn is_text(self) -> bool {
-        matches!(self.kind, Some(ColumnType::String | ColumnType::DateTime | ColumnType::Json))
-    }
+/// Whether values of this type compare as text (and need the `"C"` collation to order
+/// by code point).
+fn is_text(ty: Ty) -> bool {
+    matches!(ty.kind, Kind::Known(ColumnType::String | ColumnType::DateTime | ColumnType::Json))
 }
 
 /// A compiled piece of SQL (`?` placeholders) with its parameters, its static type, and
@@ -283,31 +258,6 @@ fn join(parts: &[Part<'_>], ty: Ty) -> Frag {
         }
     }
     Frag::new(sql, params, ty)
-}
-
-fn check_comparison(op: BinaryOp, l: Ty, r: Ty) -> Result<(), CompileError> {
-    if let (Some(a), Some(b)) = (l.kind, r.kind) {
-        if a != b && !(a.is_numeric() && b.is_numeric()) {
-            return Err(format!("`{}` cannot compare {a} with {b}", op.keyword()));
-        }
-        if !matches!(op, BinaryOp::Eq | BinaryOp::Ne) && !a.is_ordered() {
-            return Err(format!("`{}` cannot compare {a} values; only `eq` and `ne` can", op.keyword()));
-        }
-    }
-    Ok(())
-}
-
-/// The parameter types of a function (the optional ones last) and its result type.
-fn signature(func: Func) -> (&'static [ColumnType], usize, ColumnType) {
-    use ColumnType::{Bool, Int, String as Str};
-    match func {
-        Func::StartsWith | Func::EndsWith | Func::Contains => (&[Str, Str], 2, Bool),
-        Func::ToLower | Func::ToUpper | Func::Trim => (&[Str], 1, Str),
-        Func::Length => (&[Str], 1, Int),
-        Func::IndexOf => (&[Str, Str], 2, Int),
-        Func::Substring => (&[Str, Int, Int], 2, Str),
-        Func::Concat => (&[Str, Str], 2, Str),
-    }
 }
 
 struct Compiler<'s> {
@@ -357,15 +307,7 @@ impl Compiler<'_> {
             }
             _ => {
                 let frag = self.value(expr)?;
-                match frag.ty.kind {
-                    Some(ColumnType::Bool) | None => {}
-                    Some(t) if connective.is_empty() => {
-                        return Err(format!("the filter must be a boolean condition, found {t}"));
-                    }
-                    Some(t) => {
-                        return Err(format!("the operand of `{connective}` must be a boolean condition, found {t}"));
-                    }
-                }
+                check_predicate(frag.ty, connective)?;
                 Ok(if frag.ty.is_null() {
                     Frag::constant("FALSE", Ty::BOOL)
                 } else if frag.is_column {
@@ -467,7 +409,7 @@ impl Compiler<'_> {
         };
         // An explicit collation wins over the operands' own: code point order even
         // between two literals.
-        let collate = if l.ty.is_text() { " COLLATE \"C\"" } else { "" };
+        let collate = if is_text(l.ty) { " COLLATE \"C\"" } else { "" };
         let nullable_sides: Vec<&Frag> = [&l, &r].into_iter().filter(|f| f.ty.nullable).collect();
         Ok(if nullable_sides.is_empty() {
             join(&[T("("), F(&l), T(collate), T(sym), F(&r), T(")")], Ty::BOOL)
@@ -491,7 +433,7 @@ impl Compiler<'_> {
                 Some((ty, nullable)) => Ok(Frag {
                     sql: quote_ident(name),
                     params: Vec::new(),
-                    ty: Ty { kind: Some(ty), nullable },
+                    ty: Ty::column(ty, nullable),
                     is_column: true,
                 }),
                 None => Err(format!("unknown column `{name}`")),
@@ -503,27 +445,18 @@ impl Compiler<'_> {
     }
 
     fn call(&self, func: Func, args: &[Expr]) -> Result<Frag, CompileError> {
-        let (params, required, result) = signature(func);
         let name = func.name();
-        if !(required..=params.len()).contains(&args.len()) {
-            return Err(format!("`{name}` takes {required} to {} arguments, found {}", params.len(), args.len()));
-        }
-        let mut frags = Vec::with_capacity(args.len());
-        let mut nullable = false;
-        for (i, (arg, param)) in args.iter().zip(params).enumerate() {
-            let mut frag = self.value(arg)?;
-            nullable |= frag.ty.nullable;
-            match frag.ty.kind {
-                Some(t) if t != *param => {
-                    return Err(format!("argument {} of `{name}` must be {param}, found {t}", i + 1));
-                }
+        check_arity(func, name, args.len())?;
+        let mut frags = args.iter().map(|arg| self.value(arg)).collect::<Result<Vec<_>, _>>()?;
+        let tys: Vec<Ty> = frags.iter().map(|f| f.ty).collect();
+        let ty = check_call(func, name, &tys).map_err(|(_, message)| message)?;
+        let (params, _, _) = signature(func);
+        for (frag, param) in frags.iter_mut().zip(params) {
+            if frag.ty.is_null() {
                 // A typed null, so that PostgreSQL can pick the function.
-                None => frag.sql = format!("NULL::{}", if *param == ColumnType::Int { "bigint" } else { "text" }),
-                Some(_) => {}
+                frag.sql = format!("NULL::{}", if *param == ColumnType::Int { "bigint" } else { "text" });
             }
-            frags.push(frag);
         }
-        let ty = Ty { kind: Some(result), nullable };
         let mut parts: Vec<Part<'_>> = Vec::new();
         // `<open>(<arg>, <arg>)<close>`
         let (open, close) = match func {
