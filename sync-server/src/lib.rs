@@ -69,7 +69,9 @@ mod wire;
 
 pub use auth::Auth;
 pub use error::{Error, Result};
-pub use server::{DEFAULT_MAX_BODY, DEFAULT_MAX_TOP, DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle};
+pub use server::{
+    DEFAULT_MAX_BODY, DEFAULT_MAX_TOP, DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
+};
 pub use stamp::{Clock, ManualClock, SystemClock};
 pub use storage::{Database, PostgresStorage, SqliteStorage, Storage};
 pub use table::{ColumnDef, TableDef};

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use sync_server::{Auth, Database, Server, load_tables_file};
+use sync_server::{Auth, Database, Server, ShutdownSignal, load_tables_file};
 
 /// How long requests in flight may take to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -124,56 +124,12 @@ async fn run(args: Args) -> Result<(), sync_server::Error> {
         .await?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
+    // Before the line below: a SIGTERM sent as soon as it is read must stop gracefully.
+    let shutdown = ShutdownSignal::install()?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
         out.flush()?;
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut serving = tokio::spawn(server.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    tokio::select! {
-        served = &mut serving => {
-            // Serving ended on its own: an accept error.
-            server.close().await;
-            return Ok(served.map_err(std::io::Error::other)??);
-        }
-        () = shutdown_signal() => {}
-    }
-    let _ = stop.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, &mut serving).await {
-        Ok(served) => served.map_err(std::io::Error::other)??,
-        Err(_) => {
-            tracing::warn!("requests still in flight after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs());
-            serving.abort();
-        }
-    }
-    server.close().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
-    }
+    Ok(server.serve_until(listener, shutdown.wait(), SHUTDOWN_GRACE).await?)
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sync_runtime::SyncEntity;
 use tokio::net::TcpListener;
@@ -223,6 +224,39 @@ impl Server {
         axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
     }
 
+    /// Serves on `listener` until `shutdown` completes (see [`ShutdownSignal`]), then
+    /// gives requests in flight up to `grace` to finish, and closes the storage: what a
+    /// server process does from its first request to its exit.
+    pub async fn serve_until<F>(self, listener: TcpListener, shutdown: F, grace: Duration) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut serving = tokio::spawn(self.clone().serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        tokio::select! {
+            served = &mut serving => {
+                // Serving ended on its own: an accept error.
+                self.close().await;
+                return served.map_err(io::Error::other)?;
+            }
+            () = shutdown => {}
+        }
+        let _ = stop.send(());
+        let served = match tokio::time::timeout(grace, &mut serving).await {
+            Ok(served) => served.map_err(io::Error::other)?,
+            Err(_) => {
+                tracing::warn!("requests still in flight after {} s; stopping anyway", grace.as_secs());
+                serving.abort();
+                Ok(())
+            }
+        };
+        self.close().await;
+        tracing::info!("stopped");
+        served
+    }
+
     /// Closes the storage (for SQLite: closes the connections, checkpointing the WAL).
     /// Call it after serving stopped; requests after it get 503.
     pub async fn close(&self) {
@@ -270,5 +304,48 @@ impl ServerHandle {
         let served = self.task.await.map_err(io::Error::other);
         self.server.close().await;
         served?
+    }
+}
+
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), caught from the moment this is made. Make it
+/// before telling anyone the server is up (the `listening on` line): a signal sent right
+/// after would otherwise kill the process before the handlers exist, with no graceful
+/// stop.
+#[derive(Debug)]
+pub struct ShutdownSignal {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers (inside a tokio runtime).
+    pub fn install() -> io::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignal {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
+    }
+
+    /// Completes on the first SIGINT or SIGTERM.
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    pub async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: shutting down");
+        }
     }
 }

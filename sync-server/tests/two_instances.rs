@@ -231,3 +231,38 @@ async fn two_binaries_serve_one_database_with_jwt_auth(b: Backend) {
     a.stop();
     c.stop();
 }
+
+/// A SIGTERM sent the moment the `listening on` line is read stops the server
+/// gracefully (exit status 0). The handlers used to be installed after that line: about
+/// one such signal in three killed the process outright.
+#[test]
+fn sigterm_right_after_the_first_line_stops_gracefully() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("tables.toml");
+    std::fs::write(&tables, "[tables.Todo]\ncolumns = { text = \"string\" }\n").unwrap();
+    for round in 0..20 {
+        let mut server = Command::new(env!("CARGO_BIN_EXE_sync-server"))
+            .args(["--listen", "127.0.0.1:0", "--db", "sqlite::memory:", "--tables"])
+            .arg(&tables)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A shell already waiting to send the signal, so it goes out within microseconds
+        // of the line.
+        let mut killer = Command::new("sh")
+            .args(["-c", &format!("read _; kill -TERM {}", server.id())])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("listening on http://"), "{line:?}");
+        killer.stdin.take().unwrap().write_all(b"\n").unwrap();
+        assert!(killer.wait().unwrap().success());
+        let status = server.wait().unwrap();
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+}

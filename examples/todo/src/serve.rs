@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sync_server::{Database, Server, ServerHandle};
+use sync_server::{Database, Server, ServerHandle, ShutdownSignal};
 use tokio::net::TcpListener;
 
 use crate::failure::{Failure, Result};
@@ -47,70 +47,13 @@ pub async fn serve(db: PathBuf, listen: &str) -> Result<()> {
     let server = build(&db).await?;
     let listener = bind(listen).await?;
     let addr = listener.local_addr()?;
-    let shutdown = Shutdown::install()?;
+    // Before the line below: a SIGTERM sent as soon as it is read must stop gracefully.
+    let shutdown = ShutdownSignal::install()?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
         out.flush()?;
     }
     tracing::info!(db = %db.display(), "serving TodoItem");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut serving = tokio::spawn(server.clone().serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    tokio::select! {
-        served = &mut serving => {
-            // Serving ended on its own: an accept error.
-            server.close().await;
-            return Ok(served.map_err(std::io::Error::other)??);
-        }
-        () = shutdown.wait() => {}
-    }
-    let _ = stop.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, &mut serving).await {
-        Ok(served) => served.map_err(std::io::Error::other)??,
-        Err(_) => {
-            tracing::warn!("requests still in flight after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs());
-            serving.abort();
-        }
-    }
-    server.close().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// SIGINT and SIGTERM, caught from the moment this is made (before the `listening on`
-/// line goes out, so a signal sent right after reading it stops the server gracefully).
-struct Shutdown {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Shutdown {
-    fn install() -> std::io::Result<Shutdown> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Shutdown { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
-        }
-        #[cfg(not(unix))]
-        Ok(Shutdown {})
-    }
-
-    /// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
-    #[cfg_attr(not(unix), allow(unused_mut))]
-    async fn wait(mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-            _ = self.terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("Ctrl-C: shutting down");
-        }
-    }
+    Ok(server.serve_until(listener, shutdown.wait(), SHUTDOWN_GRACE).await?)
 }
