@@ -303,6 +303,57 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Checks a stored table against its definition and returns the data columns to add:
+/// the key must be the definition's (`owner, id` or `id`), every system column must be
+/// there, and a stored data column must have the type `decl` gives for its declared
+/// type. `stored_key` is the key's columns in order; `existing` is `(name, stored type)`
+/// of every column. Types compare without letter case (SQLite keeps a declared type as
+/// written); names too when `names_ignore_case` (SQLite's are, PostgreSQL's quoted ones
+/// are not).
+pub(crate) fn columns_to_add<'t>(
+    table: &'t TableDef,
+    stored_key: &[&str],
+    existing: &[(&str, &str)],
+    names_ignore_case: bool,
+    decl: fn(sync_runtime::ColumnType) -> &'static str,
+) -> Result<Vec<&'t crate::table::ColumnDef>, StorageError> {
+    let schema_err = |message: String| StorageError::Schema { table: table.name.clone(), message };
+    let key: Vec<&str> = table.owner_column.iter().map(String::as_str).chain(["id"]).collect();
+    if stored_key != key.as_slice() {
+        return Err(schema_err(format!(
+            "the stored table is keyed by ({}) but the definition needs ({}) (an owner column keys rows by owner \
+             and id); this change needs a migration",
+            stored_key.join(", "),
+            key.join(", ")
+        )));
+    }
+    let same = |a: &str, b: &str| if names_ignore_case { a.eq_ignore_ascii_case(b) } else { a == b };
+    let find = |col: &str| existing.iter().find(|(n, _)| same(n, col)).map(|(_, ty)| *ty);
+    for sys in ["id", "version", "updatedAt", "createdAt", "deleted"] {
+        if find(sys).is_none() {
+            return Err(schema_err(format!(
+                "the existing table has no `{sys}` column; it was not created by sync-server"
+            )));
+        }
+    }
+    let mut missing = Vec::new();
+    for col in &table.columns {
+        match find(&col.name) {
+            None => missing.push(col),
+            Some(stored) if !stored.eq_ignore_ascii_case(decl(col.ty)) => {
+                return Err(schema_err(format!(
+                    "column `{}` is stored as {stored} but declared {} ({}); this change needs a migration",
+                    col.name,
+                    col.ty,
+                    decl(col.ty)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(missing)
+}
+
 /// How a backend numbers statement parameters: SQLite `?1`, PostgreSQL `$1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Placeholders {
@@ -348,6 +399,34 @@ pub(crate) fn update_sql(table: &TableDef, marks: Placeholders) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_tables_are_checked_against_their_definition() {
+        use sync_runtime::ColumnType;
+        let decl = |ty: ColumnType| if ty == ColumnType::Int { "bigint" } else { "text" };
+        let t = TableDef::new("T").column("a", ColumnType::String, true).column("n", ColumnType::Int, true);
+        let system =
+            [("id", "text"), ("version", "text"), ("updatedAt", "text"), ("createdAt", "text"), ("deleted", "x")];
+        let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+            system.iter().chain(extra).copied().collect()
+        };
+        // `a` is there, `n` is missing: added.
+        let add = columns_to_add(&t, &["id"], &with(&[("a", "TEXT")]), true, decl).unwrap();
+        assert_eq!(add.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["n"]);
+        // Names ignore case only where the backend's do.
+        assert_eq!(columns_to_add(&t, &["id"], &with(&[("A", "text"), ("n", "bigint")]), true, decl).unwrap().len(), 0);
+        assert_eq!(
+            columns_to_add(&t, &["id"], &with(&[("A", "text"), ("n", "bigint")]), false, decl).unwrap().len(),
+            1
+        );
+        let message = |r: Result<Vec<&crate::table::ColumnDef>, StorageError>| r.unwrap_err().to_string();
+        let retyped = message(columns_to_add(&t, &["id"], &with(&[("a", "bigint")]), true, decl));
+        assert!(retyped.contains("`a` is stored as bigint but declared string (text)"), "{retyped}");
+        let rekeyed = message(columns_to_add(&t.clone().owner_column("owner"), &["id"], &with(&[]), true, decl));
+        assert!(rekeyed.contains("keyed by (id) but the definition needs (owner, id)"), "{rekeyed}");
+        let foreign = message(columns_to_add(&t, &["id"], &[("id", "text"), ("a", "text")], true, decl));
+        assert!(foreign.contains("no `version` column"), "{foreign}");
+    }
 
     #[test]
     fn database_urls() {

@@ -51,7 +51,8 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::pg_sql;
 use super::{
-    BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, insert_sql, scope, update_sql,
+    BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, columns_to_add, insert_sql, scope,
+    update_sql,
 };
 use crate::stamp::{self, Clock};
 use crate::table::{StorageSchema, TableDef};
@@ -687,7 +688,6 @@ async fn prepare(conn: &mut Conn, tables: &[Arc<TableDef>]) -> Result<(), Storag
 /// Creates the table, or checks an existing one and adds missing data columns.
 async fn prepare_table(tx: &Transaction<'_>, table: &TableDef) -> Result<(), StorageError> {
     let name = quote_ident(&table.name);
-    let schema_err = |message: String| StorageError::Schema { table: table.name.clone(), message };
     let existing: Vec<(String, String)> = tx
         .query(
             "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -731,42 +731,15 @@ async fn prepare_table(tx: &Transaction<'_>, table: &TableDef) -> Result<(), Sto
             .iter()
             .map(|r| r.get(0))
             .collect();
-        if stored_key != key {
-            return Err(schema_err(format!(
-                "the stored table is keyed by ({}) but the definition needs ({}) (an owner column keys rows by \
-                 owner and id); this change needs a migration",
-                stored_key.join(", "),
-                key.join(", ")
-            )));
-        }
-        let find = |col: &str| existing.iter().find(|(n, _)| n == col);
-        for sys in ["id", "version", "updatedAt", "createdAt", "deleted"] {
-            if find(sys).is_none() {
-                return Err(schema_err(format!(
-                    "the existing table has no `{sys}` column; it was not created by sync-server"
-                )));
-            }
-        }
-        for col in &table.columns {
-            match find(&col.name) {
-                None => {
-                    let sql = format!(
-                        "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
-                        quote_ident(&col.name),
-                        pg_sql::column_type(col.ty)
-                    );
-                    tx.batch_execute(&sql).await.map_err(db_error)?;
-                }
-                Some((_, stored)) if stored != pg_sql::information_schema_type(col.ty) => {
-                    return Err(schema_err(format!(
-                        "column `{}` is stored as {stored} but declared {} ({}); this change needs a migration",
-                        col.name,
-                        col.ty,
-                        pg_sql::information_schema_type(col.ty)
-                    )));
-                }
-                Some(_) => {}
-            }
+        let stored_key: Vec<&str> = stored_key.iter().map(String::as_str).collect();
+        let columns: Vec<(&str, &str)> = existing.iter().map(|(n, ty)| (n.as_str(), ty.as_str())).collect();
+        for col in columns_to_add(table, &stored_key, &columns, false, pg_sql::information_schema_type)? {
+            let sql = format!(
+                "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
+                quote_ident(&col.name),
+                pg_sql::column_type(col.ty)
+            );
+            tx.batch_execute(&sql).await.map_err(db_error)?;
         }
     }
     let index = quote_ident(&index_name(&table.name, "cursor"));

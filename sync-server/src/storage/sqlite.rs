@@ -25,7 +25,8 @@ use sync_runtime::{ColumnType, Value, datetime};
 use tokio::sync::oneshot;
 
 use super::{
-    BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, insert_sql, scope, update_sql,
+    BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, columns_to_add, insert_sql, scope,
+    update_sql,
 };
 use crate::stamp::{self, Clock};
 use crate::table::{StorageSchema, TableDef};
@@ -395,7 +396,6 @@ fn prepare_table(conn: &Connection, table: &TableDef) -> Result<(), StorageError
         .prepare(&format!("SELECT name, type, pk FROM pragma_table_info({})", sql_string(&table.name)))
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
         .map_err(db_error)?;
-    let schema_err = |message: String| StorageError::Schema { table: table.name.clone(), message };
     let key: Vec<&str> = table.owner_column.iter().map(String::as_str).chain(["id"]).collect();
     if existing.is_empty() {
         let mut cols = vec!["\"id\" TEXT NOT NULL".to_owned()];
@@ -415,39 +415,10 @@ fn prepare_table(conn: &Connection, table: &TableDef) -> Result<(), StorageError
             existing.iter().filter(|(_, _, pk)| *pk > 0).map(|(n, _, pk)| (*pk, n.as_str())).collect();
         stored_key.sort_unstable();
         let stored_key: Vec<&str> = stored_key.into_iter().map(|(_, n)| n).collect();
-        if stored_key != key {
-            return Err(schema_err(format!(
-                "the stored table is keyed by ({}) but the definition needs ({}) (an owner column keys rows by \
-                 owner and id); this change needs a migration",
-                stored_key.join(", "),
-                key.join(", ")
-            )));
-        }
-        let find = |col: &str| existing.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(col));
-        for sys in ["id", "version", "updatedAt", "createdAt", "deleted"] {
-            if find(sys).is_none() {
-                return Err(schema_err(format!(
-                    "the existing table has no `{sys}` column; it was not created by sync-server"
-                )));
-            }
-        }
-        for col in &table.columns {
-            match find(&col.name) {
-                None => {
-                    let sql =
-                        format!("ALTER TABLE {name} ADD COLUMN {} {}", quote_ident(&col.name), col.ty.sqlite_decl());
-                    conn.execute_batch(&sql).map_err(db_error)?;
-                }
-                Some((_, decl, _)) if !decl.eq_ignore_ascii_case(col.ty.sqlite_decl()) => {
-                    return Err(schema_err(format!(
-                        "column `{}` is stored as {decl} but declared {} ({}); this change needs a migration",
-                        col.name,
-                        col.ty,
-                        col.ty.sqlite_decl()
-                    )));
-                }
-                Some(_) => {}
-            }
+        let columns: Vec<(&str, &str)> = existing.iter().map(|(n, ty, _)| (n.as_str(), ty.as_str())).collect();
+        for col in columns_to_add(table, &stored_key, &columns, true, ColumnType::sqlite_decl)? {
+            let sql = format!("ALTER TABLE {name} ADD COLUMN {} {}", quote_ident(&col.name), col.ty.sqlite_decl());
+            conn.execute_batch(&sql).map_err(db_error)?;
         }
     }
     // Index names share the table namespace; the reserved prefix cannot collide.
