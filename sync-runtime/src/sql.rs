@@ -32,6 +32,7 @@
 //! timestamps by their fixed-width text, which is what the evaluator does.
 
 use std::fmt::Write as _;
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::odata::FilterSchema;
@@ -86,7 +87,13 @@ pub(crate) fn select_prefix<'a>(table: &str, columns: impl IntoIterator<Item = &
 /// [`select`] after its `SELECT <columns> FROM <table>` (which a caller running many
 /// queries on one table builds once).
 pub(crate) fn select_from(prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
-    let mut query = SqlQuery { sql: String::with_capacity(prefix.len() + 128), params: Vec::new() };
+    let (sql, params) = select_params(prefix, spec, schema)?;
+    Ok(SqlQuery { sql, params: params.into_iter().map(Param::into_value).collect() })
+}
+
+/// [`select_from`], its parameters still telling which literal of the filter each one is.
+fn select_params<'e>(prefix: &str, spec: &'e QuerySpec, schema: &dyn FilterSchema) -> Result<(String, Vec<Param<'e>>)> {
+    let mut query = Compiled { sql: String::with_capacity(prefix.len() + 128), params: Vec::new() };
     query.sql.push_str(prefix);
     where_clause(&mut query, spec, schema)?;
 
@@ -111,7 +118,6 @@ pub(crate) fn select_from(prefix: &str, spec: &QuerySpec, schema: &dyn FilterSch
         query.sql.push_str(" ASC");
     }
 
-    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     match (spec.limit, spec.offset) {
         (None, None) => {}
         (Some(limit), None) => {
@@ -119,17 +125,22 @@ pub(crate) fn select_from(prefix: &str, spec: &QuerySpec, schema: &dyn FilterSch
         }
         (limit, Some(offset)) => {
             let _ = write!(query.sql, " LIMIT {} OFFSET ?", limit.map_or(-1, clamp));
-            query.params.push(Value::Int(clamp(offset)));
+            query.params.push(Param::Offset(clamp(offset)));
         }
     }
-    Ok(query)
+    Ok((query.sql, query.params))
+}
+
+/// A limit or offset as SQLite's integer.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `SELECT count(*) FROM <table> [WHERE ..]` (order, limit and offset ignored).
 pub fn count(table: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
-    let mut query = SqlQuery { sql: format!("SELECT count(*) FROM {}", quote_ident(table)), params: Vec::new() };
+    let mut query = Compiled { sql: format!("SELECT count(*) FROM {}", quote_ident(table)), params: Vec::new() };
     where_clause(&mut query, spec, schema)?;
-    Ok(query)
+    Ok(SqlQuery { sql: query.sql, params: query.params.into_iter().map(Param::into_value).collect() })
 }
 
 /// Past this many values, an `IN` list is sent as one JSON array parameter.
@@ -182,17 +193,46 @@ fn push_ident(out: &mut String, name: &str) {
 /// `WHERE`), with its parameters. Checks it against `schema` as [`select`] does.
 pub fn filter_condition(filter: &Expr, schema: &dyn FilterSchema) -> Result<SqlQuery> {
     let frag = Compiler { schema }.predicate(filter, "")?;
-    Ok(SqlQuery { sql: frag.sql, params: frag.params })
+    Ok(SqlQuery { sql: frag.sql, params: frag.params.into_iter().map(Param::into_value).collect() })
 }
 
-fn where_clause(query: &mut SqlQuery, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<()> {
+fn where_clause<'e>(query: &mut Compiled<'e>, spec: &'e QuerySpec, schema: &dyn FilterSchema) -> Result<()> {
     if let Some(filter) = &spec.filter {
-        let cond = filter_condition(filter, schema)?;
+        let cond = Compiler { schema }.predicate(filter, "")?;
         query.sql.push_str(" WHERE ");
         query.sql.push_str(&cond.sql);
         query.params.extend(cond.params);
     }
     Ok(())
+}
+
+/// SQL being compiled, with its parameters.
+struct Compiled<'e> {
+    sql: String,
+    params: Vec<Param<'e>>,
+}
+
+/// Where a parameter's value comes from. Keeping the literals borrowed lets
+/// [`SelectCache`] tell which literal of the filter each parameter is, so that a query
+/// of the same shape reuses the SQL with its own literals.
+#[derive(Clone, Debug)]
+enum Param<'e> {
+    /// A literal of the filter, as it is.
+    Literal(&'e Value),
+    /// A value the compiler made (a long `IN` list as one JSON array).
+    Made(Rc<Value>),
+    /// The query's offset.
+    Offset(i64),
+}
+
+impl Param<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Param::Literal(v) => v.clone(),
+            Param::Made(v) => Rc::unwrap_or_clone(v),
+            Param::Offset(n) => Value::Int(n),
+        }
+    }
 }
 
 const STARTS_WITH: &str = "sync_startswith";
@@ -303,25 +343,30 @@ fn int_arg(ctx: &rusqlite::functions::Context<'_>, i: usize) -> rusqlite::Result
 
 /// A compiled piece of SQL with its own parameters, its static type, and whether it is
 /// a bare column reference (which can be repeated freely).
-struct Frag {
+struct Frag<'e> {
     sql: String,
-    params: Vec<Value>,
+    params: Vec<Param<'e>>,
     ty: Ty,
     is_column: bool,
 }
 
-impl Frag {
-    fn new(sql: String, params: Vec<Value>, ty: Ty) -> Frag {
+impl<'e> Frag<'e> {
+    fn new(sql: String, params: Vec<Param<'e>>, ty: Ty) -> Frag<'e> {
         Frag { sql, params, ty, is_column: false }
     }
 
-    fn constant(sql: &str, ty: Ty) -> Frag {
+    fn constant(sql: &str, ty: Ty) -> Frag<'e> {
         Frag::new(sql.to_owned(), Vec::new(), ty)
+    }
+
+    /// `?`, bound to a literal.
+    fn literal(value: &'e Value) -> Frag<'e> {
+        Frag::new("?".to_owned(), vec![Param::Literal(value)], Ty::of_literal(value))
     }
 }
 
 /// Concatenates SQL text and fragments in order, keeping the parameters in step.
-fn join(parts: Vec<Part<'_>>, ty: Ty) -> Frag {
+fn join<'e>(parts: Vec<Part<'_, 'e>>, ty: Ty) -> Frag<'e> {
     let mut sql = String::new();
     let mut params = Vec::new();
     for part in parts {
@@ -337,7 +382,7 @@ fn join(parts: Vec<Part<'_>>, ty: Ty) -> Frag {
 }
 
 /// `(t1 SEP t2 SEP ...)`.
-fn connect(terms: &[Frag], sep: &str) -> Frag {
+fn connect<'e>(terms: &[Frag<'e>], sep: &str) -> Frag<'e> {
     let mut parts = vec![T("(")];
     for (i, term) in terms.iter().enumerate() {
         if i > 0 {
@@ -352,9 +397,9 @@ fn connect(terms: &[Frag], sep: &str) -> Frag {
 /// How many terms of an `and`/`or` chain one pair of parentheses holds.
 const CHAIN_GROUP: usize = 64;
 
-enum Part<'f> {
+enum Part<'f, 'e> {
     Text(&'f str),
-    Frag(&'f Frag),
+    Frag(&'f Frag<'e>),
 }
 
 use Part::{Frag as F, Text as T};
@@ -366,7 +411,7 @@ struct Compiler<'s> {
 impl Compiler<'_> {
     /// SQL that is 0 or 1, never NULL. `connective` is the `and`/`or`/`not` this is an
     /// operand of, empty for the whole filter (for type errors).
-    fn predicate(&self, expr: &Expr, connective: &str) -> Result<Frag> {
+    fn predicate<'e>(&self, expr: &'e Expr, connective: &str) -> Result<Frag<'e>> {
         match expr {
             Expr::Not(inner) => {
                 let inner = self.predicate(inner, "not")?;
@@ -401,10 +446,10 @@ impl Compiler<'_> {
 
     /// `column >= literal`, when every term of an `or` chain implies it (see
     /// [`analysis::implied_lower_bound`]): SQLite then scans the index from there.
-    fn implied_lower_bound(&self, terms: &[&Expr]) -> Result<Option<Frag>> {
+    fn implied_lower_bound<'e>(&self, terms: &[&'e Expr]) -> Result<Option<Frag<'e>>> {
         let Some((column, value)) = analysis::implied_lower_bound(terms) else { return Ok(None) };
-        let col = self.value(&Expr::column(column))?;
-        let lit = Frag::new("?".to_owned(), vec![value.clone()], Ty::of_literal(value));
+        let col = self.column(column)?;
+        let lit = Frag::literal(value);
         if col.ty.is_null() || typecheck::check_comparison(BinaryOp::Ge, col.ty, lit.ty).is_err() {
             return Ok(None);
         }
@@ -412,7 +457,7 @@ impl Compiler<'_> {
     }
 
     /// An `and` / `or` chain.
-    fn connective(&self, expr: &Expr, op: BinaryOp) -> Result<Frag> {
+    fn connective<'e>(&self, expr: &'e Expr, op: BinaryOp) -> Result<Frag<'e>> {
         let sep = if op == BinaryOp::And { " AND " } else { " OR " };
         let mut terms = if op == BinaryOp::Or {
             self.or_terms(analysis::operands(expr, op))?
@@ -426,7 +471,7 @@ impl Compiler<'_> {
         // `a OR b OR c` as a left-deep tree: group long chains so that a large
         // `is_in` stays shallow. `AND`/`OR` of 0/1 values are associative.
         loop {
-            match <[Frag; 1]>::try_from(terms) {
+            match <[Frag<'_>; 1]>::try_from(terms) {
                 Ok([one]) => return Ok(one),
                 Err(many) if many.is_empty() => {
                     return Ok(Frag::constant(if op == BinaryOp::And { "1" } else { "0" }, Ty::BOOL));
@@ -441,7 +486,7 @@ impl Compiler<'_> {
     /// The terms of an `or` chain, where two or more `column eq <literal>` terms on the
     /// same column become one `"column" IN (?, ...)` (what `is_in` builds; SQLite plans
     /// a long list of `=` terms slowly, an `IN` list quickly and with an index).
-    fn or_terms(&self, terms: Vec<&Expr>) -> Result<Vec<Frag>> {
+    fn or_terms<'e>(&self, terms: Vec<&'e Expr>) -> Result<Vec<Frag<'e>>> {
         analysis::group_or_terms(terms)
             .into_iter()
             .map(|term| match term {
@@ -451,11 +496,10 @@ impl Compiler<'_> {
             .collect()
     }
 
-    fn in_list(&self, column: &str, values: &[&Value]) -> Result<Frag> {
-        let col = self.value(&Expr::column(column))?;
+    fn in_list<'e>(&self, column: &str, values: &[&'e Value]) -> Result<Frag<'e>> {
+        let col = self.column(column)?;
         if let [value] = values {
-            let lit = Frag::new("?".to_owned(), vec![(*value).clone()], Ty::of_literal(value));
-            return self.compare(BinaryOp::Eq, col, lit);
+            return self.compare(BinaryOp::Eq, col, Frag::literal(value));
         }
         for value in values {
             typecheck::check_comparison(BinaryOp::Eq, col.ty, Ty::of_literal(value)).map_err(Error::InvalidQuery)?;
@@ -464,16 +508,17 @@ impl Compiler<'_> {
             // A long list is one parameter: a JSON array read by `json_each`. SQLite takes
             // at most 32,766 parameters per statement, and each length of a `?` list is a
             // statement of its own in the cache.
-            Some(array) if values.len() > LONG_IN_LIST => {
-                (format!("({} IN (SELECT value FROM json_each(?))", col.sql), vec![Value::String(array)])
-            }
+            Some(array) if values.len() > LONG_IN_LIST => (
+                format!("({} IN (SELECT value FROM json_each(?))", col.sql),
+                vec![Param::Made(Rc::new(Value::String(array)))],
+            ),
             _ => {
                 let mut sql = format!("({} IN (", col.sql);
                 for i in 0..values.len() {
                     sql.push_str(if i == 0 { "?" } else { ", ?" });
                 }
                 sql.push(')');
-                (sql, values.iter().map(|v| (*v).clone()).collect())
+                (sql, values.iter().map(|v| Param::Literal(v)).collect())
             }
         };
         if col.ty.nullable {
@@ -484,13 +529,13 @@ impl Compiler<'_> {
         Ok(Frag::new(sql, params, Ty::BOOL))
     }
 
-    fn comparison(&self, op: BinaryOp, left: &Expr, right: &Expr) -> Result<Frag> {
+    fn comparison<'e>(&self, op: BinaryOp, left: &'e Expr, right: &'e Expr) -> Result<Frag<'e>> {
         let l = self.value(left)?;
         let r = self.value(right)?;
         self.compare(op, l, r)
     }
 
-    fn compare(&self, op: BinaryOp, l: Frag, r: Frag) -> Result<Frag> {
+    fn compare<'e>(&self, op: BinaryOp, l: Frag<'e>, r: Frag<'e>) -> Result<Frag<'e>> {
         typecheck::check_comparison(op, l.ty, r.ty).map_err(Error::InvalidQuery)?;
         let both_non_null = !l.ty.nullable && !r.ty.nullable;
         Ok(match op {
@@ -524,7 +569,7 @@ impl Compiler<'_> {
                     BinaryOp::Lt => " < ",
                     _ => " <= ",
                 };
-                let nullable_sides: Vec<&Frag> = [&l, &r].into_iter().filter(|f| f.ty.nullable).collect();
+                let nullable_sides: Vec<&Frag<'_>> = [&l, &r].into_iter().filter(|f| f.ty.nullable).collect();
                 if nullable_sides.is_empty() {
                     join(vec![T("("), F(&l), T(sym), F(&r), T(")")], Ty::BOOL)
                 } else if nullable_sides.iter().all(|f| f.is_column) {
@@ -543,24 +588,16 @@ impl Compiler<'_> {
     }
 
     /// SQL for a value (which may be NULL).
-    fn value(&self, expr: &Expr) -> Result<Frag> {
+    fn value<'e>(&self, expr: &'e Expr) -> Result<Frag<'e>> {
         match expr {
-            Expr::Column(name) => match self.schema.column(name) {
-                Some((ty, nullable)) => Ok(Frag {
-                    sql: quote_ident(name),
-                    params: Vec::new(),
-                    ty: Ty::column(ty, nullable),
-                    is_column: true,
-                }),
-                None => Err(Error::InvalidQuery(format!("unknown column `{name}`"))),
-            },
+            Expr::Column(name) => self.column(name),
             Expr::Literal(value) => {
                 let ty = Ty::of_literal(value);
                 Ok(if ty.is_null() {
                     // NaN binds as NULL in SQLite; say so statically.
                     Frag::constant("NULL", ty)
                 } else {
-                    Frag::new("?".to_owned(), vec![value.clone()], ty)
+                    Frag::literal(value)
                 })
             }
             Expr::Not(_) | Expr::Binary { .. } => self.predicate(expr, ""),
@@ -568,7 +605,16 @@ impl Compiler<'_> {
         }
     }
 
-    fn call(&self, func: Func, args: &[Expr]) -> Result<Frag> {
+    fn column<'e>(&self, name: &str) -> Result<Frag<'e>> {
+        match self.schema.column(name) {
+            Some((ty, nullable)) => {
+                Ok(Frag { sql: quote_ident(name), params: Vec::new(), ty: Ty::column(ty, nullable), is_column: true })
+            }
+            None => Err(Error::InvalidQuery(format!("unknown column `{name}`"))),
+        }
+    }
+
+    fn call<'e>(&self, func: Func, args: &'e [Expr]) -> Result<Frag<'e>> {
         typecheck::check_arity(func, func.name(), args.len()).map_err(Error::InvalidQuery)?;
         let args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>>>()?;
         let types: Vec<Ty> = args.iter().map(|a| a.ty).collect();
@@ -598,6 +644,9 @@ impl Compiler<'_> {
         Ok(join(parts, ty))
     }
 }
+
+mod cache;
+pub(crate) use cache::{CachedSelect, SelectCache};
 
 #[cfg(test)]
 mod tests;

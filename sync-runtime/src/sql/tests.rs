@@ -524,6 +524,120 @@ proptest! {
     }
 }
 
+/// The same filter tree with other literal values of the same static types: a query of
+/// the same shape.
+fn other_values(expr: &Expr) -> Expr {
+    match expr {
+        Expr::Literal(v) => lit(match v {
+            Value::Bool(b) => Value::Bool(!b),
+            Value::Int(i) => Value::Int(i.wrapping_mul(3).wrapping_add(7)),
+            Value::Float(f) if f.is_finite() => Value::Float(f / 2.0 + 1.5),
+            Value::String(s) => Value::String(format!("{s}z")),
+            Value::DateTime(t) => Value::DateTime(*t + time::Duration::milliseconds(5)),
+            other => other.clone(),
+        }),
+        Expr::Not(inner) => other_values(inner).negate(),
+        Expr::Binary { op, left, right } => bin(*op, other_values(left), other_values(right)),
+        Expr::Call { func, args } => Expr::call(*func, args.iter().map(other_values).collect()),
+        Expr::Column(_) => expr.clone(),
+    }
+}
+
+/// Through the cache, errors as text (to compare).
+fn cached(cache: &mut SelectCache, spec: &QuerySpec) -> std::result::Result<SqlQuery, String> {
+    let prefix = select_prefix(TABLE, ["id", "s"]);
+    cache
+        .select(&prefix, spec, &Schema)
+        .map(|q| SqlQuery { sql: q.sql.to_string(), params: q.params })
+        .map_err(|e| e.to_string())
+}
+
+/// Compiled afresh, errors as text.
+fn fresh(spec: &QuerySpec) -> std::result::Result<SqlQuery, String> {
+    select(TABLE, &["id", "s"], spec, &Schema).map_err(|e| e.to_string())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A query compiled from the cache is exactly the query compiled afresh, for the
+    /// query that filled the cache and for another of the same shape.
+    #[test]
+    fn cached_selects_equal_fresh_ones(spec in spec(), offset in proptest::option::of(0u64..12)) {
+        let same_shape = QuerySpec {
+            filter: spec.filter.as_ref().map(other_values),
+            offset: spec.offset.map(|_| offset.unwrap_or(3)),
+            ..spec.clone()
+        };
+        let mut cache = SelectCache::default();
+        prop_assert_eq!(cached(&mut cache, &spec), fresh(&spec));
+        prop_assert_eq!(cached(&mut cache, &same_shape), fresh(&same_shape));
+        prop_assert_eq!(cached(&mut cache, &spec), fresh(&spec));
+        // One cache across all cases: a shape key that missed something would hand one
+        // query the SQL of another.
+        SHARED.with_borrow_mut(|shared| {
+            prop_assert_eq!(cached(shared, &spec), fresh(&spec));
+            prop_assert_eq!(cached(shared, &same_shape), fresh(&same_shape));
+            Ok(())
+        })?;
+    }
+}
+
+thread_local! {
+    static SHARED: std::cell::RefCell<SelectCache> = std::cell::RefCell::default();
+}
+
+#[test]
+fn the_cache_keeps_one_compilation_per_shape() {
+    let mut cache = SelectCache::default();
+    let below = |rank: i64, done: bool| QuerySpec {
+        filter: Some(bin(
+            BinaryOp::And,
+            bin(BinaryOp::Eq, col("b"), lit(Value::Bool(done))),
+            bin(BinaryOp::Lt, col("i"), lit(Value::Int(rank))),
+        )),
+        order_by: vec![OrderBy { column: "i".into(), descending: true }],
+        limit: Some(100),
+        offset: None,
+    };
+    let first = cached(&mut cache, &below(10, false)).unwrap();
+    let second = cached(&mut cache, &below(42, true)).unwrap();
+    assert_eq!(cache.len(), 1);
+    assert_eq!(first.sql, second.sql);
+    assert_eq!(second.params, [Value::Bool(true), Value::Int(42)]);
+
+    // Another limit, a null literal, an offset: other shapes.
+    cached(&mut cache, &QuerySpec { limit: Some(5), ..below(1, true) }).unwrap();
+    let null_rank = QuerySpec { filter: Some(bin(BinaryOp::Eq, col("oi"), lit(Value::Null))), ..QuerySpec::default() };
+    assert_eq!(cached(&mut cache, &null_rank).unwrap().params, []);
+    let paged = QuerySpec { offset: Some(7), ..below(3, false) };
+    assert_eq!(cached(&mut cache, &paged).unwrap().params, [Value::Bool(false), Value::Int(3), Value::Int(7)]);
+    let paged = QuerySpec { offset: Some(9), ..below(4, false) };
+    assert_eq!(cached(&mut cache, &paged).unwrap().params, [Value::Bool(false), Value::Int(4), Value::Int(9)]);
+    assert_eq!(cache.len(), 4);
+
+    // An `or` depends on its values (`IN` lists, implied bounds): compiled every time.
+    let either = QuerySpec {
+        filter: Some(bin(BinaryOp::Or, bin(BinaryOp::Eq, col("i"), lit(Value::Int(1))), col("b"))),
+        ..QuerySpec::default()
+    };
+    assert_eq!(cached(&mut cache, &either), fresh(&either));
+    assert_eq!(cache.len(), 4);
+
+    // A literal of another type is another shape: type errors are still found.
+    let rank_is = |v: Value| QuerySpec { filter: Some(bin(BinaryOp::Eq, col("i"), lit(v))), ..QuerySpec::default() };
+    cached(&mut cache, &rank_is(Value::Int(5))).unwrap();
+    assert_eq!(cached(&mut cache, &rank_is(Value::String("x".into()))), fresh(&rank_is(Value::String("x".into()))));
+    assert!(cached(&mut cache, &rank_is(Value::String("x".into()))).is_err());
+    assert_eq!(cache.len(), 5);
+
+    // An error is not kept.
+    let unknown =
+        QuerySpec { filter: Some(bin(BinaryOp::Eq, col("nope"), lit(Value::Int(1)))), ..QuerySpec::default() };
+    assert!(cached(&mut cache, &unknown).is_err_and(|e| e.contains("unknown column `nope`")));
+    assert_eq!(cache.len(), 5);
+}
+
 /// Regression (found by `sqlite_agrees_with_the_evaluator`): SQLite propagates the
 /// constant of `i = 2.5` into `substring(s, i, i)`; the function must not fail on it.
 #[test]

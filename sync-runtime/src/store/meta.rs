@@ -58,6 +58,8 @@ pub(crate) struct TableMeta {
     pub(crate) select_by_id: String,
     /// `SELECT <every column> FROM <table>`, the start of every query.
     pub(crate) select_all: String,
+    /// The queries compiled on this table, by shape.
+    selects: std::sync::Mutex<crate::sql::SelectCache>,
 }
 
 /// The system columns after `id`, with their local types.
@@ -140,7 +142,17 @@ impl TableMeta {
             update_app,
             columns,
             field_columns,
+            selects: Default::default(),
         })
+    }
+
+    /// The SQL of a query on this table (`SELECT <every column> ..`), compiled once per
+    /// shape (see [`crate::sql::SelectCache`]).
+    pub(crate) fn select(&self, spec: &crate::query::QuerySpec) -> Result<crate::sql::CachedSelect> {
+        // The store thread is the only one that compiles: the lock is never contended,
+        // and a panic while holding it leaves nothing half-done worth refusing.
+        let mut selects = self.selects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        selects.select(&self.select_all, spec, self)
     }
 
     pub(crate) fn create_table_sql(&self) -> String {

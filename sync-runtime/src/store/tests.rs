@@ -957,3 +957,27 @@ fn is_in_with_many_values_stays_shallow() {
         .join()
         .unwrap();
 }
+
+#[test]
+fn one_query_shape_with_other_values_reads_its_own_rows() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        for (id, text, complete) in [("a", "one", false), ("b", "two", true), ("c", "three", false)] {
+            t.insert(TodoItem { complete, ..todo(id, text) }).await.unwrap();
+        }
+        // The second and third queries reuse the first's compiled SQL (same shape).
+        let by = |complete: bool, after: &str| {
+            Query::new()
+                .filter(TodoItem::FIELDS.complete.eq(complete) & TodoItem::FIELDS.id.gt(after.to_owned()))
+                .order_by(TodoItem::FIELDS.id.asc())
+        };
+        let ids = |items: Vec<TodoItem>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(t.fetch(by(false, "")).await.unwrap()), ["a", "c"]);
+        assert_eq!(ids(t.fetch(by(true, "")).await.unwrap()), ["b"]);
+        assert_eq!(ids(t.fetch(by(false, "a")).await.unwrap()), ["c"]);
+        // With an offset, the offset is the query's own too.
+        assert_eq!(ids(t.fetch(by(false, "").offset(1)).await.unwrap()), ["c"]);
+        assert_eq!(ids(t.fetch(by(false, "").offset(0)).await.unwrap()), ["a", "c"]);
+    });
+}

@@ -315,7 +315,7 @@ pub(crate) fn get_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, id: &st
 /// The items a query selects, on a connection (in a transaction or not): one
 /// statement, so it reads one snapshot either way.
 pub(crate) fn fetch_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query: &Query<E>) -> Result<Vec<E>> {
-    let q = crate::sql::select_from(&meta.select_all, query.spec(), meta)?;
+    let q = meta.select(query.spec())?;
     let mut stmt = conn.prepare_cached(&q.sql)?;
     let mut rows = stmt.query(params_from_iter(q.params.iter()))?;
     let mut out = Vec::new();
