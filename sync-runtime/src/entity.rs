@@ -114,13 +114,30 @@ impl std::fmt::Debug for RowReader<'_> {
 }
 
 impl<'a> RowReader<'a> {
-    pub(crate) fn new(row: &'a rusqlite::Row<'a>, columns: &'a [usize], defs: &'static [FieldDef]) -> Self {
-        RowReader { row, columns, defs }
+    /// A reader of `row`, field `i` at column `columns[i]`; fails when a column is
+    /// beyond the row (checked here once, not at every field).
+    #[inline]
+    pub(crate) fn new(
+        row: &'a rusqlite::Row<'a>,
+        columns: &'a [usize],
+        defs: &'static [FieldDef],
+    ) -> Result<Self, DecodeError> {
+        let width = row.as_ref().column_count();
+        match columns.iter().position(|&c| c >= width) {
+            None => Ok(RowReader { row, columns, defs }),
+            Some(i) => Err(DecodeError::missing(defs.get(i).map_or("<unknown field>", |d| d.field))),
+        }
     }
 
+    // Inlined into the derived decoder, with the error path kept out of line: this runs
+    // once per field of every row a query reads.
+    #[inline]
     fn stored(&self, index: usize, field: &'static str) -> Result<Stored<'_>, DecodeError> {
-        let column = *self.columns.get(index).ok_or_else(|| DecodeError { field, message: "missing value".into() })?;
-        self.row.get_ref(column).map(Stored).map_err(|e| DecodeError { field, message: e.to_string() })
+        match self.columns.get(index) {
+            // In the row: `new` checked every column.
+            Some(&column) => Ok(Stored(self.row.get_ref_unwrap(column))),
+            None => Err(DecodeError::missing(field)),
+        }
     }
 
     /// Every field as a [`Value`], in order.
@@ -148,7 +165,7 @@ impl FieldSource for std::vec::IntoIter<Value> {
     fn field<T: FieldValue>(&mut self, _index: usize, field: &'static str) -> Result<T, DecodeError> {
         match self.next() {
             Some(v) => T::from_value(v).map_err(|e| DecodeError::new(field, e)),
-            None => Err(DecodeError { field, message: "missing value".into() }),
+            None => Err(DecodeError::missing(field)),
         }
     }
 }
@@ -170,6 +187,13 @@ impl Stored<'_> {
     fn to_value<T: FieldValue>(self) -> Result<Value, ValueError> {
         Value::from_sql(self.0, T::TYPE)
     }
+
+    /// The field through the general path (a [`Value`] first), for what the fast
+    /// paths of `from_stored` do not read directly.
+    #[cold]
+    fn convert<T: FieldValue>(self) -> Result<T, ValueError> {
+        T::from_value(self.to_value::<T>()?)
+    }
 }
 
 /// A value that does not fit a field.
@@ -184,8 +208,14 @@ pub struct DecodeError {
 
 impl DecodeError {
     /// Wraps a [`ValueError`] with the field it was met in.
+    #[cold]
     pub fn new(field: &'static str, err: ValueError) -> DecodeError {
         DecodeError { field, message: err.0 }
+    }
+
+    #[cold]
+    fn missing(field: &'static str) -> DecodeError {
+        DecodeError { field, message: "missing value".into() }
     }
 }
 
@@ -231,7 +261,7 @@ pub trait FieldValue: Sized {
     /// `from_value(Value::from_sql(stored, TYPE))` gives, without the intermediate value.
     #[doc(hidden)]
     fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
-        Self::from_value(stored.to_value::<Self>()?)
+        stored.convert()
     }
 }
 
@@ -247,12 +277,13 @@ impl FieldValue for String {
             other => Err(ValueError::expected("a string", &other)),
         }
     }
+    #[inline]
     fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
         match stored.0 {
             ValueRef::Text(b) => {
                 std::str::from_utf8(b).map(str::to_owned).map_err(|_| ValueError("stored text is not UTF-8".into()))
             }
-            _ => Self::from_value(stored.to_value::<Self>()?),
+            _ => stored.convert(),
         }
     }
 }
@@ -271,10 +302,11 @@ impl FieldValue for bool {
             other => Err(ValueError::expected("a bool", &other)),
         }
     }
+    #[inline]
     fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
         match stored.0 {
             ValueRef::Integer(i) => Ok(i != 0),
-            _ => Self::from_value(stored.to_value::<Self>()?),
+            _ => stored.convert(),
         }
     }
 }
@@ -292,10 +324,11 @@ impl FieldValue for i64 {
             other => Err(ValueError::expected("an integer", &other)),
         }
     }
+    #[inline]
     fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
         match stored.0 {
             ValueRef::Integer(i) => Ok(i),
-            _ => Self::from_value(stored.to_value::<Self>()?),
+            _ => stored.convert(),
         }
     }
 }
@@ -325,11 +358,12 @@ impl FieldValue for f64 {
             other => Err(ValueError::expected("a number", &other)),
         }
     }
+    #[inline]
     fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
         match stored.0 {
             ValueRef::Real(f) => Ok(f),
             ValueRef::Integer(i) => Ok(i as f64),
-            _ => Self::from_value(stored.to_value::<Self>()?),
+            _ => stored.convert(),
         }
     }
 }
@@ -429,6 +463,7 @@ impl<T: FieldValue + NonOptional> FieldValue for Option<T> {
             other => T::from_value(other).map(Some),
         }
     }
+    #[inline]
     fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
         match stored.0 {
             ValueRef::Null => Ok(None),

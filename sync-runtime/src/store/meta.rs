@@ -233,8 +233,10 @@ impl TableMeta {
     /// The struct straight from a `select_all` result row: reads only the columns the
     /// struct has, in field order (what [`TableMeta::decode`] of
     /// [`TableMeta::read_row`] gives, without the full row and its copies).
+    #[inline]
     pub(crate) fn decode_sql_row<E: crate::SyncEntity>(&self, r: &rusqlite::Row<'_>) -> Result<E> {
-        E::from_row(&crate::entity::RowReader::new(r, &self.field_columns, E::FIELD_DEFS))
+        crate::entity::RowReader::new(r, &self.field_columns, E::FIELD_DEFS)
+            .and_then(|reader| E::from_row(&reader))
             .map_err(|source| Error::Decode { table: self.name.to_owned(), source })
     }
 

@@ -959,6 +959,22 @@ fn is_in_with_many_values_stays_shallow() {
 }
 
 #[test]
+fn a_row_narrower_than_the_struct_is_a_decode_error_naming_the_field() {
+    let meta = super::meta::TableMeta::new(
+        <TodoItem as crate::SyncEntity>::TABLE,
+        <TodoItem as crate::SyncEntity>::FIELD_DEFS,
+    )
+    .unwrap();
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let mut stmt = conn.prepare("SELECT 'x', 'text'").unwrap();
+    let err = stmt.query_row([], |r| Ok(meta.decode_sql_row::<TodoItem>(r))).unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { source, .. } if source.field == "complete"),
+        "the first field past the row's two columns: {err}"
+    );
+}
+
+#[test]
 fn one_query_shape_with_other_values_reads_its_own_rows() {
     rt().block_on(async {
         let store = Store::open_in_memory().await.unwrap();
