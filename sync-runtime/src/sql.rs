@@ -67,7 +67,8 @@ pub fn select(table: &str, columns: &[&str], spec: &QuerySpec, schema: &dyn Filt
     if columns.is_empty() {
         return Err(Error::InvalidQuery("a query must select at least one column".into()));
     }
-    select_from(&select_prefix(table, columns.iter().copied()), spec, schema)
+    let (sql, params) = select_params(&select_prefix(table, columns.iter().copied()), spec, schema)?;
+    Ok(SqlQuery { sql, params: values(params) })
 }
 
 /// `SELECT <columns> FROM <table>`, as [`select`] starts.
@@ -85,13 +86,8 @@ pub(crate) fn select_prefix<'a>(table: &str, columns: impl IntoIterator<Item = &
 }
 
 /// [`select`] after its `SELECT <columns> FROM <table>` (which a caller running many
-/// queries on one table builds once).
-pub(crate) fn select_from(prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
-    let (sql, params) = select_params(prefix, spec, schema)?;
-    Ok(SqlQuery { sql, params: params.into_iter().map(Param::into_value).collect() })
-}
-
-/// [`select_from`], its parameters still telling which literal of the filter each one is.
+/// queries on one table builds once), its parameters still telling which literal of
+/// the filter each one is.
 fn select_params<'e>(prefix: &str, spec: &'e QuerySpec, schema: &dyn FilterSchema) -> Result<(String, Vec<Param<'e>>)> {
     let mut query = Compiled { sql: String::with_capacity(prefix.len() + 128), params: Vec::new() };
     query.sql.push_str(prefix);
@@ -140,7 +136,7 @@ fn clamp(n: u64) -> i64 {
 pub fn count(table: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
     let mut query = Compiled { sql: format!("SELECT count(*) FROM {}", quote_ident(table)), params: Vec::new() };
     where_clause(&mut query, spec, schema)?;
-    Ok(SqlQuery { sql: query.sql, params: query.params.into_iter().map(Param::into_value).collect() })
+    Ok(SqlQuery { sql: query.sql, params: values(query.params) })
 }
 
 /// Past this many values, an `IN` list is sent as one JSON array parameter.
@@ -179,21 +175,28 @@ pub fn quote_ident(name: &str) -> String {
 
 /// Appends an identifier, quoted for SQLite.
 fn push_ident(out: &mut String, name: &str) {
-    out.push('"');
-    for (i, part) in name.split('"').enumerate() {
+    push_quoted(out, name, '"');
+}
+
+/// Appends `text` between two `quote`s, each `quote` inside it doubled: how SQL quotes
+/// identifiers (`"`) and string literals (`'`), and how OData quotes strings (`'`).
+pub fn push_quoted(out: &mut String, text: &str, quote: char) {
+    out.push(quote);
+    for (i, part) in text.split(quote).enumerate() {
         if i > 0 {
-            out.push_str("\"\"");
+            out.push(quote);
+            out.push(quote);
         }
         out.push_str(part);
     }
-    out.push('"');
+    out.push(quote);
 }
 
 /// Compiles a filter to a boolean SQL expression that is never NULL (what follows
 /// `WHERE`), with its parameters. Checks it against `schema` as [`select`] does.
 pub fn filter_condition(filter: &Expr, schema: &dyn FilterSchema) -> Result<SqlQuery> {
     let frag = Compiler { schema }.predicate(filter, "")?;
-    Ok(SqlQuery { sql: frag.sql, params: frag.params.into_iter().map(Param::into_value).collect() })
+    Ok(SqlQuery { sql: frag.sql, params: values(frag.params) })
 }
 
 fn where_clause<'e>(query: &mut Compiled<'e>, spec: &'e QuerySpec, schema: &dyn FilterSchema) -> Result<()> {
@@ -225,14 +228,16 @@ enum Param<'e> {
     Offset(i64),
 }
 
-impl Param<'_> {
-    fn into_value(self) -> Value {
-        match self {
+/// The values to bind.
+fn values(params: Vec<Param<'_>>) -> Vec<Value> {
+    params
+        .into_iter()
+        .map(|p| match p {
             Param::Literal(v) => v.clone(),
             Param::Made(v) => Rc::unwrap_or_clone(v),
             Param::Offset(n) => Value::Int(n),
-        }
-    }
+        })
+        .collect()
 }
 
 const STARTS_WITH: &str = "sync_startswith";

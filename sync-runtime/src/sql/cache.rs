@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Param, select_params};
+use super::{Param, select_params, values};
 use crate::error::Result;
 use crate::odata::FilterSchema;
 use crate::odata::typecheck::{Kind, Ty};
@@ -53,6 +53,21 @@ struct Template {
     params: Vec<Slot>,
 }
 
+impl Template {
+    /// The SQL with the parameters of `spec` (of this shape; `literals` are its filter's).
+    fn fill(&self, literals: &[&Value], spec: &QuerySpec) -> CachedSelect {
+        let params = self
+            .params
+            .iter()
+            .map(|slot| match *slot {
+                Slot::Literal(i) => literals[i].clone(),
+                Slot::Offset => Value::Int(super::clamp(spec.offset.unwrap_or(0))),
+            })
+            .collect();
+        CachedSelect { sql: Arc::clone(&self.sql), params }
+    }
+}
+
 /// Where a parameter of a compiled shape comes from.
 #[derive(Clone, Copy, Debug)]
 enum Slot {
@@ -63,41 +78,37 @@ enum Slot {
 }
 
 impl SelectCache {
-    /// [`super::select_from`], from the cache when a query of this shape was compiled
-    /// before. The result is exactly what [`super::select_from`] gives.
+    /// [`super::select`] after its prefix, from the cache when a query of this shape was
+    /// compiled before. The result is exactly what compiling gives.
     pub(crate) fn select(&mut self, prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<CachedSelect> {
-        let Some((key, literals)) = shape(spec) else {
-            return uncached(prefix, spec, schema);
-        };
-        if let Some(template) = self.shapes.get(&key) {
-            let params = template
-                .params
-                .iter()
-                .map(|slot| match *slot {
-                    Slot::Literal(i) => literals[i].clone(),
-                    Slot::Offset => Value::Int(super::clamp(spec.offset.unwrap_or(0))),
-                })
-                .collect();
-            return Ok(CachedSelect { sql: Arc::clone(&template.sql), params });
+        let shape = shape(spec);
+        if let Some((key, literals)) = &shape {
+            if let Some(template) = self.shapes.get(key) {
+                return Ok(template.fill(literals, spec));
+            }
         }
 
         let (sql, params) = select_params(prefix, spec, schema)?;
-        let slots: Option<Vec<Slot>> = params
-            .iter()
-            .map(|p| match p {
-                Param::Literal(v) => literals.iter().position(|l| std::ptr::eq(*l, *v)).map(Slot::Literal),
-                Param::Offset(_) => Some(Slot::Offset),
-                Param::Made(_) => None,
-            })
-            .collect();
         let sql: Arc<str> = sql.into();
-        if let Some(slots) = slots {
-            if self.shapes.len() >= CAPACITY {
-                self.shapes.clear();
+        if let Some((key, literals)) = shape {
+            // Every parameter must be a literal of the filter or the offset; a value the
+            // compiler made (a JSON list) cannot be taken from another query.
+            let slots: Option<Vec<Slot>> = params
+                .iter()
+                .map(|p| match p {
+                    Param::Literal(v) => literals.iter().position(|l| std::ptr::eq(*l, *v)).map(Slot::Literal),
+                    Param::Offset(_) => Some(Slot::Offset),
+                    Param::Made(_) => None,
+                })
+                .collect();
+            if let Some(slots) = slots {
+                if self.shapes.len() >= CAPACITY {
+                    self.shapes.clear();
+                }
+                self.shapes.insert(key, Template { sql: Arc::clone(&sql), params: slots });
             }
-            self.shapes.insert(key, Template { sql: Arc::clone(&sql), params: slots });
         }
-        Ok(CachedSelect { sql, params: params.into_iter().map(Param::into_value).collect() })
+        Ok(CachedSelect { sql, params: values(params) })
     }
 
     /// How many shapes are kept.
@@ -105,11 +116,6 @@ impl SelectCache {
     pub(crate) fn len(&self) -> usize {
         self.shapes.len()
     }
-}
-
-fn uncached(prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<CachedSelect> {
-    let (sql, params) = select_params(prefix, spec, schema)?;
-    Ok(CachedSelect { sql: sql.into(), params: params.into_iter().map(Param::into_value).collect() })
 }
 
 /// The shape of a query as bytes, with its filter's literals in pre-order; `None` for
