@@ -242,14 +242,7 @@ fn print_literal(value: &Value, version: ProtocolVersion, out: &mut String) {
 }
 
 fn print_string(s: &str, out: &mut String) {
-    out.push('\'');
-    for (i, part) in s.split('\'').enumerate() {
-        if i > 0 {
-            out.push_str("''");
-        }
-        out.push_str(part);
-    }
-    out.push('\'');
+    crate::sql::push_quoted(out, s, '\'');
 }
 
 #[cfg(test)]

@@ -448,7 +448,9 @@ fn prepare_table(conn: &Connection, table: &TableDef) -> Result<(), StorageError
 /// A SQL string literal (for the table-valued pragma function, which takes no
 /// parameters in every SQLite version; the name is a validated identifier anyway).
 fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let mut out = String::with_capacity(s.len() + 2);
+    sync_runtime::sql::push_quoted(&mut out, s, '\'');
+    out
 }
 
 impl Storage for SqliteStorage {
