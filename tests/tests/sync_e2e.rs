@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use common::{Device, TestServer, runtime};
@@ -13,92 +14,98 @@ use sync_tests::TodoItem;
 
 const BOTH: [ProtocolVersion; 2] = [ProtocolVersion::V2, ProtocolVersion::V3];
 
+/// Runs `test` once per protocol generation, each time with a new directory and a
+/// server on a database file in it: `test(protocol, dir, server_url)`.
+fn on_each_protocol(test: impl AsyncFn(ProtocolVersion, &Path, &str)) {
+    for protocol in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(&dir.path().join("server.db"));
+        runtime().block_on(test(protocol, dir.path(), &server.url()));
+    }
+}
+
 fn texts(items: &[TodoItem]) -> Vec<(String, String, bool)> {
     items.iter().map(|i| (i.id.clone(), i.text.clone(), i.complete)).collect()
 }
 
 #[test]
 fn full_lifecycle_between_two_devices() {
-    for protocol in BOTH {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&dir.path().join("server.db"));
-        runtime().block_on(async {
-            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
-            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
-            let ta = a.store.table::<TodoItem>().await.unwrap();
-            let tb = b.store.table::<TodoItem>().await.unwrap();
+    on_each_protocol(async |protocol, dir, url| {
+        let a = Device::new(dir, "a", url, protocol).await;
+        let b = Device::new(dir, "b", url, protocol).await;
+        let ta = a.store.table::<TodoItem>().await.unwrap();
+        let tb = b.store.table::<TodoItem>().await.unwrap();
 
-            // A works offline, then syncs.
-            let milk = ta.insert(TodoItem::new("", "buy milk")).await.unwrap();
-            ta.insert(TodoItem::new("bread", "buy bread")).await.unwrap();
-            let report = a.client.push().await.unwrap();
-            assert_eq!((report.pushed, report.errors, report.is_complete()), (2, 0, true), "{protocol}");
-            assert_eq!(a.store.pending_count().await.unwrap(), 0);
-            let pushed = ta.get(&milk.id).await.unwrap().unwrap();
-            assert!(pushed.version.is_some(), "the server's version is taken locally");
+        // A works offline, then syncs.
+        let milk = ta.insert(TodoItem::new("", "buy milk")).await.unwrap();
+        ta.insert(TodoItem::new("bread", "buy bread")).await.unwrap();
+        let report = a.client.push().await.unwrap();
+        assert_eq!((report.pushed, report.errors, report.is_complete()), (2, 0, true), "{protocol}");
+        assert_eq!(a.store.pending_count().await.unwrap(), 0);
+        let pushed = ta.get(&milk.id).await.unwrap().unwrap();
+        assert!(pushed.version.is_some(), "the server's version is taken locally");
 
-            // B pulls them.
-            let pulled = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            assert_eq!((pulled.received, pulled.applied), (2, 2));
-            assert_eq!(texts(&b.items().await), texts(&a.items().await));
-            // An incremental pull with nothing new fetches nothing.
-            assert_eq!(b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap().received, 0);
-            assert_eq!(a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap().received, 2);
+        // B pulls them.
+        let pulled = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        assert_eq!((pulled.received, pulled.applied), (2, 2));
+        assert_eq!(texts(&b.items().await), texts(&a.items().await));
+        // An incremental pull with nothing new fetches nothing.
+        assert_eq!(b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap().received, 0);
+        assert_eq!(a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap().received, 2);
 
-            // B edits, A sees it.
-            let mut edited = tb.get("bread").await.unwrap().unwrap();
-            edited.complete = true;
-            tb.update(edited).await.unwrap();
-            assert_eq!(b.client.push().await.unwrap().pushed, 1);
-            let r = a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            assert_eq!(r.applied, 1, "{protocol}: only the changed row comes back");
-            assert!(ta.get("bread").await.unwrap().unwrap().complete);
+        // B edits, A sees it.
+        let mut edited = tb.get("bread").await.unwrap().unwrap();
+        edited.complete = true;
+        tb.update(edited).await.unwrap();
+        assert_eq!(b.client.push().await.unwrap().pushed, 1);
+        let r = a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        assert_eq!(r.applied, 1, "{protocol}: only the changed row comes back");
+        assert!(ta.get("bread").await.unwrap().unwrap().complete);
 
-            // Both edit the same item: B's push meets a conflict, left to the app.
-            let mut on_a = ta.get(&milk.id).await.unwrap().unwrap();
-            on_a.text = "buy oat milk".into();
-            ta.update(on_a).await.unwrap();
-            a.client.push().await.unwrap();
-            let mut on_b = tb.get(&milk.id).await.unwrap().unwrap();
-            on_b.text = "buy soy milk".into();
-            tb.update(on_b).await.unwrap();
-            let report = b.client.push().await.unwrap();
-            assert_eq!(report.errors, 1, "{protocol}");
-            assert_eq!(report.conflicts[0].resolution, ConflictResolution::Unresolved);
-            let errors = tb.errors().await.unwrap();
-            assert_eq!(errors.len(), 1);
-            assert!(errors[0].is_conflict(), "{:?}", errors[0].record);
-            assert_eq!(errors[0].server_item.as_ref().unwrap().text, "buy oat milk");
-            assert_eq!(errors[0].client_item.as_ref().unwrap().text, "buy soy milk");
-            // The failed op waits: a second push skips it.
-            let again = b.client.push().await.unwrap();
-            assert_eq!((again.pushed, again.skipped), (0, 1));
-            // Resolve: take the server's copy.
-            tb.resolve_take_server(&errors[0]).await.unwrap();
-            assert_eq!(tb.get(&milk.id).await.unwrap().unwrap().text, "buy oat milk");
-            assert_eq!(b.store.pending_count().await.unwrap(), 0);
+        // Both edit the same item: B's push meets a conflict, left to the app.
+        let mut on_a = ta.get(&milk.id).await.unwrap().unwrap();
+        on_a.text = "buy oat milk".into();
+        ta.update(on_a).await.unwrap();
+        a.client.push().await.unwrap();
+        let mut on_b = tb.get(&milk.id).await.unwrap().unwrap();
+        on_b.text = "buy soy milk".into();
+        tb.update(on_b).await.unwrap();
+        let report = b.client.push().await.unwrap();
+        assert_eq!(report.errors, 1, "{protocol}");
+        assert_eq!(report.conflicts[0].resolution, ConflictResolution::Unresolved);
+        let errors = tb.errors().await.unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].is_conflict(), "{:?}", errors[0].record);
+        assert_eq!(errors[0].server_item.as_ref().unwrap().text, "buy oat milk");
+        assert_eq!(errors[0].client_item.as_ref().unwrap().text, "buy soy milk");
+        // The failed op waits: a second push skips it.
+        let again = b.client.push().await.unwrap();
+        assert_eq!((again.pushed, again.skipped), (0, 1));
+        // Resolve: take the server's copy.
+        tb.resolve_take_server(&errors[0]).await.unwrap();
+        assert_eq!(tb.get(&milk.id).await.unwrap().unwrap().text, "buy oat milk");
+        assert_eq!(b.store.pending_count().await.unwrap(), 0);
 
-            // A deletes; B pulls the tombstone.
-            ta.delete(milk.id.clone()).await.unwrap();
-            assert_eq!(a.client.push().await.unwrap().pushed, 1);
-            let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            assert_eq!(r.deleted, 1);
-            assert_eq!(tb.get(&milk.id).await.unwrap(), None);
-            assert_eq!(texts(&b.items().await), texts(&a.items().await));
+        // A deletes; B pulls the tombstone.
+        ta.delete(milk.id.clone()).await.unwrap();
+        assert_eq!(a.client.push().await.unwrap().pushed, 1);
+        let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        assert_eq!(r.deleted, 1);
+        assert_eq!(tb.get(&milk.id).await.unwrap(), None);
+        assert_eq!(texts(&b.items().await), texts(&a.items().await));
 
-            // Purge: refused with pending ops, then clears rows and cursors.
-            tb.insert(TodoItem::new("local", "not pushed")).await.unwrap();
-            let err = b.client.purge(Query::<TodoItem>::new()).await.unwrap_err();
-            assert!(err.to_string().contains("pending"), "{err}");
-            b.client.push().await.unwrap();
-            assert_eq!(b.client.purge(Query::<TodoItem>::new()).await.unwrap(), 2);
-            assert!(b.items().await.is_empty());
-            let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            assert_eq!(r.applied, 2, "after a purge the next pull starts over");
-            let ids: Vec<String> = b.items().await.into_iter().map(|i| i.id).collect();
-            assert_eq!(ids, ["bread", "local"]);
-        });
-    }
+        // Purge: refused with pending ops, then clears rows and cursors.
+        tb.insert(TodoItem::new("local", "not pushed")).await.unwrap();
+        let err = b.client.purge(Query::<TodoItem>::new()).await.unwrap_err();
+        assert!(err.to_string().contains("pending"), "{err}");
+        b.client.push().await.unwrap();
+        assert_eq!(b.client.purge(Query::<TodoItem>::new()).await.unwrap(), 2);
+        assert!(b.items().await.is_empty());
+        let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        assert_eq!(r.applied, 2, "after a purge the next pull starts over");
+        let ids: Vec<String> = b.items().await.into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, ["bread", "local"]);
+    });
 }
 
 /// Two devices edit the same item; B pushes second with the given handler.
@@ -129,73 +136,53 @@ async fn conflict_with(
 
 #[test]
 fn server_wins_handler() {
-    for protocol in BOTH {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&dir.path().join("server.db"));
-        runtime().block_on(async {
-            let (a, b, report) =
-                conflict_with(dir.path(), &server.url(), protocol, |c| c.conflict_handler::<TodoItem>(ServerWins))
-                    .await;
-            assert_eq!(report.conflicts.len(), 1);
-            assert_eq!(report.conflicts[0].resolution, ConflictResolution::ServerWins);
-            assert_eq!((report.errors, b.store.pending_count().await.unwrap()), (0, 0));
-            assert_eq!(b.items().await[0].text, "from a");
-            a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            assert_eq!(texts(&a.items().await), texts(&b.items().await));
-        });
-    }
+    on_each_protocol(async |protocol, dir, url| {
+        let (a, b, report) = conflict_with(dir, url, protocol, |c| c.conflict_handler::<TodoItem>(ServerWins)).await;
+        assert_eq!(report.conflicts.len(), 1);
+        assert_eq!(report.conflicts[0].resolution, ConflictResolution::ServerWins);
+        assert_eq!((report.errors, b.store.pending_count().await.unwrap()), (0, 0));
+        assert_eq!(b.items().await[0].text, "from a");
+        a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        assert_eq!(texts(&a.items().await), texts(&b.items().await));
+    });
 }
 
 #[test]
 fn client_wins_handler() {
-    for protocol in BOTH {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&dir.path().join("server.db"));
-        runtime().block_on(async {
-            let (a, b, report) =
-                conflict_with(dir.path(), &server.url(), protocol, |c| c.conflict_handler::<TodoItem>(ClientWins))
-                    .await;
-            assert_eq!(report.conflicts[0].resolution, ConflictResolution::ClientWins);
-            assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
-            a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            let on_a = a.items().await;
-            assert_eq!((on_a[0].text.as_str(), on_a[0].complete), ("from b", true));
-            assert_eq!(on_a[0].version, b.items().await[0].version, "both hold the server's latest version");
-        });
-    }
+    on_each_protocol(async |protocol, dir, url| {
+        let (a, b, report) = conflict_with(dir, url, protocol, |c| c.conflict_handler::<TodoItem>(ClientWins)).await;
+        assert_eq!(report.conflicts[0].resolution, ConflictResolution::ClientWins);
+        assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
+        a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        let on_a = a.items().await;
+        assert_eq!((on_a[0].text.as_str(), on_a[0].complete), ("from b", true));
+        assert_eq!(on_a[0].version, b.items().await[0].version, "both hold the server's latest version");
+    });
 }
 
 #[test]
 fn custom_merge_handler_sees_both_sides() {
-    for protocol in BOTH {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&dir.path().join("server.db"));
-        runtime().block_on(async {
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let seen2 = Arc::clone(&seen);
-            let (a, b, report) = conflict_with(dir.path(), &server.url(), protocol, move |c| {
-                c.conflict_handler::<TodoItem>(move |conflict: &sync_runtime::Conflict<TodoItem>| {
-                    seen2.lock().unwrap().push((
-                        conflict.kind,
-                        conflict.client.text.clone(),
-                        conflict.server.text.clone(),
-                    ));
-                    let mut merged = conflict.server.clone();
-                    merged.text = format!("{} + {}", conflict.server.text, conflict.client.text);
-                    merged.complete = conflict.client.complete;
-                    Resolution::Merged(merged)
-                })
+    on_each_protocol(async |protocol, dir, url| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = Arc::clone(&seen);
+        let (a, b, report) = conflict_with(dir, url, protocol, move |c| {
+            c.conflict_handler::<TodoItem>(move |conflict: &sync_runtime::Conflict<TodoItem>| {
+                seen2.lock().unwrap().push((conflict.kind, conflict.client.text.clone(), conflict.server.text.clone()));
+                let mut merged = conflict.server.clone();
+                merged.text = format!("{} + {}", conflict.server.text, conflict.client.text);
+                merged.complete = conflict.client.complete;
+                Resolution::Merged(merged)
             })
-            .await;
-            assert_eq!(*seen.lock().unwrap(), vec![(OpKind::Update, "from b".to_owned(), "from a".to_owned())]);
-            assert_eq!(report.conflicts[0].resolution, ConflictResolution::Merged);
-            assert_eq!(report.pushed, 1);
-            a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            let merged = &a.items().await[0];
-            assert_eq!((merged.text.as_str(), merged.complete), ("from a + from b", true));
-            assert_eq!(texts(&a.items().await), texts(&b.items().await));
-        });
-    }
+        })
+        .await;
+        assert_eq!(*seen.lock().unwrap(), vec![(OpKind::Update, "from b".to_owned(), "from a".to_owned())]);
+        assert_eq!(report.conflicts[0].resolution, ConflictResolution::Merged);
+        assert_eq!(report.pushed, 1);
+        a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        let merged = &a.items().await[0];
+        assert_eq!((merged.text.as_str(), merged.complete), ("from a + from b", true));
+        assert_eq!(texts(&a.items().await), texts(&b.items().await));
+    });
 }
 
 #[test]
@@ -326,32 +313,28 @@ fn rows_sharing_one_millisecond_are_each_pulled_once() {
 
 #[test]
 fn a_pull_keeps_pending_local_edits() {
-    for protocol in BOTH {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&dir.path().join("server.db"));
-        runtime().block_on(async {
-            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
-            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
-            let ta = a.store.table::<TodoItem>().await.unwrap();
-            let tb = b.store.table::<TodoItem>().await.unwrap();
-            ta.insert(TodoItem::new("k", "v1")).await.unwrap();
-            a.client.push().await.unwrap();
-            b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            // A changes it on the server; B edits it locally and, offline, keeps the op.
-            let mut on_a = ta.get("k").await.unwrap().unwrap();
-            on_a.text = "server edit".into();
-            ta.update(on_a).await.unwrap();
-            a.client.push().await.unwrap();
-            let mut on_b = tb.get("k").await.unwrap().unwrap();
-            on_b.text = "local edit".into();
-            tb.update(on_b).await.unwrap();
-            // The pull pushes first (a conflict, left unresolved), then skips the row.
-            let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            assert_eq!(r.skipped, 1, "{protocol}");
-            assert_eq!(tb.get("k").await.unwrap().unwrap().text, "local edit");
-            assert_eq!(tb.error_count().await.unwrap(), 1);
-        });
-    }
+    on_each_protocol(async |protocol, dir, url| {
+        let a = Device::new(dir, "a", url, protocol).await;
+        let b = Device::new(dir, "b", url, protocol).await;
+        let ta = a.store.table::<TodoItem>().await.unwrap();
+        let tb = b.store.table::<TodoItem>().await.unwrap();
+        ta.insert(TodoItem::new("k", "v1")).await.unwrap();
+        a.client.push().await.unwrap();
+        b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        // A changes it on the server; B edits it locally and, offline, keeps the op.
+        let mut on_a = ta.get("k").await.unwrap().unwrap();
+        on_a.text = "server edit".into();
+        ta.update(on_a).await.unwrap();
+        a.client.push().await.unwrap();
+        let mut on_b = tb.get("k").await.unwrap().unwrap();
+        on_b.text = "local edit".into();
+        tb.update(on_b).await.unwrap();
+        // The pull pushes first (a conflict, left unresolved), then skips the row.
+        let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        assert_eq!(r.skipped, 1, "{protocol}");
+        assert_eq!(tb.get("k").await.unwrap().unwrap().text, "local edit");
+        assert_eq!(tb.error_count().await.unwrap(), 1);
+    });
 }
 
 /// Two pushes of one store at once (a sync button pressed while a background sync
@@ -359,60 +342,52 @@ fn a_pull_keeps_pending_local_edits() {
 /// requests as conflicts.
 #[test]
 fn concurrent_pushes_send_each_operation_once() {
-    for protocol in BOTH {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&dir.path().join("server.db"));
-        runtime().block_on(async {
-            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
-            let ta = a.store.table::<TodoItem>().await.unwrap();
-            ta.insert_many((0..60).map(|i| TodoItem::new(&format!("c{i:02}"), "x")).collect()).await.unwrap();
-            let other = a.client.clone();
-            let (first, second) = tokio::join!(a.client.push(), other.push());
-            let (first, second) = (first.unwrap(), second.unwrap());
-            assert_eq!(first.pushed + second.pushed, 60, "{protocol}: {first:?} {second:?}");
-            assert!(first.conflicts.is_empty() && second.conflicts.is_empty(), "{protocol}: {first:?} {second:?}");
-            assert_eq!((first.errors, second.errors), (0, 0));
-            assert_eq!(a.store.pending_count().await.unwrap(), 0);
-            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
-            b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
-            assert_eq!(b.items().await.len(), 60);
-        });
-    }
+    on_each_protocol(async |protocol, dir, url| {
+        let a = Device::new(dir, "a", url, protocol).await;
+        let ta = a.store.table::<TodoItem>().await.unwrap();
+        ta.insert_many((0..60).map(|i| TodoItem::new(&format!("c{i:02}"), "x")).collect()).await.unwrap();
+        let other = a.client.clone();
+        let (first, second) = tokio::join!(a.client.push(), other.push());
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.pushed + second.pushed, 60, "{protocol}: {first:?} {second:?}");
+        assert!(first.conflicts.is_empty() && second.conflicts.is_empty(), "{protocol}: {first:?} {second:?}");
+        assert_eq!((first.errors, second.errors), (0, 0));
+        assert_eq!(a.store.pending_count().await.unwrap(), 0);
+        let b = Device::new(dir, "b", url, protocol).await;
+        b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
+        assert_eq!(b.items().await.len(), 60);
+    });
 }
 
 /// A pull filtered by a long `is_in` (1500 values: about 50 KB of URL, near the 64 KiB
 /// a request line may have) reaches the server and selects the rows it names.
 #[test]
 fn pull_by_a_long_is_in() {
-    for protocol in BOTH {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(&dir.path().join("server.db"));
-        runtime().block_on(async {
-            let a = Device::new(dir.path(), "a", &server.url(), protocol).await;
-            let ta = a.store.table::<TodoItem>().await.unwrap();
-            ta.insert_many((0..20).map(|i| TodoItem::new(&format!("k{i:04}"), "x")).collect()).await.unwrap();
-            assert!(a.client.push().await.unwrap().is_complete());
+    on_each_protocol(async |protocol, dir, url| {
+        let a = Device::new(dir, "a", url, protocol).await;
+        let ta = a.store.table::<TodoItem>().await.unwrap();
+        ta.insert_many((0..20).map(|i| TodoItem::new(&format!("k{i:04}"), "x")).collect()).await.unwrap();
+        assert!(a.client.push().await.unwrap().is_complete());
 
-            let b = Device::new(dir.path(), "b", &server.url(), protocol).await;
-            let wanted: Vec<String> = (0..1500).map(|i| format!("k{:04}", i * 2)).collect();
-            let query = Query::new().filter(TodoItem::FIELDS.id.is_in(wanted));
-            let report = match b.client.pull(query, Some("some")).await {
-                Ok(report) => report,
-                Err(e) => panic!("{protocol}: {e}"),
-            };
-            assert_eq!(report.received, 10, "{protocol}: {report:?}");
-            let ids: Vec<String> = b.items().await.into_iter().map(|i| i.id).collect();
-            assert_eq!(ids, (0..10).map(|i| format!("k{:04}", i * 2)).collect::<Vec<_>>());
+        let b = Device::new(dir, "b", url, protocol).await;
+        let wanted: Vec<String> = (0..1500).map(|i| format!("k{:04}", i * 2)).collect();
+        let query = Query::new().filter(TodoItem::FIELDS.id.is_in(wanted));
+        let report = match b.client.pull(query, Some("some")).await {
+            Ok(report) => report,
+            Err(e) => panic!("{protocol}: {e}"),
+        };
+        assert_eq!(report.received, 10, "{protocol}: {report:?}");
+        let ids: Vec<String> = b.items().await.into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, (0..10).map(|i| format!("k{:04}", i * 2)).collect::<Vec<_>>());
 
-            // Too long for a URL: a clear error about the query, not a network failure.
-            let too_many: Vec<String> = (0..5000).map(|i| format!("k{i:04}")).collect();
-            let query = Query::new().filter(TodoItem::FIELDS.id.is_in(too_many));
-            match b.client.pull(query, None).await {
-                Err(sync_runtime::Error::InvalidQuery(message)) => {
-                    assert!(message.contains("more than an HTTP request can carry"), "{message}")
-                }
-                other => panic!("{protocol}: {:?}", other.map_err(|e| e.to_string())),
+        // Too long for a URL: a clear error about the query, not a network failure.
+        let too_many: Vec<String> = (0..5000).map(|i| format!("k{i:04}")).collect();
+        let query = Query::new().filter(TodoItem::FIELDS.id.is_in(too_many));
+        match b.client.pull(query, None).await {
+            Err(sync_runtime::Error::InvalidQuery(message)) => {
+                assert!(message.contains("more than an HTTP request can carry"), "{message}")
             }
-        });
-    }
+            other => panic!("{protocol}: {:?}", other.map_err(|e| e.to_string())),
+        }
+    });
 }
