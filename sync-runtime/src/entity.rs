@@ -115,7 +115,7 @@ impl std::fmt::Debug for RowReader<'_> {
 
 impl<'a> RowReader<'a> {
     /// A reader of `row`, field `i` at column `columns[i]`; fails when a column is
-    /// beyond the row (checked here once, not at every field).
+    /// beyond the row, so that reading a field cannot.
     #[inline]
     pub(crate) fn new(
         row: &'a rusqlite::Row<'a>,
