@@ -2,6 +2,7 @@
 //! and async callers that reach it over a channel, so no SQLite call ever runs on a
 //! tokio worker.
 
+mod checkpoint;
 mod errors;
 mod integrity;
 mod meta;
@@ -83,6 +84,8 @@ pub(crate) struct Worker {
     pub(crate) in_flight: HashSet<i64>,
     /// Set by [`Store::close`]: told once the connection is closed.
     close_ack: Option<oneshot::Sender<()>>,
+    /// Runs the WAL checkpoints of a store file off this thread.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Worker {
@@ -151,7 +154,22 @@ impl Store {
             .name(name)
             .spawn(move || {
                 let mut worker = match open_connection(thread_path.as_deref(), &options) {
-                    Ok(conn) => Worker { conn, tables: HashMap::new(), in_flight: HashSet::new(), close_ack: None },
+                    Ok(conn) => {
+                        let checkpointer = thread_path.as_deref().and_then(|path| {
+                            checkpoint::Checkpointer::start(&conn, path)
+                                .inspect_err(
+                                    |e| tracing::warn!(error = %e, "no background checkpoints: commits run them"),
+                                )
+                                .ok()
+                        });
+                        Worker {
+                            conn,
+                            tables: HashMap::new(),
+                            in_flight: HashSet::new(),
+                            close_ack: None,
+                            checkpointer,
+                        }
+                    }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
@@ -167,6 +185,9 @@ impl Store {
                     }
                 }
                 let ack = worker.close_ack.take();
+                // The checkpointer's connection first: the store's, closed last, then
+                // checkpoints what is left and removes the log.
+                drop(worker.checkpointer.take());
                 drop(worker);
                 tracing::debug!("store closed");
                 if let Some(ack) = ack {
