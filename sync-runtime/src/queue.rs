@@ -311,6 +311,17 @@ pub(crate) fn mark_attempted(conn: &Connection, seq: i64, sent_item: Option<&str
     Ok(())
 }
 
+/// Undoes [`mark_attempted`] for an operation prepared but never sent: its state and
+/// what earlier attempts sent go back to what they were, and the attempt is not counted.
+pub(crate) fn unmark_attempted(conn: &Connection, seq: i64, state: OpState, sent_item: Option<&str>) -> Result<()> {
+    conn.prepare_cached(sql_once!(
+        "UPDATE {OPERATIONS_TABLE} SET state = ?2, attempts = max(attempts - 1, 0), sent_item = ?3
+         WHERE seq = ?1 AND state = 'attempted'"
+    ))?
+    .execute(params![seq, state.as_str(), sent_item])?;
+    Ok(())
+}
+
 /// What the push records when the server refuses an operation.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(not(test), allow(dead_code))]

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use common::{Device, TestServer, runtime};
 use sync_runtime::{
-    ClientWins, ConflictResolution, OpKind, ProtocolVersion, PushStatus, Query, Resolution, ServerWins, SyncPhase,
+    ClientWins, ConflictResolution, OpKind, OpState, ProtocolVersion, PushStatus, Query, Resolution, ServerWins,
+    SyncPhase,
 };
 use sync_tests::TodoItem;
 
@@ -227,6 +228,20 @@ fn server_stopped_mid_push_keeps_the_op_and_never_duplicates() {
             // stays queued with the three behind it.
             let left = a.store.pending_count().await.unwrap();
             assert_eq!(left, 4, "{protocol}: ops stay queued");
+            // The second was sent once; the three behind it were prepared with it (one
+            // batch) but never sent, and the stop put them back as they were.
+            let states: Vec<(String, OpState, u32)> =
+                a.store.pending_ops().await.unwrap().into_iter().map(|o| (o.item_id, o.state, o.attempts)).collect();
+            assert_eq!(
+                states,
+                [
+                    ("i1".into(), OpState::Attempted, 1),
+                    ("i2".into(), OpState::Pending, 0),
+                    ("i3".into(), OpState::Pending, 0),
+                    ("i4".into(), OpState::Pending, 0),
+                ],
+                "{protocol}"
+            );
             // No operation is left marked in flight (the third was prepared while the
             // second was out): a local edit of its item collapses into it.
             let tstop = stopper.store.table::<TodoItem>().await.unwrap();
@@ -389,5 +404,72 @@ fn pull_by_a_long_is_in() {
             }
             other => panic!("{protocol}: {:?}", other.map_err(|e| e.to_string())),
         }
+    });
+}
+
+/// Local edits made during a push to items whose operations were prepared with the
+/// push's batch (in flight, not sent yet) queue operations of their own; the push sends
+/// them after the first ones landed, over the versions those got: no conflict, nothing
+/// lost. i05's second operation is reached by a batch prepared while i12 still waits to
+/// be sent, so that batch stops at i12's; an edit of an item not yet prepared (i18)
+/// collapses into its queued update.
+#[test]
+fn edits_during_a_push_follow_the_operations_in_its_batch() {
+    on_each_protocol(async |protocol, dir, url| {
+        let store = sync_runtime::Store::open(dir.join("a.db")).await.unwrap();
+        let table = store.table::<TodoItem>().await.unwrap();
+        // Synced items, then an update of each: every operation carries a version, so
+        // one sent over a stale version would be a conflict (412).
+        table.insert_many((0..20).map(|i| TodoItem::new(&format!("i{i:02}"), "v0")).collect()).await.unwrap();
+        let plain = sync_runtime::SyncClient::builder(store.clone(), url).protocol(protocol).build().unwrap();
+        assert_eq!(plain.push().await.unwrap().pushed, 20);
+        for mut item in table.query().all().await.unwrap() {
+            item.text = "v1".into();
+            table.update(item).await.unwrap();
+        }
+        let (answered_tx, answered_rx) = std::sync::mpsc::channel::<()>();
+        let (edited_tx, edited_rx) = std::sync::mpsc::channel::<()>();
+        let (answered_tx, edited_rx) = (Mutex::new(answered_tx), Mutex::new(edited_rx));
+        let client = sync_runtime::SyncClient::builder(store.clone(), url)
+            .protocol(protocol)
+            .on_progress(move |e| {
+                if e.phase == SyncPhase::Push && e.done == 1 && !e.finished {
+                    // The first answer is in; the rest of the first batch waits.
+                    answered_tx.lock().unwrap().send(()).unwrap();
+                    edited_rx.lock().unwrap().recv().unwrap();
+                }
+            })
+            .build()
+            .unwrap();
+        let push = tokio::spawn(async move { client.push().await });
+        answered_rx.recv().unwrap();
+        for id in ["i05", "i12", "i18"] {
+            let mut item = table.get(id).await.unwrap().unwrap();
+            item.text = "v2".into();
+            table.update(item).await.unwrap();
+        }
+        let queued: Vec<(String, OpKind)> =
+            store.pending_ops().await.unwrap().into_iter().map(|o| (o.item_id, o.kind)).collect();
+        assert_eq!(queued.len(), 22, "{protocol}: two items in flight got a second operation: {queued:?}");
+        assert_eq!(queued[20..], [("i05".into(), OpKind::Update), ("i12".into(), OpKind::Update)], "{protocol}");
+        edited_tx.send(()).unwrap();
+
+        let report = push.await.unwrap().unwrap();
+        assert!(report.is_complete(), "{protocol}: {report:?}");
+        assert_eq!((report.pushed, report.errors), (22, 0), "{protocol}: {report:?}");
+        assert!(report.conflicts.is_empty(), "{protocol}: {report:?}");
+        assert_eq!(store.pending_count().await.unwrap(), 0);
+
+        let b = Device::new(dir, "b", url, protocol).await;
+        b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
+        let items = b.items().await;
+        assert_eq!(items.len(), 20, "{protocol}");
+        for item in &items {
+            let edited = ["i05", "i12", "i18"].contains(&item.id.as_str());
+            assert_eq!(item.text, if edited { "v2" } else { "v1" }, "{protocol}: {item:?}");
+        }
+        let local = table.get("i12").await.unwrap().unwrap();
+        let server = items.iter().find(|i| i.id == "i12").unwrap();
+        assert_eq!(local.version, server.version, "{protocol}: the second answer's version is kept");
     });
 }

@@ -1,6 +1,6 @@
 //! `push()`: send the queued operations in strict sequence order (DESIGN.md section 7).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::error::{Error, Result};
 use crate::protocol::ProtocolVersion;
 use crate::queue::{self, ErrorInput, OpKind, OpState};
-use crate::store::{TableMeta, Tx};
+use crate::store::{Submitted, TableMeta, Tx};
 use crate::system::OPERATIONS_TABLE;
 use crate::value::Value;
 
@@ -139,13 +139,15 @@ struct Prepared {
     sent: Vec<Value>,
     /// What earlier attempts sent: the answer of any of them may have been lost.
     previous: Vec<Vec<Value>>,
+    /// The operation's state and sent items before this attempt was marked.
+    was: (OpState, Option<String>),
 }
 
 /// The local result of an operation the server took, not yet committed. It is committed
-/// by the store call that prepares the next operation (or by the last call of the push),
-/// so that an operation costs one store call and one commit. Until then the operation
-/// stays queued and in flight: what a crash, or a local write to the item, would meet
-/// while its request was out anyway.
+/// by the store call that prepares the next batch of operations (or by the last call of
+/// the push), so that a batch costs one store call and one commit. Until then the
+/// operation stays queued and in flight: what a crash, or a local write to the item,
+/// would meet while its request was out anyway.
 type Landed = Box<dyn FnOnce(&mut Tx<'_>) -> Result<()> + Send>;
 
 /// What became of one operation.
@@ -163,14 +165,44 @@ enum Step {
 
 const MAX_ROUNDS: u32 = 4;
 
+/// How many operations one store call prepares (on as many different items). Each
+/// prepared operation is marked attempted before its request, as DESIGN.md section 7
+/// asks; one commit then serves a batch instead of one operation. A push that stops
+/// undoes the marks of those it did not send; a crash leaves them: at most a batch and
+/// a half of operations marked attempted but not sent, which the next push sends as
+/// it sends any attempted operation.
+const BATCH: usize = 16;
+
 pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
     // A push that waited for another one finds what that one left.
     let _turn = inner.store.push_turn().await;
     let mut held = Held::default();
     let result = push_queue(inner, &mut held).await;
-    for seq in [held.uncommitted, held.prefetched].into_iter().flatten() {
-        // A landed operation whose commit failed (the rollback kept its in-flight mark),
-        // or an operation prepared but never sent: it waits, queued, for the next push.
+    let Held { mut uncommitted, unsent } = held;
+    if !unsent.is_empty() {
+        // Prepared but never sent (the push stopped): back as they were, so a stop
+        // leaves no operation marked attempted that was not sent.
+        let seqs: Vec<i64> = unsent.iter().map(|u| u.seq).collect();
+        let undone = inner
+            .store
+            .transaction(move |tx| {
+                for Unsent { seq, was } in unsent {
+                    if let Some((state, sent_item)) = was {
+                        queue::unmark_attempted(tx.conn(), seq, state, sent_item.as_deref())?;
+                    }
+                    tx.in_flight.remove(&seq);
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = undone {
+            tracing::warn!(error = %e, "could not undo the attempted marks of operations not sent");
+            uncommitted.extend(seqs);
+        }
+    }
+    for seq in uncommitted {
+        // A landed operation whose commit failed (the rollback kept its in-flight
+        // mark): it waits, queued, for the next push.
         if let Err(e) = inner.store.set_in_flight(seq, false).await {
             tracing::warn!(seq, error = %e, "could not release an operation's in-flight mark");
         }
@@ -181,21 +213,34 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
 /// In-flight marks the push holds outside a request.
 #[derive(Default)]
 struct Held {
-    /// The operation whose landing is not committed yet.
-    uncommitted: Option<i64>,
-    /// The operation prepared while the one before it was out.
-    prefetched: Option<i64>,
+    /// Operations whose landing is not committed yet.
+    uncommitted: Vec<i64>,
+    /// Operations prepared and not sent yet.
+    unsent: Vec<Unsent>,
 }
+
+/// An operation prepared and not sent yet, and what it was before (when preparing it
+/// marked it attempted).
+struct Unsent {
+    seq: i64,
+    was: Option<(OpState, Option<String>)>,
+}
+
+/// An operation, and what preparing it gave (a failure to prepare it is the
+/// operation's problem, not the transaction's: what the transaction committed before
+/// stands).
+type Ready = (QueuedOp, Result<Option<Prepared>>);
 
 /// The push itself.
 ///
-/// While an operation's request is out, the store prepares the next operation (when it
-/// is on another item, so the answer cannot change it) and commits the landing of the
-/// one before: the store's work, and the wake-up of its thread, overlap the network
-/// wait instead of adding to it. Operations are still sent strictly one after the
-/// other, each after the answer to the one before; an operation prepared but not sent
-/// (the push stopped) stays queued, marked attempted, which is what a crash between
-/// preparing and sending leaves too.
+/// One store call commits the landings of the operations answered since the last one
+/// and prepares the next batch: up to [`BATCH`] operations, in sequence order, stopping
+/// at the first one whose item is in flight, waiting to be sent, or already in the
+/// batch (it has to wait for that answer). The call is sent to the store thread once
+/// half a batch is left to send and awaited only when nothing is left, so the store's
+/// work, and the wake-up of its thread, overlap the network waits instead of adding to
+/// them. Operations are still sent strictly one after the other, each after the answer
+/// to the one before.
 async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> {
     let started = Instant::now();
     let store = &inner.store;
@@ -205,85 +250,62 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     let mut blocked: HashSet<(String, String)> = HashSet::new();
     let mut after = 0i64;
     let mut done = 0u64;
-    let mut landed: Option<Landed> = None;
-    let mut prefetched: Option<(QueuedOp, Result<Option<Prepared>>)> = None;
+    let mut landed: Vec<(i64, Landed)> = Vec::new();
+    let mut ready: VecDeque<Ready> = VecDeque::new();
+    let mut next: Option<Submitted<Next>> = None;
 
-    loop {
-        let (op, prepared) = match prefetched.take() {
-            Some(next) => {
-                held.prefetched = None;
-                next
+    let result = loop {
+        if ready.is_empty() {
+            // Nothing left to send: the batch prepared meanwhile; if that one is empty
+            // (it stopped at an item that was in flight), or none was, one prepared now.
+            if let Some(submitted) = next.take() {
+                take_batch(held, submitted.wait().await?, &mut after, &mut blocked, &mut report, &mut ready);
             }
-            None => {
-                // One store call: commit what the last answer changed, then find and
-                // prepare the next operation to send.
-                let work = SideWork { landed: landed.take(), after, blocked: blocked.clone(), exclude: None };
-                let next = side_work(inner, work).await?;
-                held.uncommitted = None;
-                after = next.after;
-                report.skipped += next.skipped.len() as u64;
-                blocked.extend(next.skipped);
-                match next.op {
-                    Some(op) => op,
-                    None => break,
-                }
+            if ready.is_empty() {
+                let work = side_work(inner, std::mem::take(&mut landed), after, &blocked, HashSet::new());
+                take_batch(held, work.wait().await?, &mut after, &mut blocked, &mut report, &mut ready);
             }
-        };
+        }
+        let Some((op, prepared)) = ready.pop_front() else { break Ok(()) };
+        held.unsent.retain(|u| u.seq != op.seq);
         let key = (op.table.clone(), op.item_id.clone());
+        if next.is_none() && ready.len() < BATCH / 2 {
+            // The next batch, prepared while this and the ready ones are sent.
+            let exclude = ready.iter().map(|(o, _)| (o.table.clone(), o.item_id.clone())).chain([key.clone()]);
+            next = Some(side_work(inner, std::mem::take(&mut landed), after, &blocked, exclude.collect()));
+        }
 
         let mut prepared = Some(prepared);
-        let mut side =
-            Some(SideWork { landed: landed.take(), after, blocked: blocked.clone(), exclude: Some(key.clone()) });
         let mut rounds = 0;
         let step = loop {
             rounds += 1;
-            let mut side_done = None;
-            let step = push_one(inner, &op, prepared.take(), rounds, &mut report, &mut side, &mut side_done).await;
-            match side_done {
-                Some(Ok(next)) => {
-                    held.uncommitted = None;
-                    after = next.after;
-                    report.skipped += next.skipped.len() as u64;
-                    blocked.extend(next.skipped);
-                    if let Some((next_op, next_prepared)) = next.op {
-                        held.prefetched = Some(next_op.seq);
-                        prefetched = Some((next_op, next_prepared));
-                    }
-                }
-                Some(Err(e)) => {
-                    if let Err(e) = store.set_in_flight(op.seq, false).await {
-                        tracing::warn!(seq = op.seq, error = %e, "could not release an operation's in-flight mark");
-                    }
-                    return Err(e);
-                }
-                None => {}
-            }
-            if let Some(work) = side.take() {
-                // Not run (nothing was sent): commit what it carried.
-                if let Some(commit) = work.landed {
-                    store.transaction(commit).await?;
-                    held.uncommitted = None;
-                }
-            }
+            let step = push_one(inner, &op, prepared.take(), rounds, &mut report).await;
             if !matches!(step, Ok(Step::Landed(_))) {
                 // Whatever happened, the request is no longer in flight.
-                store.set_in_flight(op.seq, false).await?;
+                if let Err(e) = store.set_in_flight(op.seq, false).await {
+                    break Err(e);
+                }
             }
-            match step? {
-                Step::Again if rounds < MAX_ROUNDS => continue,
-                Step::Again => {
+            match step {
+                Ok(Step::Again) if rounds < MAX_ROUNDS => continue,
+                Ok(Step::Again) => {
                     let message = format!("still conflicting after {MAX_ROUNDS} attempts in one push");
-                    record(inner, op.seq, ErrorInput { message, ..ErrorInput::default() }).await?;
-                    break Step::Error;
+                    break record(inner, op.seq, ErrorInput { message, ..ErrorInput::default() })
+                        .await
+                        .map(|()| Step::Error);
                 }
                 other => break other,
             }
         };
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => break Err(e),
+        };
         match step {
             Step::Landed(commit) => {
                 report.pushed += 1;
-                landed = Some(commit);
-                held.uncommitted = Some(op.seq);
+                landed.push((op.seq, commit));
+                held.uncommitted.push(op.seq);
             }
             Step::Done => report.pushed += 1,
             Step::Error => {
@@ -294,7 +316,7 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
             Step::Stop(cancel) => {
                 tracing::info!(?cancel, "push stopped");
                 report.status = PushStatus::Cancelled(cancel);
-                break;
+                break Ok(());
             }
             Step::Again => unreachable!("handled in the loop above"),
         }
@@ -308,10 +330,19 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
             elapsed: started.elapsed(),
             finished: false,
         });
+    };
+    // A batch still being prepared: its operations join the unsent ones (undone by
+    // `push`), its landings are committed.
+    if let Some(submitted) = next.take() {
+        let work = submitted.wait().await;
+        if let Ok(work) = work {
+            take_batch(held, work, &mut after, &mut blocked, &mut report, &mut ready);
+        }
     }
-    if let Some(commit) = landed.take() {
-        store.transaction(commit).await?;
-        held.uncommitted = None;
+    result?;
+    if !landed.is_empty() {
+        store.transaction(move |tx| landed.into_iter().try_for_each(|(_, commit)| commit(tx))).await?;
+        held.uncommitted.clear();
     }
     inner.emit(SyncEvent {
         phase: SyncPhase::Push,
@@ -326,57 +357,81 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     Ok(report)
 }
 
-/// One store call of the push besides an operation's own: commit the last landing,
-/// then find and prepare the next operation to send.
-struct SideWork {
-    landed: Option<Landed>,
-    after: i64,
-    blocked: HashSet<(String, String)>,
-    /// While an operation is out: the scan stops at the next operation on its item,
-    /// which has to wait for the answer.
-    exclude: Option<(String, String)>,
+/// Takes in what a store call of the push did: its landings are committed, its batch
+/// is ready to send.
+fn take_batch(
+    held: &mut Held,
+    next: Next,
+    after: &mut i64,
+    blocked: &mut HashSet<(String, String)>,
+    report: &mut PushReport,
+    ready: &mut VecDeque<Ready>,
+) {
+    held.uncommitted.retain(|seq| !next.committed.contains(seq));
+    *after = next.after;
+    report.skipped += next.skipped.len() as u64;
+    blocked.extend(next.skipped);
+    held.unsent.extend(next.ops.iter().map(|(op, prepared)| Unsent {
+        seq: op.seq,
+        was: prepared.as_ref().ok().and_then(Option::as_ref).map(|p| p.was.clone()),
+    }));
+    ready.extend(next.ops);
 }
 
-async fn side_work(inner: &ClientInner, work: SideWork) -> Result<Next> {
-    let (base, protocol) = (inner.base.clone(), inner.protocol);
-    inner
-        .store
-        .transaction(move |tx| {
-            if let Some(commit) = work.landed {
-                commit(tx)?;
-            }
-            next_to_send(tx, work.after, &work.blocked, work.exclude.as_ref(), protocol, &base)
-        })
-        .await
+/// One store call of the push besides an operation's own, sent to the store thread
+/// now: commit the landings, then find and prepare the next batch, stopping at an
+/// operation on an `exclude`d item.
+fn side_work(
+    inner: &ClientInner,
+    landed: Vec<(i64, Landed)>,
+    after: i64,
+    blocked: &HashSet<(String, String)>,
+    exclude: HashSet<(String, String)>,
+) -> Submitted<Next> {
+    let (base, protocol, blocked) = (inner.base.clone(), inner.protocol, blocked.clone());
+    inner.store.transaction_now(move |tx| {
+        let mut committed = Vec::with_capacity(landed.len());
+        for (seq, commit) in landed {
+            commit(tx)?;
+            committed.push(seq);
+        }
+        let mut next = next_to_send(tx, after, &blocked, exclude, protocol, &base)?;
+        next.committed = committed;
+        Ok(next)
+    })
 }
 
 /// What one store call of the push found.
 struct Next {
+    /// The operations whose landing it committed.
+    committed: Vec<i64>,
     /// The last sequence number passed.
     after: i64,
     /// Items passed over: their operation is failed, or an earlier one on the item is.
     skipped: Vec<(String, String)>,
-    /// The next operation to send, and what preparing it gave (a failure to prepare
-    /// it is the operation's problem, not the transaction's: what the transaction
-    /// committed before stands).
-    op: Option<(QueuedOp, Result<Option<Prepared>>)>,
+    /// The next operations to send, in order, each on an item of its own.
+    ops: Vec<Ready>,
 }
 
-/// Finds the next operation after `after` that can be sent, and prepares it; stops
-/// without taking it at an operation on the `exclude`d item.
+/// Finds and prepares the next operations after `after` that can be sent, up to
+/// [`BATCH`]; stops without taking it at an operation on an `exclude`d item or on an
+/// item already in the batch.
 fn next_to_send(
     tx: &mut Tx<'_>,
     mut after: i64,
     blocked: &HashSet<(String, String)>,
-    exclude: Option<&(String, String)>,
+    exclude: HashSet<(String, String)>,
     protocol: ProtocolVersion,
     base: &reqwest::Url,
 ) -> Result<Next> {
     let mut skipped = Vec::new();
     let mut passed: HashSet<(String, String)> = HashSet::new();
-    while let Some(op) = next_after(tx.conn(), after)? {
+    let mut taken = exclude;
+    let mut ops = Vec::new();
+    while ops.len() < BATCH {
+        let Some(op) = next_after(tx.conn(), after)? else { break };
         let key = (op.table.clone(), op.item_id.clone());
-        if exclude == Some(&key) {
+        if taken.contains(&key) {
             break;
         }
         after = op.seq;
@@ -387,9 +442,15 @@ fn next_to_send(
             continue;
         }
         let prepared = prepare(tx, &op, protocol, base);
-        return Ok(Next { after, skipped, op: Some((op, prepared)) });
+        let stop = matches!(prepared, Err(Error::InvalidEntity { .. }));
+        taken.insert(key);
+        ops.push((op, prepared));
+        if stop {
+            // The push ends at this one.
+            break;
+        }
     }
-    Ok(Next { after, skipped, op: None })
+    Ok(Next { committed: Vec::new(), after, skipped, ops })
 }
 
 fn next_after(conn: &rusqlite::Connection, after: i64) -> Result<Option<QueuedOp>> {
@@ -473,23 +534,20 @@ fn prepare(
             Request { method: Method::DELETE, url: table_url(base, &op.table, Some(&op.item_id)), if_match, body: None }
         }
     };
-    Ok(Some(Prepared { meta, request, sent, previous }))
+    Ok(Some(Prepared { meta, request, sent, previous, was: (current.state, previous_sent) }))
 }
 
 async fn record(inner: &ClientInner, seq: i64, input: ErrorInput) -> Result<()> {
     inner.store.transaction(move |tx| queue::record_error(tx.conn(), seq, &input)).await
 }
 
-/// Sends one operation (`prepared` already, or prepared here) and settles its answer;
-/// runs `side` (taking it; its result into `side_done`) while the request is out.
+/// Sends one operation (`prepared` already, or prepared here) and settles its answer.
 async fn push_one(
     inner: &ClientInner,
     op: &QueuedOp,
     prepared: Option<Result<Option<Prepared>>>,
     round: u32,
     report: &mut PushReport,
-    side: &mut Option<SideWork>,
-    side_done: &mut Option<Result<Next>>,
 ) -> Result<Step> {
     let prepared = match prepared {
         Some(prepared) => prepared,
@@ -522,15 +580,7 @@ async fn push_one(
         true => Request { method: Method::GET, url: prepared.request.url.clone(), if_match: None, body: None },
         false => prepared.request.clone(),
     };
-    let sent = match side.take() {
-        Some(work) => {
-            let (sent, next) = tokio::join!(inner.send(&request), side_work(inner, work));
-            *side_done = Some(next);
-            sent
-        }
-        None => inner.send(&request).await,
-    };
-    let mut answer = match sent {
+    let mut answer = match inner.send(&request).await {
         Ok(answer) => answer,
         Err(Error::Network { url, message }) => return Ok(Step::Stop(PushCancel::Network { url, message })),
         Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),

@@ -218,13 +218,13 @@ impl Store {
         self.inner.path.as_deref()
     }
 
-    /// Runs `f` on the store thread and returns its result.
-    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
+    /// Sends `f` to the store thread; its result comes back through the receiver.
+    fn submit<R, F>(&self, f: F) -> Result<oneshot::Receiver<thread::Result<Result<R>>>>
     where
         R: Send + 'static,
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
     {
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |worker| {
             // A panic in `f` (an app closure) must not take the store thread down: any
             // open transaction rolls back while unwinding, and the panic is raised
@@ -233,6 +233,16 @@ impl Store {
             let _ = tx.send(out);
         });
         self.inner.sender.send(job).map_err(|_| Error::StoreClosed)?;
+        Ok(rx)
+    }
+
+    /// Runs `f` on the store thread and returns its result.
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+    {
+        let mut rx = self.submit(f)?;
         // Look for the answer for a moment (letting the executor run other tasks in
         // between) before parking: a small call is answered within microseconds, and
         // catching it saves a wake-up of this thread (see `CALLER_LINGER`).
@@ -324,6 +334,33 @@ impl Store {
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
     {
         self.call(move |w| tx::run(w, f)).await
+    }
+
+    /// Like [`Store::transaction`], but sent to the store thread now and awaited
+    /// later: the caller goes on with other work (a push sends its requests) while the
+    /// store runs it. Calls made meanwhile run after it.
+    pub(crate) fn transaction_now<R, F>(&self, f: F) -> Submitted<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+    {
+        Submitted { rx: self.submit(move |w| tx::run(w, f)) }
+    }
+}
+
+/// A store call sent and not awaited yet (see [`Store::transaction_now`]).
+pub(crate) struct Submitted<R> {
+    rx: Result<oneshot::Receiver<thread::Result<Result<R>>>>,
+}
+
+impl<R> Submitted<R> {
+    /// The call's result: at once when it is done, else once it is.
+    pub(crate) async fn wait(self) -> Result<R> {
+        match self.rx?.await {
+            Ok(Ok(out)) => out,
+            Ok(Err(payload)) => panic::resume_unwind(payload),
+            Err(_) => Err(Error::StoreClosed),
+        }
     }
 }
 
