@@ -213,6 +213,26 @@ pub(crate) fn op_by_seq(conn: &Connection, seq: i64) -> Result<Option<OpRow>> {
         .optional()?)
 }
 
+/// An operation as a push prepares it: [`op_by_seq`], and what earlier attempts sent
+/// (the stored text of [`sent_items`]).
+pub(crate) fn op_to_send(conn: &Connection, seq: i64) -> Result<Option<(OpRow, Option<String>)>> {
+    let mut stmt = conn.prepare_cached(sql_once!(
+        "SELECT seq, kind, state, op_version, item, sent_item FROM {OPERATIONS_TABLE} WHERE seq = ?1"
+    ))?;
+    Ok(stmt
+        .query_row([seq], |r| {
+            let op = OpRow {
+                seq: r.get(0)?,
+                kind: parse_col(1, r.get(1)?)?,
+                state: parse_col(2, r.get(2)?)?,
+                version: r.get(3)?,
+                item: r.get(4)?,
+            };
+            Ok((op, r.get(5)?))
+        })
+        .optional()?)
+}
+
 /// The statement of [`append_op`]: `?1` kind, `?2` table, `?3` item id, `?4` item
 /// snapshot, `?5` created at.
 pub(crate) fn append_sql() -> &'static str {
@@ -287,22 +307,33 @@ pub(crate) fn sent_items(stored: Option<&str>) -> Vec<serde_json::Value> {
 /// Marks an operation as sent, before its request goes out: state `attempted`, one
 /// more attempt, and what this attempt sends, added to what earlier attempts sent (see
 /// [`sent_items`]), so a lost answer can be recognized.
-// Used by push; until it lands, by the queue tests.
-#[cfg_attr(not(test), allow(dead_code))]
+/// (The push, which holds both already, calls [`mark_attempted_with`].)
+#[cfg(test)]
 pub(crate) fn mark_attempted(conn: &Connection, seq: i64, sent_item: Option<&str>) -> Result<()> {
     let stored: Option<String> = conn
         .prepare_cached(sql_once!("SELECT sent_item FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?
         .query_row([seq], |r| r.get(0))
         .optional()?
         .flatten();
-    let mut items = sent_items(stored.as_deref());
-    if let Some(new) = sent_item.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) {
-        items.retain(|item| *item != new);
-        items.push(new);
-        let extra = items.len().saturating_sub(MAX_SENT_ITEMS);
-        items.drain(..extra);
+    let sent = sent_item.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+    mark_attempted_with(conn, seq, sent_items(stored.as_deref()), sent)
+}
+
+/// [`mark_attempted`] for a caller that has read what earlier attempts sent
+/// (`earlier`, from [`sent_items`]) and holds what this one sends as JSON.
+pub(crate) fn mark_attempted_with(
+    conn: &Connection,
+    seq: i64,
+    mut earlier: Vec<serde_json::Value>,
+    sent: Option<serde_json::Value>,
+) -> Result<()> {
+    if let Some(new) = sent {
+        earlier.retain(|item| *item != new);
+        earlier.push(new);
+        let extra = earlier.len().saturating_sub(MAX_SENT_ITEMS);
+        earlier.drain(..extra);
     }
-    let sent = (!items.is_empty()).then(|| serde_json::Value::Array(items).to_string());
+    let sent = (!earlier.is_empty()).then(|| serde_json::Value::Array(earlier).to_string());
     conn.prepare_cached(sql_once!(
         "UPDATE {OPERATIONS_TABLE} SET state = CASE state WHEN 'failed' THEN 'failed' ELSE 'attempted' END,
              attempts = attempts + 1, sent_item = ?2 WHERE seq = ?1"

@@ -495,11 +495,7 @@ fn prepare(
         });
     };
     // Re-read the operation inside the transaction: it may have changed since.
-    let Some(current) = queue::op_by_seq(tx.conn(), op.seq)? else { return Ok(None) };
-    let previous_sent: Option<String> = tx
-        .conn()
-        .prepare_cached(&format!("SELECT sent_item FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?
-        .query_row([op.seq], |r| r.get(0))?;
+    let Some((current, previous_sent)) = queue::op_to_send(tx.conn(), op.seq)? else { return Ok(None) };
     let (sent, if_match) = match current.kind {
         OpKind::Delete => {
             let snapshot = current.item.as_deref().unwrap_or("{}");
@@ -516,9 +512,9 @@ fn prepare(
         }
     };
     let body = meta.push_json(&sent);
-    let previous =
-        queue::sent_items(previous_sent.as_deref()).iter().map(|j| meta.row_from_json(j)).collect::<Result<_>>()?;
-    queue::mark_attempted(tx.conn(), op.seq, Some(&body.to_string()))?;
+    let earlier = queue::sent_items(previous_sent.as_deref());
+    let previous = earlier.iter().map(|j| meta.row_from_json(j)).collect::<Result<_>>()?;
+    queue::mark_attempted_with(tx.conn(), op.seq, earlier, Some(body.clone()))?;
     tx.in_flight.insert(op.seq);
     let request = match current.kind {
         OpKind::Insert => {
