@@ -463,11 +463,12 @@ pub fn push(rt: &Runtime, dir: &Path, rounds: usize, ops: usize, name: &str, db:
     ))
 }
 
-/// What a push pays locally per operation besides its request, measured on this
-/// machine: one small write transaction (a one-row `UPDATE` and its commit, raw, with
-/// the store's pragmas), and one trip to the store thread and back (`Store::next_op`).
-/// A push makes one store call and one commit per operation: the server's copy and the
-/// removal of one operation commit together with the attempted mark of the next.
+/// Reference costs of local work on this machine, printed beside the push figures: one
+/// small write transaction (a one-row `UPDATE` and its commit, raw, with the store's
+/// pragmas), and one trip to the store thread and back (`Store::next_op`). A push makes
+/// one store call and one commit per batch of up to 16 operations: the server's copies
+/// and the removal of the operations answered since the last one commit together with
+/// the attempted marks of the next batch.
 fn local_costs(rt: &Runtime, dir: &Path) -> Res<(f64, f64)> {
     const N: u32 = 500;
     let path = dir.join("local-costs.db");
