@@ -178,19 +178,24 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
     let _turn = inner.store.push_turn().await;
     let mut held = Held::default();
     let result = push_queue(inner, &mut held).await;
-    let Held { mut uncommitted, unsent } = held;
-    if !unsent.is_empty() {
+    let Held { mut uncommitted, ready } = held;
+    if !ready.is_empty() {
         // Prepared but never sent (the push stopped): back as they were, so a stop
         // leaves no operation marked attempted that was not sent.
-        let seqs: Vec<i64> = unsent.iter().map(|u| u.seq).collect();
+        let seqs: Vec<i64> = ready.iter().map(|(op, _)| op.seq).collect();
+        let unsent = seqs.clone();
+        let marked: Vec<(i64, OpState, Option<String>)> = ready
+            .into_iter()
+            .filter_map(|(op, prepared)| prepared.ok().flatten().map(|p| (op.seq, p.was.0, p.was.1)))
+            .collect();
         let undone = inner
             .store
             .transaction(move |tx| {
-                for Unsent { seq, was } in unsent {
-                    if let Some((state, sent_item)) = was {
-                        queue::unmark_attempted(tx.conn(), seq, state, sent_item.as_deref())?;
-                    }
-                    tx.in_flight.remove(&seq);
+                for (seq, state, sent_item) in marked {
+                    queue::unmark_attempted(tx.conn(), seq, state, sent_item.as_deref())?;
+                }
+                for seq in &unsent {
+                    tx.in_flight.remove(seq);
                 }
                 Ok(())
             })
@@ -215,15 +220,8 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
 struct Held {
     /// Operations whose landing is not committed yet.
     uncommitted: Vec<i64>,
-    /// Operations prepared and not sent yet.
-    unsent: Vec<Unsent>,
-}
-
-/// An operation prepared and not sent yet, and what it was before (when preparing it
-/// marked it attempted).
-struct Unsent {
-    seq: i64,
-    was: Option<(OpState, Option<String>)>,
+    /// Operations prepared and not sent yet, in order.
+    ready: VecDeque<Ready>,
 }
 
 /// An operation, and what preparing it gave (a failure to prepare it is the
@@ -251,27 +249,26 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     let mut after = 0i64;
     let mut done = 0u64;
     let mut landed: Vec<(i64, Landed)> = Vec::new();
-    let mut ready: VecDeque<Ready> = VecDeque::new();
     let mut next: Option<Submitted<Next>> = None;
 
     let result = loop {
-        if ready.is_empty() {
+        if held.ready.is_empty() {
             // Nothing left to send: the batch prepared meanwhile; if that one is empty
             // (it stopped at an item that was in flight), or none was, one prepared now.
             if let Some(submitted) = next.take() {
-                take_batch(held, submitted.wait().await?, &mut after, &mut blocked, &mut report, &mut ready);
+                take_batch(held, submitted.wait().await?, &mut after, &mut blocked, &mut report);
             }
-            if ready.is_empty() {
+            if held.ready.is_empty() {
                 let work = side_work(inner, std::mem::take(&mut landed), after, &blocked, HashSet::new());
-                take_batch(held, work.wait().await?, &mut after, &mut blocked, &mut report, &mut ready);
+                take_batch(held, work.wait().await?, &mut after, &mut blocked, &mut report);
             }
         }
-        let Some((op, prepared)) = ready.pop_front() else { break Ok(()) };
-        held.unsent.retain(|u| u.seq != op.seq);
+        let Some((op, prepared)) = held.ready.pop_front() else { break Ok(()) };
         let key = (op.table.clone(), op.item_id.clone());
-        if next.is_none() && ready.len() < BATCH / 2 {
+        if next.is_none() && held.ready.len() < BATCH / 2 {
             // The next batch, prepared while this and the ready ones are sent.
-            let exclude = ready.iter().map(|(o, _)| (o.table.clone(), o.item_id.clone())).chain([key.clone()]);
+            let ready = held.ready.iter().map(|(o, _)| (o.table.clone(), o.item_id.clone()));
+            let exclude = ready.chain([key.clone()]);
             next = Some(side_work(inner, std::mem::take(&mut landed), after, &blocked, exclude.collect()));
         }
 
@@ -332,17 +329,23 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
         });
     };
     // A batch still being prepared: its operations join the unsent ones (undone by
-    // `push`), its landings are committed.
-    if let Some(submitted) = next.take() {
-        let work = submitted.wait().await;
-        if let Ok(work) = work {
-            take_batch(held, work, &mut after, &mut blocked, &mut report, &mut ready);
+    // `push`), its landings are committed; if it failed, its landings were not, and
+    // the push fails with it.
+    let pending = match next.take() {
+        Some(submitted) => {
+            submitted.wait().await.map(|work| take_batch(held, work, &mut after, &mut blocked, &mut report))
         }
+        None => Ok(()),
+    };
+    if let (Err(_), Err(e)) = (&result, &pending) {
+        tracing::warn!(error = %e, "the batch prepared during the push failed too");
     }
     result?;
+    pending?;
     if !landed.is_empty() {
+        let seqs: Vec<i64> = landed.iter().map(|(seq, _)| *seq).collect();
         store.transaction(move |tx| landed.into_iter().try_for_each(|(_, commit)| commit(tx))).await?;
-        held.uncommitted.clear();
+        held.uncommitted.retain(|seq| !seqs.contains(seq));
     }
     inner.emit(SyncEvent {
         phase: SyncPhase::Push,
@@ -365,17 +368,12 @@ fn take_batch(
     after: &mut i64,
     blocked: &mut HashSet<(String, String)>,
     report: &mut PushReport,
-    ready: &mut VecDeque<Ready>,
 ) {
     held.uncommitted.retain(|seq| !next.committed.contains(seq));
     *after = next.after;
     report.skipped += next.skipped.len() as u64;
     blocked.extend(next.skipped);
-    held.unsent.extend(next.ops.iter().map(|(op, prepared)| Unsent {
-        seq: op.seq,
-        was: prepared.as_ref().ok().and_then(Option::as_ref).map(|p| p.was.clone()),
-    }));
-    ready.extend(next.ops);
+    held.ready.extend(next.ops);
 }
 
 /// One store call of the push besides an operation's own, sent to the store thread
