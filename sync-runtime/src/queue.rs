@@ -160,6 +160,17 @@ pub(crate) struct OpRow {
     pub(crate) item: Option<String>,
 }
 
+/// An [`OpRow`] from a row whose first columns are `seq, kind, state, op_version, item`.
+fn op_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OpRow> {
+    Ok(OpRow {
+        seq: r.get(0)?,
+        kind: parse_col(1, r.get(1)?)?,
+        state: parse_col(2, r.get(2)?)?,
+        version: r.get(3)?,
+        item: r.get(4)?,
+    })
+}
+
 fn parse_col<T: FromStr<Err = String>>(idx: usize, s: String) -> rusqlite::Result<T> {
     s.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into()))
 }
@@ -183,34 +194,14 @@ pub(crate) fn latest_op(conn: &Connection, table: &str, id: &str) -> Result<Opti
         "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE}
          WHERE table_name = ?1 AND item_id = ?2 ORDER BY seq DESC LIMIT 1"
     ))?;
-    Ok(stmt
-        .query_row(params![table, id], |r| {
-            Ok(OpRow {
-                seq: r.get(0)?,
-                kind: parse_col(1, r.get(1)?)?,
-                state: parse_col(2, r.get(2)?)?,
-                version: r.get(3)?,
-                item: r.get(4)?,
-            })
-        })
-        .optional()?)
+    Ok(stmt.query_row(params![table, id], op_row).optional()?)
 }
 
 pub(crate) fn op_by_seq(conn: &Connection, seq: i64) -> Result<Option<OpRow>> {
     let mut stmt = conn.prepare_cached(sql_once!(
         "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE} WHERE seq = ?1"
     ))?;
-    Ok(stmt
-        .query_row([seq], |r| {
-            Ok(OpRow {
-                seq: r.get(0)?,
-                kind: parse_col(1, r.get(1)?)?,
-                state: parse_col(2, r.get(2)?)?,
-                version: r.get(3)?,
-                item: r.get(4)?,
-            })
-        })
-        .optional()?)
+    Ok(stmt.query_row([seq], op_row).optional()?)
 }
 
 /// An operation as a push prepares it: [`op_by_seq`], and what earlier attempts sent
@@ -219,18 +210,7 @@ pub(crate) fn op_to_send(conn: &Connection, seq: i64) -> Result<Option<(OpRow, O
     let mut stmt = conn.prepare_cached(sql_once!(
         "SELECT seq, kind, state, op_version, item, sent_item FROM {OPERATIONS_TABLE} WHERE seq = ?1"
     ))?;
-    Ok(stmt
-        .query_row([seq], |r| {
-            let op = OpRow {
-                seq: r.get(0)?,
-                kind: parse_col(1, r.get(1)?)?,
-                state: parse_col(2, r.get(2)?)?,
-                version: r.get(3)?,
-                item: r.get(4)?,
-            };
-            Ok((op, r.get(5)?))
-        })
-        .optional()?)
+    Ok(stmt.query_row([seq], |r| Ok((op_row(r)?, r.get(5)?))).optional()?)
 }
 
 /// The statement of [`append_op`]: `?1` kind, `?2` table, `?3` item id, `?4` item
