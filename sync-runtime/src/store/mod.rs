@@ -265,13 +265,10 @@ impl Store {
                     }
                     yield_once().await;
                 }
-                Err(oneshot::error::TryRecvError::Empty) => break rx.await.map_err(|_| Error::StoreClosed)?,
+                Err(oneshot::error::TryRecvError::Empty) => return Submitted { rx: Ok(rx) }.wait().await,
             }
         };
-        match answer {
-            Ok(out) => out,
-            Err(payload) => panic::resume_unwind(payload),
-        }
+        settle(answer)
     }
 
     /// Waits for this store's turn to push: two pushes at once (from clones of one
@@ -356,12 +353,13 @@ pub(crate) struct Submitted<R> {
 impl<R> Submitted<R> {
     /// The call's result: at once when it is done, else once it is.
     pub(crate) async fn wait(self) -> Result<R> {
-        match self.rx?.await {
-            Ok(Ok(out)) => out,
-            Ok(Err(payload)) => panic::resume_unwind(payload),
-            Err(_) => Err(Error::StoreClosed),
-        }
+        settle(self.rx?.await.map_err(|_| Error::StoreClosed)?)
     }
+}
+
+/// A call's result, or its panic raised again in the caller.
+fn settle<R>(answer: thread::Result<Result<R>>) -> Result<R> {
+    answer.unwrap_or_else(|payload| panic::resume_unwind(payload))
 }
 
 /// Returns `Pending` once (after waking its task), then `Ready`: lets the executor run
