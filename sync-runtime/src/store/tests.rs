@@ -24,7 +24,7 @@ fn todo(id: &str, text: &str) -> TodoItem {
     TodoItem { id: id.into(), text: text.into(), complete: false, version: None }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(super) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().build().expect("runtime")
 }
 
