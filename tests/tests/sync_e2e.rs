@@ -116,6 +116,19 @@ async fn conflict_with(
     protocol: ProtocolVersion,
     configure: impl FnOnce(sync_runtime::SyncClientBuilder) -> sync_runtime::SyncClientBuilder,
 ) -> (Device, Device, sync_runtime::PushReport) {
+    let (a, b) = diverged(dir, url, protocol, configure).await;
+    let report = b.client.push().await.unwrap();
+    (a, b, report)
+}
+
+/// Item "x" as A and B both pulled it ("original"); then A changed it on the server
+/// ("from a") and B locally, its update queued ("from b", complete).
+async fn diverged(
+    dir: &std::path::Path,
+    url: &str,
+    protocol: ProtocolVersion,
+    configure: impl FnOnce(sync_runtime::SyncClientBuilder) -> sync_runtime::SyncClientBuilder,
+) -> (Device, Device) {
     let a = Device::new(dir, "a", url, protocol).await;
     let b = Device::with(dir, "b", url, protocol, configure).await;
     let ta = a.store.table::<TodoItem>().await.unwrap();
@@ -131,8 +144,7 @@ async fn conflict_with(
     on_b.text = "from b".into();
     on_b.complete = true;
     tb.update(on_b).await.unwrap();
-    let report = b.client.push().await.unwrap();
-    (a, b, report)
+    (a, b)
 }
 
 #[test]
@@ -329,25 +341,12 @@ fn rows_sharing_one_millisecond_are_each_pulled_once() {
 #[test]
 fn a_pull_keeps_pending_local_edits() {
     on_each_protocol(async |protocol, dir, url| {
-        let a = Device::new(dir, "a", url, protocol).await;
-        let b = Device::new(dir, "b", url, protocol).await;
-        let ta = a.store.table::<TodoItem>().await.unwrap();
+        let (_a, b) = diverged(dir, url, protocol, |c| c).await;
         let tb = b.store.table::<TodoItem>().await.unwrap();
-        ta.insert(TodoItem::new("k", "v1")).await.unwrap();
-        a.client.push().await.unwrap();
-        b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
-        // A changes it on the server; B edits it locally and, offline, keeps the op.
-        let mut on_a = ta.get("k").await.unwrap().unwrap();
-        on_a.text = "server edit".into();
-        ta.update(on_a).await.unwrap();
-        a.client.push().await.unwrap();
-        let mut on_b = tb.get("k").await.unwrap().unwrap();
-        on_b.text = "local edit".into();
-        tb.update(on_b).await.unwrap();
         // The pull pushes first (a conflict, left unresolved), then skips the row.
         let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
         assert_eq!(r.skipped, 1, "{protocol}");
-        assert_eq!(tb.get("k").await.unwrap().unwrap().text, "local edit");
+        assert_eq!(tb.get("x").await.unwrap().unwrap().text, "from b");
         assert_eq!(tb.error_count().await.unwrap(), 1);
     });
 }
