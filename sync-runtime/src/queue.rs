@@ -184,6 +184,7 @@ macro_rules! sql_once {
         SQL.as_str()
     }};
 }
+pub(crate) use sql_once;
 
 pub(crate) fn now_rfc3339() -> String {
     crate::datetime::format(time::OffsetDateTime::now_utc())

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::protocol::ProtocolVersion;
-use crate::queue::{self, ErrorInput, OpKind, OpState};
+use crate::queue::{self, ErrorInput, OpKind, OpState, sql_once};
 use crate::store::{Submitted, TableMeta, Tx};
 use crate::system::OPERATIONS_TABLE;
 use crate::value::Value;
@@ -453,7 +453,7 @@ fn next_to_send(
 
 fn next_after(conn: &rusqlite::Connection, after: i64) -> Result<Option<QueuedOp>> {
     Ok(conn
-        .prepare_cached(&format!(
+        .prepare_cached(sql_once!(
             "SELECT seq, state, table_name, item_id FROM {OPERATIONS_TABLE}
              WHERE seq > ?1 ORDER BY seq LIMIT 1"
         ))?
@@ -666,7 +666,7 @@ async fn finish(
 fn apply_server_copy(tx: &mut Tx<'_>, meta: &TableMeta, id: &str, seq: i64, mut server: Vec<Value>) -> Result<()> {
     let later: bool = tx
         .conn()
-        .prepare_cached(&format!(
+        .prepare_cached(sql_once!(
             "SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3)"
         ))?
         .query_row(params![meta.name, id, seq], |r| r.get(0))?;
