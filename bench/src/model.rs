@@ -59,7 +59,7 @@ pub const TABLE: &str = Item::TABLE;
 /// columns.
 pub const LOCAL_COLUMNS: [&str; 8] = ["id", "title", "rank", "done", "version", "updatedAt", "createdAt", "deleted"];
 
-/// The store's column types for compiling a query with [`sync_runtime::sql::select`]
+/// The store's column types for compiling a query with [`sync_core::sql::select`]
 /// (the raw `query` baseline runs exactly the SQL the store runs).
 #[derive(Debug)]
 pub struct ItemSchema;
@@ -113,7 +113,7 @@ pub const RAW_INSERT_OP: &str = "INSERT INTO \"__sync_operations\" (kind, state,
 
 /// The current time as the store writes it into the queue.
 pub fn now_text() -> String {
-    sync_runtime::datetime::format(time::OffsetDateTime::now_utc())
+    sync_core::datetime::format(time::OffsetDateTime::now_utc())
 }
 
 /// Inserts rows with no queue operation (as pulled rows are), for seeding.

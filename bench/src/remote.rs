@@ -137,7 +137,7 @@ pub fn seed_server(rt: &Runtime, db: &Db, n: usize) -> Res<()> {
     let start = time::OffsetDateTime::now_utc() - Duration::from_secs(24 * 3600);
     let rows: Vec<(Item, String, String)> = (0..n)
         .map(|i| {
-            let at = sync_runtime::datetime::format(start + Duration::from_millis(i as u64));
+            let at = sync_core::datetime::format(start + Duration::from_millis(i as u64));
             (Item::nth("s", i, n), format!("{i:032x}"), at)
         })
         .collect();

@@ -1,6 +1,6 @@
 //! The one error type of the runtime.
 
-use crate::queue::OpKind;
+use crate::op::OpKind;
 
 /// What went wrong. Match on the variant, or use the predicates (`is_not_found()`, ...).
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +130,7 @@ pub enum Error {
         /// The table.
         table: String,
         /// The field and the problem.
-        source: crate::entity::DecodeError,
+        source: sync_core::DecodeError,
     },
 
     /// A query that cannot run where it was asked to (e.g. a local-only column in a
@@ -140,7 +140,7 @@ pub enum Error {
 
     /// OData text that does not parse or type-check.
     #[error(transparent)]
-    OData(#[from] crate::odata::ODataError),
+    OData(#[from] sync_core::odata::ODataError),
 
     /// The server could not be reached, or the connection failed mid-request (a
     /// timeout included). Nothing was lost: the operation stays queued.
@@ -230,6 +230,12 @@ impl Error {
             Error::Auth { status, .. } | Error::Http { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+impl From<sync_core::QueryError> for Error {
+    fn from(e: sync_core::QueryError) -> Error {
+        Error::InvalidQuery(e.0)
     }
 }
 

@@ -58,37 +58,38 @@
 //!   every `#[sync(...)]` key.
 //! - [`Store`]: the SQLite file and the thread that owns it; [`Store::table`] gives a
 //!   typed [`Table`], [`Store::transaction`] writes across tables atomically.
-//! - [`Query`], [`Filter`], [`Column`]: typed queries; [`query`] holds the untyped AST,
-//!   [`odata`] prints and parses it, [`sql`] compiles it.
+//! - [`Query`], [`Filter`], [`Column`]: typed queries; [`query`] holds the untyped AST
+//!   and [`odata`] prints and parses it.
 //! - The queue: [`Store::pending_ops`], [`Table::pending_count`], ... and the rules of
 //!   [`queue`]. The error table: [`Table::errors`] and the `resolve_*` calls.
 //! - [`Error`]: one error type with structured fields and predicates.
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod datetime;
-mod entity;
 mod error;
-pub mod odata;
-mod protocol;
-pub mod query;
+mod op;
 pub mod queue;
-pub mod sql;
 mod store;
-pub mod system;
-mod value;
 
 pub use client::{
     ClientWins, Conflict, ConflictHandler, ConflictOutcome, ConflictResolution, PullReport, PushCancel, PushReport,
     PushStatus, Resolution, RetryPolicy, ServerWins, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
 };
-pub use entity::{DecodeError, FieldDef, FieldRole, FieldValue, NonOptional, SyncEntity, ValueError};
 pub use error::{Error, Result};
-pub use protocol::ProtocolVersion;
-pub use query::{Column, Filter, OrderBy, Query};
-pub use queue::{OpKind, OpState, PendingOp};
+pub use op::{OpKind, OpState};
+pub use queue::PendingOp;
 pub use store::{Durability, ErrorRecord, IntegrityReport, Store, StoreOptions, SyncError, Table, TableQuery, Tx};
-pub use value::{ColumnType, Value};
+/// OData `$filter` / `$orderby` text: how a query travels to a server.
+pub use sync_core::odata;
+/// The query AST the typed builder makes ([`Filter::expr`], [`Query::spec`]) and its
+/// in-memory evaluator.
+pub use sync_core::query;
+/// The names of the system columns and tables.
+pub use sync_core::system;
+pub use sync_core::{
+    Column, ColumnType, DecodeError, FieldDef, FieldRole, FieldValue, Filter, NonOptional, Order, ProtocolVersion,
+    Query, SyncEntity, Value, ValueError,
+};
 
 #[cfg(feature = "derive")]
 pub use sync_derive::SyncEntity;
@@ -96,12 +97,5 @@ pub use sync_derive::SyncEntity;
 /// Items the generated code refers to. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::entity::{
-        DecodeError, FieldDef, FieldRole, FieldSource, FieldValue, RowReader, SyncEntity, ValueError,
-    };
-    pub use crate::query::Column;
-    pub use crate::value::{ColumnType, Value};
-    pub use ::core;
-    pub use ::std::string::String;
-    pub use ::std::vec::Vec;
+    pub use sync_core::__private::*;
 }

@@ -13,89 +13,13 @@
 //! a second operation behind it. Collapsing keeps the operation's place in push order,
 //! bumps its version and removes its error row.
 
-use std::fmt;
 use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::system::{ERRORS_TABLE, OPERATIONS_TABLE};
-
-/// The kind of a queued operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OpKind {
-    /// POST the row.
-    Insert,
-    /// PATCH (v2) / PUT (v3) the row.
-    Update,
-    /// DELETE the row.
-    Delete,
-}
-
-impl OpKind {
-    /// Every kind.
-    pub const ALL: [OpKind; 3] = [OpKind::Insert, OpKind::Update, OpKind::Delete];
-
-    /// The name stored in the queue table.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Insert => "insert",
-            OpKind::Update => "update",
-            OpKind::Delete => "delete",
-        }
-    }
-}
-
-impl fmt::Display for OpKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OpKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        OpKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown operation kind `{s}`"))
-    }
-}
-
-/// Where an operation stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OpState {
-    /// Never sent.
-    Pending,
-    /// Sent at least once; its request may have reached the server.
-    Attempted,
-    /// The server refused it; its error row tells why.
-    Failed,
-}
-
-impl OpState {
-    /// Every state.
-    pub const ALL: [OpState; 3] = [OpState::Pending, OpState::Attempted, OpState::Failed];
-
-    /// The name stored in the queue table.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OpState::Pending => "pending",
-            OpState::Attempted => "attempted",
-            OpState::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for OpState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OpState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        OpState::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown operation state `{s}`"))
-    }
-}
+pub use crate::op::{OpKind, OpState};
+use sync_core::system::{ERRORS_TABLE, OPERATIONS_TABLE};
 
 /// One queued operation, as the app sees it ("not yet synced").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,7 +111,7 @@ macro_rules! sql_once {
 pub(crate) use sql_once;
 
 pub(crate) fn now_rfc3339() -> String {
-    crate::datetime::format(time::OffsetDateTime::now_utc())
+    sync_core::datetime::format(time::OffsetDateTime::now_utc())
 }
 
 pub(crate) fn latest_op(conn: &Connection, table: &str, id: &str) -> Result<Option<OpRow>> {

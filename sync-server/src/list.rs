@@ -2,9 +2,9 @@
 //! the next page.
 
 use axum::http::HeaderMap;
-use sync_runtime::ProtocolVersion;
-use sync_runtime::odata::{self, FilterSchema};
-use sync_runtime::query::{Expr, OrderBy};
+use sync_core::ProtocolVersion;
+use sync_core::odata::{self, FilterSchema};
+use sync_core::query::{Expr, OrderBy};
 
 use crate::problem::ApiError;
 use crate::table::TableDef;
@@ -203,7 +203,7 @@ fn clip(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_runtime::ColumnType;
+    use sync_core::ColumnType;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sync_runtime::odata::ODataError;
+use sync_core::odata::ODataError;
 
 use crate::storage::StorageError;
 

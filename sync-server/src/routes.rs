@@ -25,9 +25,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use serde::Serialize;
-use sync_runtime::query::{BinaryOp, Expr, QuerySpec};
-use sync_runtime::system::DELETED;
-use sync_runtime::{ProtocolVersion, Value};
+use sync_core::query::{BinaryOp, Expr, QuerySpec};
+use sync_core::system::DELETED;
+use sync_core::{ProtocolVersion, Value};
 
 use crate::auth::{Auth, Caller};
 use crate::list;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync_runtime::SyncEntity;
+use sync_core::SyncEntity;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -31,7 +31,7 @@ pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 /// ```no_run
 /// # async fn run() -> Result<(), sync_server::Error> {
 /// use sync_server::{Server, TableDef};
-/// use sync_runtime::ColumnType;
+/// use sync_core::ColumnType;
 ///
 /// let server = Server::builder()
 ///     .table_def(TableDef::new("TodoItem").column("text", ColumnType::String, false))
@@ -146,7 +146,7 @@ impl ServerBuilder {
     /// # async fn run() -> Result<(), sync_server::Error> {
     /// # use sync_server::{Auth, Server, TableDef};
     /// let server = Server::builder()
-    ///     .table_def(TableDef::new("TodoItem").column("text", sync_runtime::ColumnType::String, false))
+    ///     .table_def(TableDef::new("TodoItem").column("text", sync_core::ColumnType::String, false))
     ///     .owner_column("TodoItem", "userId")
     ///     .auth(Auth::jwt_hs256(std::env::var("JWT_SECRET").unwrap_or_default())?)
     ///     .build()

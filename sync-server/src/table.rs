@@ -1,9 +1,9 @@
 //! The server's description of one table: built from a `SyncEntity` struct or from the
 //! tables file, and the one thing storage, validation and JSON shaping read.
 
-use sync_runtime::odata::FilterSchema;
-use sync_runtime::system::{self, CREATED_AT, DELETED, ID, UPDATED_AT, VERSION};
-use sync_runtime::{ColumnType, FieldDef, FieldRole, SyncEntity, Value};
+use sync_core::odata::FilterSchema;
+use sync_core::system::{self, CREATED_AT, DELETED, ID, UPDATED_AT, VERSION};
+use sync_core::{ColumnType, FieldDef, FieldRole, SyncEntity, Value};
 
 use crate::error::Error;
 

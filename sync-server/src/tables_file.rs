@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use sync_runtime::ColumnType;
+use sync_core::ColumnType;
 
 use crate::error::Error;
 use crate::table::{ColumnDef, TableDef};

@@ -4,8 +4,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use sync_runtime::system::{CREATED_AT, DELETED, ID, UPDATED_AT, VERSION, is_system_column};
-use sync_runtime::{ColumnType, ProtocolVersion, Value, datetime};
+use sync_core::system::{CREATED_AT, DELETED, ID, UPDATED_AT, VERSION, is_system_column};
+use sync_core::{ColumnType, ProtocolVersion, Value, datetime};
 
 use crate::problem::ApiError;
 use crate::storage::Row;

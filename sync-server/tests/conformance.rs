@@ -87,7 +87,7 @@ async fn insert_and_read_back_with_the_system_properties_of_each_generation(b: B
         assert_eq!(item["text"], "milk");
         let updated = item["updatedAt"].as_str().unwrap();
         assert_eq!(updated.len(), "2026-01-02T03:04:05.678Z".len());
-        assert!(sync_runtime::datetime::parse(updated).is_some());
+        assert!(sync_core::datetime::parse(updated).is_some());
         if v == V2 {
             assert_eq!(item["createdAt"], item["updatedAt"]);
         }

@@ -30,7 +30,7 @@ type Shared = Arc<Mutex<Double>>;
 fn cell(row: &Json, column: &str) -> Value {
     match (column, row.get(column)) {
         ("updatedAt", Some(Json::String(s))) => {
-            sync_runtime::datetime::parse(s).map_or(Value::String(s.clone()), Value::DateTime)
+            sync_core::datetime::parse(s).map_or(Value::String(s.clone()), Value::DateTime)
         }
         (_, Some(Json::String(s))) => Value::String(s.clone()),
         (_, Some(Json::Bool(b))) => Value::Bool(*b),

@@ -3,11 +3,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::entity::SyncEntity;
 use crate::error::Result;
 use crate::queue::OpKind;
 use crate::store::TableMeta;
-use crate::value::Value;
+use sync_core::SyncEntity;
+use sync_core::Value;
 
 /// A conflict, as a handler sees it.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 
 use crate::error::{Error, Result};
-use crate::protocol::ProtocolVersion;
+use sync_core::ProtocolVersion;
 
 use super::ClientInner;
 

@@ -32,11 +32,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entity::SyncEntity;
 use crate::error::{Error, Result};
-use crate::protocol::ProtocolVersion;
-use crate::query::Query;
 use crate::store::Store;
+use sync_core::ProtocolVersion;
+use sync_core::SyncEntity;
+use sync_core::query::Query;
 
 pub use conflict::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
 pub use progress::{SyncEvent, SyncPhase};

@@ -18,14 +18,14 @@ use std::time::Instant;
 use reqwest::Method;
 use rusqlite::{OptionalExtension, params};
 
-use crate::entity::{FieldRole, SyncEntity};
 use crate::error::{Error, Result};
-use crate::odata;
-use crate::protocol::ProtocolVersion;
-use crate::query::{BinaryOp, Expr, Query};
 use crate::store::{Store, TableMeta};
-use crate::system::{CURSORS_TABLE, ERRORS_TABLE, ID, OPERATIONS_TABLE, UPDATED_AT};
-use crate::value::Value;
+use sync_core::ProtocolVersion;
+use sync_core::Value;
+use sync_core::odata;
+use sync_core::query::{BinaryOp, Expr, Query};
+use sync_core::system::{CURSORS_TABLE, ERRORS_TABLE, ID, OPERATIONS_TABLE, UPDATED_AT};
+use sync_core::{FieldRole, SyncEntity};
 
 use super::http::Request;
 use super::progress::{SyncEvent, SyncPhase};
@@ -72,7 +72,7 @@ fn columns_in(expr: &Expr, out: &mut Vec<String>) {
 }
 
 fn cursor_filter(cursor: &Cursor) -> Result<Expr> {
-    let t = crate::datetime::parse(&cursor.updated_at).ok_or_else(|| Error::Protocol {
+    let t = sync_core::datetime::parse(&cursor.updated_at).ok_or_else(|| Error::Protocol {
         url: String::new(),
         message: format!("the server's updatedAt `{}` is not an RFC 3339 timestamp", cursor.updated_at),
     })?;
@@ -287,7 +287,7 @@ pub(crate) async fn pull<E: SyncEntity>(
 
 /// Whether `a` comes after `b` in `(updatedAt, id)` order.
 fn after(a: &Cursor, b: &Cursor) -> bool {
-    match (crate::datetime::parse(&a.updated_at), crate::datetime::parse(&b.updated_at)) {
+    match (sync_core::datetime::parse(&a.updated_at), sync_core::datetime::parse(&b.updated_at)) {
         (Some(x), Some(y)) if x != y => x > y,
         _ => a.id > b.id,
     }
@@ -364,7 +364,7 @@ pub(crate) async fn purge<E: SyncEntity>(store: &Store, query: Query<E>, force: 
         .transaction(move |tx| {
             let meta = tx.meta::<E>()?;
             let conn = tx.conn();
-            let table = crate::sql::quote_ident(meta.name);
+            let table = sync_core::sql::quote_ident(meta.name);
             if force {
                 conn.execute(&format!("DELETE FROM {OPERATIONS_TABLE} WHERE table_name = ?1"), [meta.name])?;
                 conn.execute(&format!("DELETE FROM {ERRORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
@@ -378,7 +378,7 @@ pub(crate) async fn purge<E: SyncEntity>(store: &Store, query: Query<E>, force: 
                     return Err(Error::PendingOperations { table: meta.name.to_owned(), pending: pending as u64 });
                 }
             }
-            let ids = crate::sql::select(meta.name, &[ID], query.spec(), &*meta)?;
+            let ids = sync_core::sql::select(meta.name, &[ID], query.spec(), &*meta)?;
             let removed = conn.execute(
                 &format!("DELETE FROM {table} WHERE \"id\" IN ({})", ids.sql),
                 rusqlite::params_from_iter(ids.params.iter()),

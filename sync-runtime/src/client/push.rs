@@ -8,11 +8,11 @@ use reqwest::Method;
 use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::protocol::ProtocolVersion;
 use crate::queue::{self, ErrorInput, OpKind, OpState, sql_once};
 use crate::store::{Submitted, TableMeta, Tx};
-use crate::system::OPERATIONS_TABLE;
-use crate::value::Value;
+use sync_core::ProtocolVersion;
+use sync_core::Value;
+use sync_core::system::OPERATIONS_TABLE;
 
 use super::ClientInner;
 use super::conflict::ErasedResolution;

@@ -5,11 +5,11 @@
 
 use rusqlite::params;
 
-use crate::entity::SyncEntity;
 use crate::error::{Error, Result};
 use crate::queue::{self, OpKind, OpRow};
-use crate::system::ERRORS_TABLE;
-use crate::value::Value;
+use sync_core::SyncEntity;
+use sync_core::Value;
+use sync_core::system::ERRORS_TABLE;
 
 use super::tx::Tx;
 use super::{Store, Table};
@@ -252,7 +252,7 @@ impl<E: SyncEntity> Table<E> {
                 }
                 if let Some(server) = &record.server_item {
                     let server_row = meta.row_from_json(server)?;
-                    if let Some(v) = meta.column_index(crate::system::VERSION) {
+                    if let Some(v) = meta.column_index(sync_core::system::VERSION) {
                         row[v] = server_row[v].clone();
                     }
                 }

@@ -3,8 +3,8 @@
 use rusqlite::OptionalExtension;
 
 use crate::error::Result;
-use crate::sql::quote_ident;
-use crate::system::{ERRORS_TABLE, OPERATIONS_TABLE};
+use sync_core::sql::quote_ident;
+use sync_core::system::{ERRORS_TABLE, OPERATIONS_TABLE};
 
 use super::Store;
 

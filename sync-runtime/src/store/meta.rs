@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
-use crate::entity::{FieldDef, FieldRole};
 use crate::error::{Error, Result};
-use crate::odata::FilterSchema;
-use crate::sql::quote_ident;
-use crate::system::{self, RESERVED_PREFIX};
-use crate::value::{ColumnType, Value};
+use sync_core::odata::FilterSchema;
+use sync_core::sql::quote_ident;
+use sync_core::system::{self, RESERVED_PREFIX};
+use sync_core::{ColumnType, Value};
+use sync_core::{FieldDef, FieldRole};
 
 /// One column of a local table.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,7 +59,7 @@ pub(crate) struct TableMeta {
     /// `SELECT <every column> FROM <table>`, the start of every query.
     pub(crate) select_all: String,
     /// The queries compiled on this table, by shape.
-    selects: std::sync::Mutex<crate::sql::SelectCache>,
+    selects: std::sync::Mutex<sync_core::sql::SelectCache>,
 }
 
 /// The system columns after `id`, with their local types.
@@ -138,7 +138,7 @@ impl TableMeta {
             upsert: format!("INSERT OR REPLACE INTO {table} ({all}) VALUES ({placeholders})"),
             delete: format!("DELETE FROM {table} WHERE \"id\" = ?"),
             select_by_id: format!("SELECT {all} FROM {table} WHERE \"id\" = ?"),
-            select_all: crate::sql::select_prefix(name, columns.iter().map(|c| c.name.as_str())),
+            select_all: sync_core::sql::select_prefix(name, columns.iter().map(|c| c.name.as_str())),
             update_app,
             columns,
             field_columns,
@@ -147,12 +147,12 @@ impl TableMeta {
     }
 
     /// The SQL of a query on this table (`SELECT <every column> ..`), compiled once per
-    /// shape (see [`crate::sql::SelectCache`]).
-    pub(crate) fn select(&self, spec: &crate::query::QuerySpec) -> Result<crate::sql::CachedSelect> {
+    /// shape (see [`sync_core::sql::SelectCache`]).
+    pub(crate) fn select(&self, spec: &sync_core::query::QuerySpec) -> Result<sync_core::sql::CachedSelect> {
         // The store thread is the only one that compiles: the lock is never contended,
         // and a panic while holding it leaves nothing half-done worth refusing.
         let mut selects = self.selects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        selects.select(&self.select_all, spec, self)
+        Ok(selects.select(&self.select_all, spec, self)?)
     }
 
     pub(crate) fn create_table_sql(&self) -> String {
@@ -226,7 +226,7 @@ impl TableMeta {
     fn read_column(&self, r: &rusqlite::Row<'_>, i: usize) -> Result<Value> {
         Value::from_sql(r.get_ref(i)?, self.columns[i].ty).map_err(|e| Error::Decode {
             table: self.name.to_owned(),
-            source: crate::entity::DecodeError { field: self.field_name(i), message: e.0 },
+            source: sync_core::DecodeError { field: self.field_name(i), message: e.0 },
         })
     }
 
@@ -234,14 +234,14 @@ impl TableMeta {
     /// struct has, in field order (what [`TableMeta::decode`] of
     /// [`TableMeta::read_row`] gives, without the full row and its copies).
     #[inline]
-    pub(crate) fn decode_sql_row<E: crate::SyncEntity>(&self, r: &rusqlite::Row<'_>) -> Result<E> {
-        crate::entity::RowReader::new(r, &self.field_columns, E::FIELD_DEFS)
+    pub(crate) fn decode_sql_row<E: sync_core::SyncEntity>(&self, r: &rusqlite::Row<'_>) -> Result<E> {
+        sync_core::__private::RowReader::new(r, &self.field_columns, E::FIELD_DEFS)
             .and_then(|reader| E::from_row(&reader))
             .map_err(|source| Error::Decode { table: self.name.to_owned(), source })
     }
 
     /// The struct from a full row.
-    pub(crate) fn decode<E: crate::SyncEntity>(&self, row: &[Value]) -> Result<E> {
+    pub(crate) fn decode<E: sync_core::SyncEntity>(&self, row: &[Value]) -> Result<E> {
         E::from_values(self.fields_from_row(row))
             .map_err(|source| Error::Decode { table: self.name.to_owned(), source })
     }
@@ -265,7 +265,7 @@ impl TableMeta {
             if let Some(j) = json.get(&c.name) {
                 let v = Value::from_json(j, c.ty).map_err(|e| Error::Decode {
                     table: self.name.to_owned(),
-                    source: crate::entity::DecodeError { field: self.field_name(i), message: e.0 },
+                    source: sync_core::DecodeError { field: self.field_name(i), message: e.0 },
                 })?;
                 if !(c.role == FieldRole::Deleted && v.is_null()) {
                     row[i] = v;
@@ -276,7 +276,7 @@ impl TableMeta {
     }
 
     /// The struct from a JSON object keyed by column name.
-    pub(crate) fn decode_json<E: crate::SyncEntity>(&self, json: &serde_json::Value) -> Result<E> {
+    pub(crate) fn decode_json<E: sync_core::SyncEntity>(&self, json: &serde_json::Value) -> Result<E> {
         self.decode(&self.row_from_json(json)?)
     }
 
@@ -323,7 +323,7 @@ impl TableMeta {
 
     /// The row's `version`, if it has one.
     pub(crate) fn version_of(&self, row: &[Value]) -> Option<String> {
-        match self.column_index(crate::system::VERSION).map(|i| &row[i]) {
+        match self.column_index(sync_core::system::VERSION).map(|i| &row[i]) {
             Some(Value::String(v)) => Some(v.clone()),
             _ => None,
         }
@@ -331,7 +331,7 @@ impl TableMeta {
 
     /// Whether the row is a tombstone (`deleted = true`).
     pub(crate) fn is_deleted(&self, row: &[Value]) -> bool {
-        self.column_index(crate::system::DELETED).is_some_and(|i| row[i] == Value::Bool(true))
+        self.column_index(sync_core::system::DELETED).is_some_and(|i| row[i] == Value::Bool(true))
     }
 
     pub(crate) fn column_index(&self, name: &str) -> Option<usize> {
@@ -343,7 +343,7 @@ impl TableMeta {
         for (c, v) in self.columns.iter().zip(row) {
             let reason = match v {
                 Value::Float(f) if !f.is_finite() => Some(format!("{f} cannot be stored (only finite floats)")),
-                Value::DateTime(t) if !crate::datetime::in_range(*t) => {
+                Value::DateTime(t) if !sync_core::datetime::in_range(*t) => {
                     Some(format!("{t} is outside the years 0000-9999"))
                 }
                 Value::Null if !c.nullable && c.role != FieldRole::Deleted => {

@@ -4,8 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::sql::quote_ident;
-use crate::system::{CONFIG_TABLE, CURSORS_TABLE, ERRORS_TABLE, OPERATIONS_TABLE, SCHEMA_TABLE};
+use sync_core::sql::quote_ident;
+use sync_core::system::{CONFIG_TABLE, CURSORS_TABLE, ERRORS_TABLE, OPERATIONS_TABLE, SCHEMA_TABLE};
 
 use super::meta::{LocalColumn, TableMeta};
 

@@ -3,10 +3,10 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::entity::SyncEntity;
 use crate::error::Result;
-use crate::query::{Filter, OrderBy, Query};
 use crate::queue::PendingOp;
+use sync_core::SyncEntity;
+use sync_core::query::{Filter, Order, Query};
 
 use super::{Store, TableMeta, tx};
 
@@ -145,7 +145,7 @@ impl<E: SyncEntity> TableQuery<E> {
     }
 
     /// Adds a sort key.
-    pub fn order_by(mut self, order: OrderBy) -> Self {
+    pub fn order_by(mut self, order: Order<E>) -> Self {
         self.query = self.query.order_by(order);
         self
     }

@@ -34,7 +34,7 @@ async fn seed_synced(store: &Store, item: TodoItem, version: &str) {
     store
         .transaction(move |tx| {
             let meta = tx.meta::<TodoItem>()?;
-            let mut row = meta.row_from_fields(crate::SyncEntity::to_values(&item));
+            let mut row = meta.row_from_fields(sync_core::SyncEntity::to_values(&item));
             row[meta.column_index("version").unwrap()] = crate::Value::String(version);
             tx.upsert_row_unqueued(&meta, &row)
         })
@@ -788,7 +788,7 @@ fn file_bytes(path: &std::path::Path) -> u64 {
     h.finish()
 }
 
-async fn open_table_err<E: crate::SyncEntity>(path: &std::path::Path) -> Error {
+async fn open_table_err<E: sync_core::SyncEntity>(path: &std::path::Path) -> Error {
     let store = Store::open(path).await.unwrap();
     let err = store.table::<E>().await.unwrap_err();
     store.close().await.unwrap();
@@ -945,8 +945,8 @@ fn is_in_with_many_values_stays_shallow() {
                 let ids: Vec<String> = (0..40_000).map(|i| format!("t{:05}", i * 7 % 40_000)).collect();
                 let query = Query::new().filter(TodoItem::FIELDS.id.is_in(ids));
                 let text =
-                    crate::odata::print_filter(query.spec().filter.as_ref().unwrap(), crate::ProtocolVersion::V3);
-                let parsed = crate::odata::parse_filter(&text, None).expect("the server's parser takes it");
+                    sync_core::odata::print_filter(query.spec().filter.as_ref().unwrap(), crate::ProtocolVersion::V3);
+                let parsed = sync_core::odata::parse_filter(&text, None).expect("the server's parser takes it");
                 assert_eq!(&parsed, query.spec().filter.as_ref().unwrap());
                 let found = todos.fetch(query.clone()).await.unwrap();
                 assert_eq!(found.len(), 300);
@@ -961,8 +961,8 @@ fn is_in_with_many_values_stays_shallow() {
 #[test]
 fn a_row_narrower_than_the_struct_is_a_decode_error_naming_the_field() {
     let meta = super::meta::TableMeta::new(
-        <TodoItem as crate::SyncEntity>::TABLE,
-        <TodoItem as crate::SyncEntity>::FIELD_DEFS,
+        <TodoItem as sync_core::SyncEntity>::TABLE,
+        <TodoItem as sync_core::SyncEntity>::FIELD_DEFS,
     )
     .unwrap();
     let conn = rusqlite::Connection::open_in_memory().unwrap();

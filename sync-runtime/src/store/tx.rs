@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params_from_iter};
 
-use crate::entity::SyncEntity;
 use crate::error::{Error, Result};
-use crate::query::Query;
 use crate::queue::{self, Collapse, OpKind};
-use crate::value::Value;
+use sync_core::SyncEntity;
+use sync_core::Value;
+use sync_core::query::Query;
 
 use super::meta::{TableMeta, validate_id};
 use super::{Worker, schema};
@@ -280,7 +280,7 @@ impl Tx<'_> {
             _ => {
                 return Err(Error::InvalidValue {
                     table: meta.name.to_owned(),
-                    column: crate::system::ID.into(),
+                    column: sync_core::system::ID.into(),
                     reason: "missing id".into(),
                 });
             }
@@ -327,7 +327,7 @@ pub(crate) fn fetch_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query
 
 /// How many items a query's filter selects, on a connection.
 pub(crate) fn count_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query: &Query<E>) -> Result<u64> {
-    let q = crate::sql::count(meta.name, query.spec(), meta)?;
+    let q = sync_core::sql::count(meta.name, query.spec(), meta)?;
     let n: i64 = conn.prepare_cached(&q.sql)?.query_row(params_from_iter(q.params.iter()), |r| r.get(0))?;
     Ok(n as u64)
 }

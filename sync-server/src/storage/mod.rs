@@ -24,9 +24,9 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use sync_runtime::Value;
-use sync_runtime::query::QuerySpec;
-use sync_runtime::sql::quote_ident;
+use sync_core::Value;
+use sync_core::query::QuerySpec;
+use sync_core::sql::quote_ident;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
@@ -315,7 +315,7 @@ pub(crate) fn columns_to_add<'t>(
     stored_key: &[&str],
     existing: &[(&str, &str)],
     names_ignore_case: bool,
-    decl: fn(sync_runtime::ColumnType) -> &'static str,
+    decl: fn(sync_core::ColumnType) -> &'static str,
 ) -> Result<Vec<&'t crate::table::ColumnDef>, StorageError> {
     let schema_err = |message: String| StorageError::Schema { table: table.name.clone(), message };
     let key: Vec<&str> = table.owner_column.iter().map(String::as_str).chain(["id"]).collect();
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn stored_tables_are_checked_against_their_definition() {
-        use sync_runtime::ColumnType;
+        use sync_core::ColumnType;
         let decl = |ty: ColumnType| if ty == ColumnType::Int { "bigint" } else { "text" };
         let t = TableDef::new("T").column("a", ColumnType::String, true).column("n", ColumnType::Int, true);
         let system =

@@ -1,6 +1,6 @@
 //! Compiling the query AST to PostgreSQL SQL with bound parameters: the PostgreSQL twin
-//! of `sync_runtime::sql` (the SQLite compiler), with the same semantics, those of the
-//! in-memory evaluator (`sync_runtime::query::eval`, whose module docs spell them out):
+//! of `sync_core::sql` (the SQLite compiler), with the same semantics, those of the
+//! in-memory evaluator (`sync_core::query::eval`, whose module docs spell them out):
 //! OData's two-valued logic, null-safe `eq`/`ne`, `gt ge lt le` false on null, a null
 //! predicate counting as false. No boolean node of the compiled SQL is ever NULL, so
 //! `NOT` never turns an unknown into a match:
@@ -34,13 +34,13 @@
 //! Known difference: an `int` compared with a `float` is compared as a double (exact up
 //! to 2^53; the evaluator is exact beyond that too).
 
-use sync_runtime::odata::FilterSchema;
-use sync_runtime::odata::typecheck::{Kind, Ty, check_arity, check_call, check_comparison, check_predicate, signature};
-use sync_runtime::query::analysis::{OrTerm, operands};
-use sync_runtime::query::{BinaryOp, Expr, Func, QuerySpec, analysis};
-use sync_runtime::sql::quote_ident;
-use sync_runtime::system::ID;
-use sync_runtime::{ColumnType, Value};
+use sync_core::odata::FilterSchema;
+use sync_core::odata::typecheck::{Kind, Ty, check_arity, check_call, check_comparison, check_predicate, signature};
+use sync_core::query::analysis::{OrTerm, operands};
+use sync_core::query::{BinaryOp, Expr, Func, QuerySpec, analysis};
+use sync_core::sql::quote_ident;
+use sync_core::system::ID;
+use sync_core::{ColumnType, Value};
 
 /// The most parameters one PostgreSQL statement can bind.
 pub(crate) const MAX_PARAMS: usize = u16::MAX as usize;
@@ -497,8 +497,8 @@ fn literal(value: &Value) -> Frag {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_runtime::odata;
-    use sync_runtime::query::OrderBy;
+    use sync_core::odata;
+    use sync_core::query::OrderBy;
 
     struct Schema;
 

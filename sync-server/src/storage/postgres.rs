@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sync_runtime::{ColumnType, Value, datetime};
+use sync_core::{ColumnType, Value, datetime};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -56,7 +56,7 @@ use super::{
 };
 use crate::stamp::{self, Clock};
 use crate::table::{StorageSchema, TableDef};
-use sync_runtime::sql::quote_ident;
+use sync_core::sql::quote_ident;
 
 /// The table holding the last `(updatedAt, id)` assigned per table.
 const CLOCK_TABLE: &str = "__sync_server_clock";

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params_from_iter};
-use sync_runtime::sql::{self, quote_ident};
-use sync_runtime::{ColumnType, Value, datetime};
+use sync_core::sql::{self, quote_ident};
+use sync_core::{ColumnType, Value, datetime};
 use tokio::sync::oneshot;
 
 use super::{
@@ -449,7 +449,7 @@ fn prepare_table(conn: &Connection, table: &TableDef) -> Result<(), StorageError
 /// parameters in every SQLite version; the name is a validated identifier anyway).
 fn sql_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    sync_runtime::sql::push_quoted(&mut out, s, '\'');
+    sync_core::sql::push_quoted(&mut out, s, '\'');
     out
 }
 

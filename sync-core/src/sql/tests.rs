@@ -149,7 +149,7 @@ fn select_shape() {
 #[test]
 fn invalid_queries_are_errors() {
     let err = |spec: QuerySpec| match select("t", &["id"], &spec, &Schema) {
-        Err(Error::InvalidQuery(m)) => m,
+        Err(QueryError(m)) => m,
         other => panic!("{other:?}"),
     };
     let filter = |e: Expr| QuerySpec { filter: Some(e), ..QuerySpec::default() };
@@ -173,7 +173,7 @@ fn invalid_queries_are_errors() {
         err(filter(bin(BinaryOp::Gt, col("bytes"), col("bytes")))),
         "`gt` cannot compare bytes values; only `eq` and `ne` can"
     );
-    assert!(matches!(select("t", &[], &QuerySpec::default(), &Schema), Err(Error::InvalidQuery(_))));
+    assert!(matches!(select("t", &[], &QuerySpec::default(), &Schema), Err(QueryError(_))));
 }
 
 // ---------------------------------------------------------------------------------

@@ -34,13 +34,20 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use crate::error::{Error, Result};
 use crate::odata::FilterSchema;
 use crate::odata::typecheck::{self, Ty};
 use crate::query::analysis::{self, OrTerm};
 use crate::query::eval::text_fn;
 use crate::query::{BinaryOp, Expr, Func, QuerySpec};
 use crate::value::Value;
+
+/// A query that cannot be compiled: an unknown column, an ill-typed comparison, a
+/// filter that is not a condition, ... The message names the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+type Result<T, E = QueryError> = std::result::Result<T, E>;
 
 /// SQL text with its bound parameters. No value of a filter is ever spliced into the
 /// text; only a query's row limit is, as an integer (see [`select`]).
@@ -55,7 +62,7 @@ pub struct SqlQuery {
 /// `SELECT <columns> FROM <table> [WHERE ..] ORDER BY .. [LIMIT <n> [OFFSET ?]]`.
 ///
 /// The filter and order are checked against `schema`: an unknown column, an ill-typed
-/// comparison or a non-boolean filter is [`Error::InvalidQuery`] naming the problem.
+/// comparison or a non-boolean filter is [`QueryError`] naming the problem.
 /// The selected columns are quoted, not checked.
 ///
 /// The limit is an integer in the text, not a parameter: SQLite plans with a bound
@@ -65,14 +72,14 @@ pub struct SqlQuery {
 /// paging through a result reuses one statement.
 pub fn select(table: &str, columns: &[&str], spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
     if columns.is_empty() {
-        return Err(Error::InvalidQuery("a query must select at least one column".into()));
+        return Err(QueryError("a query must select at least one column".into()));
     }
     let (sql, params) = select_params(&select_prefix(table, columns.iter().copied()), spec, schema)?;
     Ok(SqlQuery { sql, params: values(params) })
 }
 
 /// `SELECT <columns> FROM <table>`, as [`select`] starts.
-pub(crate) fn select_prefix<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
+pub fn select_prefix<'a>(table: &str, columns: impl IntoIterator<Item = &'a str>) -> String {
     let mut prefix = String::from("SELECT ");
     for (i, c) in columns.into_iter().enumerate() {
         if i > 0 {
@@ -97,10 +104,10 @@ fn select_params<'e>(prefix: &str, spec: &'e QuerySpec, schema: &dyn FilterSchem
     for term in &spec.order_by {
         match schema.column(&term.column) {
             None => {
-                return Err(Error::InvalidQuery(format!("unknown column `{}` in the order", term.column)));
+                return Err(QueryError(format!("unknown column `{}` in the order", term.column)));
             }
             Some((ty, _)) if !ty.is_ordered() => {
-                return Err(Error::InvalidQuery(format!("column `{}` of type {ty} cannot be ordered", term.column)));
+                return Err(QueryError(format!("column `{}` of type {ty} cannot be ordered", term.column)));
             }
             Some(_) => {}
         }
@@ -434,7 +441,7 @@ impl Compiler<'_> {
             Expr::Binary { op, left, right } => self.comparison(*op, left, right),
             _ => {
                 let frag = self.value(expr)?;
-                typecheck::check_predicate(frag.ty, connective).map_err(Error::InvalidQuery)?;
+                typecheck::check_predicate(frag.ty, connective).map_err(QueryError)?;
                 Ok(if frag.ty.is_null() {
                     Frag::constant("0", Ty::BOOL)
                 } else if frag.is_column {
@@ -507,7 +514,7 @@ impl Compiler<'_> {
             return self.compare(BinaryOp::Eq, col, Frag::literal(value));
         }
         for value in values {
-            typecheck::check_comparison(BinaryOp::Eq, col.ty, Ty::of_literal(value)).map_err(Error::InvalidQuery)?;
+            typecheck::check_comparison(BinaryOp::Eq, col.ty, Ty::of_literal(value)).map_err(QueryError)?;
         }
         let (mut sql, params) = match json_list(values) {
             // A long list is one parameter: a JSON array read by `json_each`. SQLite takes
@@ -541,7 +548,7 @@ impl Compiler<'_> {
     }
 
     fn compare<'e>(&self, op: BinaryOp, l: Frag<'e>, r: Frag<'e>) -> Result<Frag<'e>> {
-        typecheck::check_comparison(op, l.ty, r.ty).map_err(Error::InvalidQuery)?;
+        typecheck::check_comparison(op, l.ty, r.ty).map_err(QueryError)?;
         let both_non_null = !l.ty.nullable && !r.ty.nullable;
         Ok(match op {
             BinaryOp::Eq | BinaryOp::Ne => {
@@ -615,15 +622,15 @@ impl Compiler<'_> {
             Some((ty, nullable)) => {
                 Ok(Frag { sql: quote_ident(name), params: Vec::new(), ty: Ty::column(ty, nullable), is_column: true })
             }
-            None => Err(Error::InvalidQuery(format!("unknown column `{name}`"))),
+            None => Err(QueryError(format!("unknown column `{name}`"))),
         }
     }
 
     fn call<'e>(&self, func: Func, args: &'e [Expr]) -> Result<Frag<'e>> {
-        typecheck::check_arity(func, func.name(), args.len()).map_err(Error::InvalidQuery)?;
+        typecheck::check_arity(func, func.name(), args.len()).map_err(QueryError)?;
         let args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>>>()?;
         let types: Vec<Ty> = args.iter().map(|a| a.ty).collect();
-        let ty = typecheck::check_call(func, func.name(), &types).map_err(|(_, m)| Error::InvalidQuery(m))?;
+        let ty = typecheck::check_call(func, func.name(), &types).map_err(|(_, m)| QueryError(m))?;
         if func == Func::Concat {
             return Ok(join(vec![T("("), F(&args[0]), T(" || "), F(&args[1]), T(")")], ty));
         }
@@ -651,7 +658,7 @@ impl Compiler<'_> {
 }
 
 mod cache;
-pub(crate) use cache::{CachedSelect, SelectCache};
+pub use cache::{CachedSelect, SelectCache};
 
 #[cfg(test)]
 mod tests;

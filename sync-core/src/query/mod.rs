@@ -10,4 +10,4 @@ mod column;
 pub mod eval;
 
 pub use ast::{BinaryOp, Expr, Func, OrderBy, QuerySpec};
-pub use column::{Column, Filter, Operand, Ordered, Query, TextLike};
+pub use column::{Column, Filter, Operand, Order, Ordered, Query, TextLike};

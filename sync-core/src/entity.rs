@@ -117,7 +117,7 @@ impl<'a> RowReader<'a> {
     /// A reader of `row`, field `i` at column `columns[i]`; fails when a column is
     /// beyond the row, so that reading a field cannot.
     #[inline]
-    pub(crate) fn new(
+    pub fn new(
         row: &'a rusqlite::Row<'a>,
         columns: &'a [usize],
         defs: &'static [FieldDef],

@@ -175,13 +175,13 @@ impl<E, T: Ordered> Column<E, T> {
     }
 
     /// Ascending order on this column (nulls first).
-    pub fn asc(self) -> OrderBy {
-        OrderBy { column: self.name.to_owned(), descending: false }
+    pub fn asc(self) -> Order<E> {
+        Order::from_order_by(OrderBy { column: self.name.to_owned(), descending: false })
     }
 
     /// Descending order on this column (nulls last).
-    pub fn desc(self) -> OrderBy {
-        OrderBy { column: self.name.to_owned(), descending: true }
+    pub fn desc(self) -> Order<E> {
+        Order::from_order_by(OrderBy { column: self.name.to_owned(), descending: true })
     }
 }
 
@@ -300,8 +300,50 @@ impl<E> ops::BitOr for Filter<E> {
     }
 }
 
+/// A sort key on a column of entity `E`: `TodoItem::FIELDS.text.asc()`. A key on
+/// another entity's column does not fit a `Query<E>`.
+pub struct Order<E> {
+    term: OrderBy,
+    _marker: PhantomData<fn() -> E>,
+}
+
+impl<E> Order<E> {
+    /// Wraps an untyped sort key. The caller vouches that its column is `E`'s.
+    pub fn from_order_by(term: OrderBy) -> Self {
+        Order { term, _marker: PhantomData }
+    }
+
+    /// The untyped sort key.
+    pub fn order_by(&self) -> &OrderBy {
+        &self.term
+    }
+
+    /// The untyped sort key, by value.
+    pub fn into_order_by(self) -> OrderBy {
+        self.term
+    }
+}
+
+impl<E> Clone for Order<E> {
+    fn clone(&self) -> Self {
+        Order::from_order_by(self.term.clone())
+    }
+}
+
+impl<E> fmt::Debug for Order<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Order").field(&self.term).finish()
+    }
+}
+
+impl<E> PartialEq for Order<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.term == other.term
+    }
+}
+
 /// A query on entity `E`: filter, order, limit and offset. One concrete type, whatever
-/// the query; built step by step, run locally ([`crate::Table::fetch`]) or used as a pull
+/// the query; built step by step, run locally (`sync_runtime::Table::fetch`) or used as a pull
 /// filter.
 pub struct Query<E> {
     spec: QuerySpec,
@@ -337,8 +379,8 @@ impl<E> Query<E> {
     }
 
     /// Adds a sort key after the ones already given (`TodoItem::FIELDS.text.asc()`).
-    pub fn order_by(mut self, order: OrderBy) -> Self {
-        self.spec.order_by.push(order);
+    pub fn order_by(mut self, order: Order<E>) -> Self {
+        self.spec.order_by.push(order.term);
         self
     }
 

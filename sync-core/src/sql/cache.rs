@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::Result;
 use super::{Param, select_params, values};
-use crate::error::Result;
 use crate::odata::FilterSchema;
 use crate::odata::typecheck::{Kind, Ty};
 use crate::query::{BinaryOp, Expr, QuerySpec};
@@ -33,16 +33,16 @@ const MAX_LITERALS: usize = 64;
 
 /// A query's SQL and its parameters.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct CachedSelect {
+pub struct CachedSelect {
     /// The SQL, shared with the cache.
-    pub(crate) sql: Arc<str>,
+    pub sql: Arc<str>,
     /// One value per placeholder, in order.
-    pub(crate) params: Vec<Value>,
+    pub params: Vec<Value>,
 }
 
 /// The compiled `SELECT`s of one table, by shape.
 #[derive(Debug, Default)]
-pub(crate) struct SelectCache {
+pub struct SelectCache {
     shapes: HashMap<Vec<u8>, Template>,
 }
 
@@ -80,7 +80,7 @@ enum Slot {
 impl SelectCache {
     /// [`super::select`] after its prefix, from the cache when a query of this shape was
     /// compiled before. The result is exactly what compiling gives.
-    pub(crate) fn select(&mut self, prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<CachedSelect> {
+    pub fn select(&mut self, prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<CachedSelect> {
         let shape = shape(spec);
         if let Some((key, literals)) = &shape {
             if let Some(template) = self.shapes.get(key) {
