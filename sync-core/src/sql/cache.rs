@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Result;
-use super::{Param, select_params, values};
+use super::compiler::{self, Param};
+use super::{Arg, Dialect, Result};
 use crate::odata::FilterSchema;
 use crate::odata::typecheck::{Kind, Ty};
 use crate::query::{BinaryOp, Expr, QuerySpec};
@@ -36,8 +36,8 @@ const MAX_LITERALS: usize = 64;
 pub struct CachedSelect {
     /// The SQL, shared with the cache.
     pub sql: Arc<str>,
-    /// One value per placeholder, in order.
-    pub params: Vec<Value>,
+    /// One argument per placeholder, in order.
+    pub params: Vec<Arg>,
 }
 
 /// The compiled `SELECT`s of one table, by shape.
@@ -60,8 +60,9 @@ impl Template {
             .params
             .iter()
             .map(|slot| match *slot {
-                Slot::Literal(i) => literals[i].clone(),
-                Slot::Offset => Value::Int(super::clamp(spec.offset.unwrap_or(0))),
+                Slot::Literal(i) => Arg::Value(literals[i].clone()),
+                Slot::Offset => Arg::Value(Value::Int(compiler::clamp(spec.offset.unwrap_or(0)))),
+                Slot::Limit => Arg::Value(Value::Int(compiler::clamp(spec.limit.unwrap_or(0)))),
             })
             .collect();
         CachedSelect { sql: Arc::clone(&self.sql), params }
@@ -75,12 +76,21 @@ enum Slot {
     Literal(usize),
     /// The query's offset.
     Offset,
+    /// The query's row limit (where the dialect binds it).
+    Limit,
 }
 
 impl SelectCache {
-    /// [`super::select`] after its prefix, from the cache when a query of this shape was
-    /// compiled before. The result is exactly what compiling gives.
-    pub fn select(&mut self, prefix: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<CachedSelect> {
+    /// [`super::select`] after its prefix ([`super::select_prefix`]), from the cache when a
+    /// query of this shape was compiled before. The result is exactly what compiling
+    /// gives. One cache serves one dialect.
+    pub fn select(
+        &mut self,
+        dialect: &dyn Dialect,
+        prefix: &str,
+        spec: &QuerySpec,
+        schema: &dyn FilterSchema,
+    ) -> Result<CachedSelect> {
         let shape = shape(spec);
         if let Some((key, literals)) = &shape {
             if let Some(template) = self.shapes.get(key) {
@@ -88,17 +98,19 @@ impl SelectCache {
             }
         }
 
-        let (sql, params) = select_params(prefix, spec, schema)?;
+        let compiled = compiler::select(dialect, prefix, spec, schema)?;
+        let (sql, params) = (compiled.sql, compiled.params);
         let sql: Arc<str> = sql.into();
         if let Some((key, literals)) = shape {
-            // Every parameter must be a literal of the filter or the offset; a value the
-            // compiler made (a JSON list) cannot be taken from another query.
+            // Every parameter must be a literal of the filter, the offset or the limit; a
+            // list the compiler made cannot be taken from another query.
             let slots: Option<Vec<Slot>> = params
                 .iter()
                 .map(|p| match p {
                     Param::Literal(v) => literals.iter().position(|l| std::ptr::eq(*l, *v)).map(Slot::Literal),
                     Param::Offset(_) => Some(Slot::Offset),
-                    Param::Made(_) => None,
+                    Param::Limit(_) => Some(Slot::Limit),
+                    Param::List(_) => None,
                 })
                 .collect();
             if let Some(slots) = slots {
@@ -108,7 +120,7 @@ impl SelectCache {
                 self.shapes.insert(key, Template { sql: Arc::clone(&sql), params: slots });
             }
         }
-        Ok(CachedSelect { sql, params: values(params) })
+        Ok(CachedSelect { sql, params: params.into_iter().map(Param::into_arg).collect() })
     }
 
     /// How many shapes are kept.

@@ -4,10 +4,12 @@ use proptest::prelude::*;
 use rusqlite::Connection;
 use time::OffsetDateTime;
 
+use super::sqlite::register_functions;
 use super::*;
 use crate::ColumnType;
-use crate::query::OrderBy;
+use crate::odata::FilterSchema;
 use crate::query::eval;
+use crate::query::{BinaryOp, Func, OrderBy};
 
 const TABLE: &str = "items \"q\"";
 
@@ -52,7 +54,15 @@ fn bin(op: BinaryOp, l: Expr, r: Expr) -> Expr {
     Expr::binary(op, l, r)
 }
 
-fn filter_sql(e: Expr) -> (String, Vec<Value>) {
+fn select(table: &str, columns: &[&str], spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
+    super::select(&Sqlite, table, columns, spec, schema)
+}
+
+fn count(table: &str, spec: &QuerySpec, schema: &dyn FilterSchema) -> Result<SqlQuery> {
+    super::count(&Sqlite, table, spec, schema)
+}
+
+fn filter_sql(e: Expr) -> (String, Vec<Arg>) {
     let spec = QuerySpec { filter: Some(e), ..QuerySpec::default() };
     let q = count("t", &spec, &Schema).unwrap();
     let sql = q.sql.strip_prefix("SELECT count(*) FROM \"t\" WHERE ").unwrap().to_owned();
@@ -545,9 +555,9 @@ fn other_values(expr: &Expr) -> Expr {
 
 /// Through the cache, errors as text (to compare).
 fn cached(cache: &mut SelectCache, spec: &QuerySpec) -> std::result::Result<SqlQuery, String> {
-    let prefix = select_prefix(TABLE, ["id", "s"]);
+    let prefix = select_prefix(&Sqlite, TABLE, ["id", "s"]);
     cache
-        .select(&prefix, spec, &Schema)
+        .select(&Sqlite, &prefix, spec, &Schema)
         .map(|q| SqlQuery { sql: q.sql.to_string(), params: q.params })
         .map_err(|e| e.to_string())
 }
@@ -609,7 +619,7 @@ fn the_cache_keeps_one_compilation_per_shape() {
     // Another limit, a null literal, an offset: other shapes.
     cached(&mut cache, &QuerySpec { limit: Some(5), ..below(1, true) }).unwrap();
     let null_rank = QuerySpec { filter: Some(bin(BinaryOp::Eq, col("oi"), lit(Value::Null))), ..QuerySpec::default() };
-    assert_eq!(cached(&mut cache, &null_rank).unwrap().params, []);
+    assert_eq!(cached(&mut cache, &null_rank).unwrap().params, [] as [Value; 0]);
     let paged = QuerySpec { offset: Some(7), ..below(3, false) };
     assert_eq!(cached(&mut cache, &paged).unwrap().params, [Value::Bool(false), Value::Int(3), Value::Int(7)]);
     let paged = QuerySpec { offset: Some(9), ..below(4, false) };
@@ -822,4 +832,209 @@ fn long_in_lists_select_what_the_evaluator_selects_for_every_type() {
             assert!(negated || !got.is_empty(), "{column}: the case selects rows");
         }
     }
+}
+
+// The PostgreSQL dialect and the evaluator agree, on a real PostgreSQL.
+
+/// An integer PostgreSQL compares with a float exactly (as a double): the one known
+/// difference from the evaluator (see `postgres.rs`) is left out of the comparison.
+fn within_doubles(value: &Value) -> Value {
+    const EXACT: i64 = 1 << 53;
+    match value {
+        Value::Int(i) if !(-EXACT..=EXACT).contains(i) => Value::Int(i / 2048),
+        other => other.clone(),
+    }
+}
+
+fn literals_within_doubles(expr: &Expr) -> Expr {
+    match expr {
+        Expr::Literal(v) => lit(within_doubles(v)),
+        Expr::Not(inner) => literals_within_doubles(inner).negate(),
+        Expr::Binary { op, left, right } => bin(*op, literals_within_doubles(left), literals_within_doubles(right)),
+        Expr::Call { func, args } => Expr::call(*func, args.iter().map(literals_within_doubles).collect()),
+        Expr::Column(_) => expr.clone(),
+    }
+}
+
+/// A schema of its own in the PostgreSQL of `SYNC_TEST_POSTGRES_URL`, dropped at the end.
+struct PgTable {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    schema: String,
+}
+
+impl PgTable {
+    /// The test table with the columns of [`COLUMNS`], or `None` (said on stderr) when
+    /// `SYNC_TEST_POSTGRES_URL` is not set.
+    fn create() -> Option<PgTable> {
+        let Ok(url) = std::env::var("SYNC_TEST_POSTGRES_URL") else {
+            eprintln!("SKIPPED: set SYNC_TEST_POSTGRES_URL to run the PostgreSQL dialect against the evaluator");
+            return None;
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (client, connection) = runtime.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls)).unwrap();
+        runtime.spawn(connection);
+        let schema = format!("sync_core_test_{}", uuid::Uuid::new_v4().simple());
+        let table = PgTable { runtime, client, schema };
+        let icu: bool = table
+            .block_on(
+                table.client.query_one("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')", &[]),
+            )
+            .unwrap()
+            .get(0);
+        let columns: Vec<String> = COLUMNS
+            .iter()
+            .map(|(name, ty, nullable)| {
+                let null = if *nullable { "" } else { " NOT NULL" };
+                format!("{} {}{null}", quote_ident(name), postgres::column_type(*ty))
+            })
+            .collect();
+        let ddl = format!(
+            "CREATE SCHEMA \"{schema}\"; SET search_path = \"{schema}\"; {functions} CREATE TABLE {table} ({columns}, \
+             j {json}, bytes {bytes}, PRIMARY KEY (id));",
+            schema = table.schema,
+            functions = postgres::function_ddl(icu),
+            table = quote_ident(TABLE),
+            columns = columns.join(", "),
+            json = postgres::column_type(ColumnType::Json),
+            bytes = postgres::column_type(ColumnType::Bytes),
+        );
+        table.block_on(table.client.batch_execute(&ddl)).unwrap();
+        Some(table)
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// Replaces the rows (one statement for all of them).
+    fn fill(&self, rows: &[Row]) {
+        self.block_on(self.client.batch_execute(&format!("DELETE FROM {}", quote_ident(TABLE)))).unwrap();
+        if rows.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+        let tuples: Vec<String> = (0..rows.len())
+            .map(|r| {
+                let marks: Vec<String> = (1..=names.len()).map(|c| format!("${}", r * names.len() + c)).collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            quote_ident(TABLE),
+            names.iter().map(|n| quote_ident(n)).collect::<Vec<_>>().join(", "),
+            tuples.join(", ")
+        );
+        let types = COLUMNS.iter().map(|c| match c.1 {
+            ColumnType::Int => postgres_types::Type::INT8,
+            ColumnType::Float => postgres_types::Type::FLOAT8,
+            ColumnType::Bool => postgres_types::Type::BOOL,
+            _ => postgres_types::Type::TEXT,
+        });
+        let types: Vec<postgres_types::Type> = types.collect();
+        let values: Vec<(postgres::PgValue<'_>, postgres_types::Type)> = rows
+            .iter()
+            .flat_map(|row| names.iter().zip(&types).map(|(n, t)| (postgres::PgValue(&row[n]), t.clone())))
+            .collect();
+        let params: Vec<(&(dyn postgres_types::ToSql + Sync), postgres_types::Type)> =
+            values.iter().map(|(v, t)| (v as &(dyn postgres_types::ToSql + Sync), t.clone())).collect();
+        self.block_on(self.client.query_typed(&sql, &params)).unwrap();
+    }
+
+    fn run(&self, q: &SqlQuery) -> Vec<tokio_postgres::Row> {
+        let bound = postgres::bind(q);
+        let params: Vec<(&(dyn postgres_types::ToSql + Sync), postgres_types::Type)> =
+            bound.iter().map(|(v, t)| (v as &(dyn postgres_types::ToSql + Sync), t.clone())).collect();
+        self.block_on(self.client.query_typed(&q.sql, &params)).unwrap_or_else(|e| panic!("{e}: {}", q.sql))
+    }
+}
+
+impl Drop for PgTable {
+    fn drop(&mut self) {
+        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        if let Err(e) = self.runtime.block_on(self.client.batch_execute(&drop)) {
+            eprintln!("could not drop the test schema {}: {e}", self.schema);
+        }
+    }
+}
+
+#[test]
+fn postgres_agrees_with_the_evaluator() {
+    let Some(pg) = PgTable::create() else { return };
+    let config = ProptestConfig { cases: 600, failure_persistence: None, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&(rows(), spec()), |(rows, spec)| {
+        let rows: Vec<Row> =
+            rows.iter().map(|row| row.iter().map(|(k, v)| (*k, within_doubles(v))).collect()).collect();
+        let spec = QuerySpec { filter: spec.filter.as_ref().map(literals_within_doubles), ..spec };
+        pg.fill(&rows);
+        let columns = ["id", "s", "os", "i", "oi", "f", "b", "ob", "t"];
+        let q = super::select(&Postgres, TABLE, &columns, &spec, &Schema).unwrap();
+        let got: Vec<String> = pg.run(&q).iter().map(|r| r.get::<_, String>(0)).collect();
+        prop_assert_eq!(got, expected(&rows, &spec), "{}", q.sql);
+
+        let all = QuerySpec { order_by: vec![], limit: None, offset: None, ..spec.clone() };
+        let cq = super::count(&Postgres, TABLE, &spec, &Schema).unwrap();
+        let n: i64 = pg.run(&cq)[0].get(0);
+        prop_assert_eq!(usize::try_from(n).unwrap(), expected(&rows, &all).len(), "{}", cq.sql);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Long `IN` lists are one array parameter on PostgreSQL, so no list length meets its
+/// 65,535-parameter limit; a list of mixed types stays a list of parameters.
+#[test]
+fn postgres_long_in_lists_are_one_array() {
+    // A balanced tree of `or`s, as `is_in` builds it (a chain this long would overflow
+    // the stack when dropped).
+    let in_list = |values: Vec<Value>| {
+        let mut level: Vec<Expr> = values.into_iter().map(|v| bin(BinaryOp::Eq, col("i"), lit(v))).collect();
+        while level.len() > 1 {
+            let mut terms = level.into_iter();
+            let mut pairs = Vec::new();
+            while let Some(left) = terms.next() {
+                pairs.push(match terms.next() {
+                    Some(right) => bin(BinaryOp::Or, left, right),
+                    None => left,
+                });
+            }
+            level = pairs;
+        }
+        QuerySpec { filter: level.pop(), ..QuerySpec::default() }
+    };
+    let long = in_list((0..70_000).map(Value::Int).collect());
+    let q = super::count(&Postgres, TABLE, &long, &Schema).unwrap();
+    assert_eq!(q.sql, r#"SELECT count(*) FROM "items ""q""" WHERE ("i" = ANY($1::bigint[]))"#);
+    assert!(matches!(&q.params[..], [Arg::List(values)] if values.len() == 70_000));
+    let mixed = in_list((0..300).map(|i| if i % 2 == 0 { Value::Int(i) } else { Value::Float(0.5) }).collect());
+    let q = super::count(&Postgres, TABLE, &mixed, &Schema).unwrap();
+    assert_eq!(q.params.len(), 300, "{}", &q.sql[..100]);
+    let too_many = in_list((0..70_000).map(|i| if i % 2 == 0 { Value::Int(i) } else { Value::Float(0.5) }).collect());
+    let err = super::count(&Postgres, TABLE, &too_many, &Schema).unwrap_err();
+    assert!(err.0.contains("PostgreSQL binds at most 65535"), "{err}");
+
+    let Some(pg) = PgTable::create() else { return };
+    let rows: Vec<Row> = (0..5)
+        .map(|n| {
+            HashMap::from([
+                ("id", Value::String(format!("r{n}"))),
+                ("s", Value::String("x".into())),
+                ("os", Value::Null),
+                ("i", Value::Int(n * 20_000)),
+                ("oi", Value::Null),
+                ("f", Value::Null),
+                ("b", Value::Bool(false)),
+                ("ob", Value::Null),
+                ("t", Value::Null),
+            ])
+        })
+        .collect();
+    pg.fill(&rows);
+    let n: i64 = pg.run(&super::count(&Postgres, TABLE, &long, &Schema).unwrap())[0].get(0);
+    assert_eq!(usize::try_from(n).unwrap(), expected(&rows, &long).len());
+    assert_eq!(n, 4);
 }

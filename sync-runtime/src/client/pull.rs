@@ -378,7 +378,7 @@ pub(crate) async fn purge<E: SyncEntity>(store: &Store, query: Query<E>, force: 
                     return Err(Error::PendingOperations { table: meta.name.to_owned(), pending: pending as u64 });
                 }
             }
-            let ids = sync_core::sql::select(meta.name, &[ID], query.spec(), &*meta)?;
+            let ids = sync_core::sql::select(&sync_core::sql::Sqlite, meta.name, &[ID], query.spec(), &*meta)?;
             let removed = conn.execute(
                 &format!("DELETE FROM {table} WHERE \"id\" IN ({})", ids.sql),
                 rusqlite::params_from_iter(ids.params.iter()),

@@ -138,7 +138,11 @@ impl TableMeta {
             upsert: format!("INSERT OR REPLACE INTO {table} ({all}) VALUES ({placeholders})"),
             delete: format!("DELETE FROM {table} WHERE \"id\" = ?"),
             select_by_id: format!("SELECT {all} FROM {table} WHERE \"id\" = ?"),
-            select_all: sync_core::sql::select_prefix(name, columns.iter().map(|c| c.name.as_str())),
+            select_all: sync_core::sql::select_prefix(
+                &sync_core::sql::Sqlite,
+                name,
+                columns.iter().map(|c| c.name.as_str()),
+            ),
             update_app,
             columns,
             field_columns,
@@ -152,7 +156,7 @@ impl TableMeta {
         // The store thread is the only one that compiles: the lock is never contended,
         // and a panic while holding it leaves nothing half-done worth refusing.
         let mut selects = self.selects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(selects.select(&self.select_all, spec, self)?)
+        Ok(selects.select(&sync_core::sql::Sqlite, &self.select_all, spec, self)?)
     }
 
     pub(crate) fn create_table_sql(&self) -> String {

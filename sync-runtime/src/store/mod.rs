@@ -435,10 +435,10 @@ fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connec
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max)?;
     }
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    sync_core::sql::register_functions(&conn)?;
+    sync_core::sql::sqlite::register_functions(&conn)?;
     let found_version = schema::check_version(&conn)?;
     if path.is_some() {
-        let mode = sync_core::sql::switch_to_wal(&conn, Duration::from_secs(5))?;
+        let mode = sync_core::sql::sqlite::switch_to_wal(&conn, Duration::from_secs(5))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(mode, "could not switch the store to WAL mode");
         }

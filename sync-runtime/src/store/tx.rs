@@ -327,7 +327,7 @@ pub(crate) fn fetch_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query
 
 /// How many items a query's filter selects, on a connection.
 pub(crate) fn count_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query: &Query<E>) -> Result<u64> {
-    let q = sync_core::sql::count(meta.name, query.spec(), meta)?;
+    let q = sync_core::sql::count(&sync_core::sql::Sqlite, meta.name, query.spec(), meta)?;
     let n: i64 = conn.prepare_cached(&q.sql)?.query_row(params_from_iter(q.params.iter()), |r| r.get(0))?;
     Ok(n as u64)
 }

@@ -13,7 +13,6 @@
 //! that call, a row that does not exist. List calls carry the owner condition in the
 //! query's filter, as an AST node the HTTP layer adds.
 
-mod pg_sql;
 mod postgres;
 mod sqlite;
 

@@ -6,7 +6,7 @@
 //! The tables live in the connection's current schema (the first existing schema of
 //! `search_path`; pick one with `?options=-csearch_path%3Dmyschema` in the URL). One
 //! table per served table: `"id" TEXT COLLATE "C"`, the data columns (see
-//! [`super::pg_sql`] for their types: text, timestamps and JSON as `TEXT COLLATE "C"`,
+//! [`sync_core::sql::postgres`] for their types: text, timestamps and JSON as `TEXT COLLATE "C"`,
 //! exactly as SQLite stores them, so both backends compare and sort alike), then
 //! `"version"`, `"updatedAt"`, `"createdAt"` (fixed-width UTC text) and `"deleted"
 //! BOOLEAN`; primary key `id`, or `(owner, id)` for an owned table; an index on
@@ -46,17 +46,17 @@ use std::time::Duration;
 use sync_core::{ColumnType, Value, datetime};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 
-use super::pg_sql;
 use super::{
     BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, columns_to_add, insert_sql, scope,
     update_sql,
 };
 use crate::stamp::{self, Clock};
 use crate::table::{StorageSchema, TableDef};
-use sync_core::sql::quote_ident;
+use sync_core::sql::postgres::{self as pg_sql, PgArg, PgValue, Postgres, bind};
+use sync_core::sql::{SqlQuery, quote_ident};
 
 /// The table holding the last `(updatedAt, id)` assigned per table.
 const CLOCK_TABLE: &str = "__sync_server_clock";
@@ -259,48 +259,6 @@ fn query_error(e: tokio_postgres::Error) -> StorageError {
 }
 
 // ---- values -----------------------------------------------------------------------
-
-/// A value bound as a parameter of the PostgreSQL type the statement expects.
-#[derive(Debug)]
-struct PgValue<'a>(&'a Value);
-
-impl ToSql for PgValue<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut tokio_postgres::types::private::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match (self.0, ty) {
-            (Value::Null, _) => Ok(IsNull::Yes),
-            (Value::Bool(b), &Type::BOOL) => b.to_sql(ty, out),
-            (Value::Int(i), &Type::INT8) => i.to_sql(ty, out),
-            (Value::Int(i), &Type::FLOAT8) => (*i as f64).to_sql(ty, out),
-            (Value::Float(f), &Type::FLOAT8) => f.to_sql(ty, out),
-            (Value::String(s), &Type::TEXT) => s.as_str().to_sql(ty, out),
-            (Value::DateTime(t), &Type::TEXT) => datetime::format(*t).as_str().to_sql(ty, out),
-            (Value::Json(j), &Type::TEXT) => serde_json::to_string(j)?.as_str().to_sql(ty, out),
-            (Value::Bytes(b), &Type::BYTEA) => b.as_slice().to_sql(ty, out),
-            (v, ty) => Err(format!("cannot store {:?} as {ty}", v.column_type()).into()),
-        }
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
-}
-
-/// The type a compiled query's literal is bound as (it matches the SQL's cast).
-fn literal_pg_type(value: &Value) -> Type {
-    match value {
-        Value::Bool(_) => Type::BOOL,
-        Value::Int(_) => Type::INT8,
-        Value::Float(_) => Type::FLOAT8,
-        Value::Bytes(_) => Type::BYTEA,
-        Value::Null | Value::String(_) | Value::DateTime(_) | Value::Json(_) => Type::TEXT,
-    }
-}
 
 /// Reads a row: `id`, the data columns, `version`, `updatedAt`, `createdAt`, `deleted`
 /// (the order of [`TableDef::stored_columns`]).
@@ -596,20 +554,15 @@ async fn get(conn: &mut Conn, table: &TableDef, key: &Key<'_>) -> Result<Option<
     rows.first().map(|r| read_row(table, r)).transpose()
 }
 
-/// A compiled query's parameters, each with the type its cast in the SQL names.
-fn bind(query: &pg_sql::PgQuery) -> Vec<(PgValue<'_>, Type)> {
-    query.params.iter().map(|v| (PgValue(v), literal_pg_type(v))).collect()
-}
-
-fn typed<'b>(bound: &'b [(PgValue<'_>, Type)]) -> Vec<(&'b (dyn ToSql + Sync), Type)> {
+fn typed<'b>(bound: &'b [(PgArg<'_>, Type)]) -> Vec<(&'b (dyn ToSql + Sync), Type)> {
     bound.iter().map(|(v, t)| (v as &(dyn ToSql + Sync), t.clone())).collect()
 }
 
 async fn list(
     conn: &mut Conn,
     table: &TableDef,
-    select: &pg_sql::PgQuery,
-    count: Option<&pg_sql::PgQuery>,
+    select: &SqlQuery,
+    count: Option<&SqlQuery>,
 ) -> Result<Page, StorageError> {
     let select_bound = bind(select);
     let select_params = typed(&select_bound);
@@ -773,10 +726,13 @@ impl Storage for PostgresStorage {
         Box::pin(async move {
             let cols = table.stored_columns();
             let schema = StorageSchema(&table);
-            let select =
-                pg_sql::select(&table.name, &cols, &query.spec, &schema).map_err(StorageError::InvalidQuery)?;
+            let select = sync_core::sql::select(&Postgres, &table.name, &cols, &query.spec, &schema)
+                .map_err(|e| StorageError::InvalidQuery(e.0))?;
             let count = match query.count {
-                true => Some(pg_sql::count(&table.name, &query.spec, &schema).map_err(StorageError::InvalidQuery)?),
+                true => Some(
+                    sync_core::sql::count(&Postgres, &table.name, &query.spec, &schema)
+                        .map_err(|e| StorageError::InvalidQuery(e.0))?,
+                ),
                 false => None,
             };
             let mut lease = self.pool.get().await?;

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params_from_iter};
-use sync_core::sql::{self, quote_ident};
+use sync_core::sql::{self, Sqlite, quote_ident};
 use sync_core::{ColumnType, Value, datetime};
 use tokio::sync::oneshot;
 
@@ -165,13 +165,13 @@ impl SqliteStorage {
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
-    sql::register_functions(conn)?;
+    sql::sqlite::register_functions(conn)?;
     Ok(())
 }
 
 /// Switches a file database to WAL (waiting out another process doing the same).
 fn enable_wal(conn: &Connection) -> Result<(), StorageError> {
-    let mode = sql::switch_to_wal(conn, std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(db_error)?;
+    let mode = sql::sqlite::switch_to_wal(conn, std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(db_error)?;
     if mode.eq_ignore_ascii_case("wal") {
         Ok(())
     } else {
@@ -475,11 +475,11 @@ impl Storage for SqliteStorage {
             // error is the client's (an unknown column, ...).
             let cols = table.stored_columns();
             let schema = StorageSchema(&table);
-            let select = sql::select(&table.name, &cols, &query.spec, &schema)
+            let select = sql::select(&Sqlite, &table.name, &cols, &query.spec, &schema)
                 .map_err(|e| StorageError::InvalidQuery(e.to_string()))?;
             let count = match query.count {
                 true => Some(
-                    sql::count(&table.name, &query.spec, &schema)
+                    sql::count(&Sqlite, &table.name, &query.spec, &schema)
                         .map_err(|e| StorageError::InvalidQuery(e.to_string()))?,
                 ),
                 false => None,
