@@ -320,7 +320,9 @@ impl FieldValue for i64 {
     fn from_value(value: Value) -> Result<Self, ValueError> {
         match value {
             Value::Int(i) => Ok(i),
-            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+            Value::Float(f) => {
+                crate::value::integral(f).ok_or_else(|| ValueError(format!("expected an integer, found {f}")))
+            }
             other => Err(ValueError::expected("an integer", &other)),
         }
     }

@@ -30,7 +30,7 @@ pub use entity::{DecodeError, FieldDef, FieldRole, FieldValue, NonOptional, Sync
 pub use protocol::ProtocolVersion;
 pub use query::{Column, Filter, Order, Query};
 pub use sql::QueryError;
-pub use value::{ColumnType, Value};
+pub use value::{ColumnType, Value, json_kind};
 
 /// Items the generated code of `#[derive(SyncEntity)]` refers to. Not part of the
 /// public API. (`sync_runtime::__private` re-exports it; a crate that depends on

@@ -166,10 +166,17 @@ impl Value {
         }
     }
 
-    /// Reads a JSON value as a value of column type `ty`. `null` is `Value::Null`
-    /// (nullability is the caller's rule). Integers are accepted for floats, and a
-    /// float with no fraction for integers; anything else of the wrong JSON type is an
-    /// error naming what was expected.
+    /// Reads a JSON value as a value of column type `ty`: the one set of rules by which
+    /// the client reads server answers and the server reads request bodies.
+    ///
+    /// `null` is `Value::Null` (nullability is the caller's rule). A `json` column takes
+    /// any JSON. A string column takes a string; a `bool` column `true`/`false`. An
+    /// `int` column takes an integer that fits 64 bits, or a number without a fraction
+    /// within that range (`5.0`, as JavaScript sends it). A `float` column takes any
+    /// finite number. A `datetime` column takes RFC 3339 text (any offset, any
+    /// fraction; kept in UTC at millisecond precision) of the years 0000-9999. A
+    /// `bytes` column takes base64 text. Anything else is an error naming what was
+    /// expected and what was found.
     pub fn from_json(json: &serde_json::Value, ty: ColumnType) -> Result<Value, crate::entity::ValueError> {
         use crate::entity::ValueError;
         use base64::Engine as _;
@@ -181,23 +188,25 @@ impl Value {
             (ColumnType::String, J::String(s)) => Value::String(s.clone()),
             (ColumnType::String, _) => return Err(wrong("a string")),
             (ColumnType::Bool, J::Bool(b)) => Value::Bool(*b),
-            (ColumnType::Bool, _) => return Err(wrong("a boolean")),
-            (ColumnType::Int, J::Number(n)) => match n.as_i64() {
+            (ColumnType::Bool, _) => return Err(wrong("true or false")),
+            (ColumnType::Int, J::Number(n)) => match n.as_i64().or_else(|| n.as_f64().and_then(integral)) {
                 Some(i) => Value::Int(i),
-                None => match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::Int(f as i64),
-                    _ => return Err(ValueError(format!("expected an integer, found {n}"))),
-                },
+                None => return Err(ValueError(format!("expected an integer that fits 64 bits, found {n}"))),
             },
             (ColumnType::Int, _) => return Err(wrong("an integer")),
             (ColumnType::Float, J::Number(n)) => match n.as_f64() {
-                Some(f) => Value::Float(f),
-                None => return Err(ValueError(format!("{n} does not fit a float"))),
+                Some(f) if f.is_finite() => Value::Float(f),
+                _ => return Err(ValueError(format!("expected a finite number, found {n}"))),
             },
             (ColumnType::Float, _) => return Err(wrong("a number")),
             (ColumnType::DateTime, J::String(s)) => match crate::datetime::parse(s) {
                 Some(t) if crate::datetime::in_range(t) => Value::DateTime(t),
-                _ => return Err(ValueError(format!("`{s}` is not an RFC 3339 timestamp"))),
+                _ => {
+                    return Err(ValueError(format!(
+                        "expected an RFC 3339 timestamp (years 0000-9999), found `{}`",
+                        clip(s)
+                    )));
+                }
             },
             (ColumnType::DateTime, _) => return Err(wrong("a timestamp string")),
             (ColumnType::Bytes, J::String(s)) => match base64::engine::general_purpose::STANDARD.decode(s) {
@@ -240,7 +249,24 @@ impl Value {
     }
 }
 
-fn json_kind(json: &serde_json::Value) -> &'static str {
+/// The integer a float holds exactly, if it has no fraction and lies within `i64`
+/// (`-2^63 <= f < 2^63`): how an integer column reads `5.0`.
+pub(crate) fn integral(f: f64) -> Option<i64> {
+    // 2^63 as a float; every float below it and at least -2^63 converts exactly.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
+}
+
+/// At most 64 characters of foreign text in a message.
+fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &s[..i]).into(),
+        None => s.into(),
+    }
+}
+
+/// What a JSON value is, for messages: `a string`, `an object`, ...
+pub fn json_kind(json: &serde_json::Value) -> &'static str {
     match json {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use sync_core::system::{CREATED_AT, DELETED, ID, UPDATED_AT, VERSION, is_system_column};
-use sync_core::{ColumnType, ProtocolVersion, Value, datetime};
+use sync_core::{ProtocolVersion, Value, datetime, json_kind};
 
 use crate::problem::ApiError;
 use crate::storage::Row;
@@ -168,15 +168,13 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
                 None => unknown.push(name),
                 Some(i) => {
                     let col = &table.columns[i];
-                    match json_to_value(col.ty, value) {
+                    match Value::from_json(&value, col.ty) {
                         Ok(Value::Null) if !col.nullable => {
                             type_error.get_or_insert_with(|| format!("property `{name}` must not be null"));
                         }
                         Ok(v) => item.values[i] = Some(v),
-                        Err(expected) => {
-                            type_error.get_or_insert_with(|| {
-                                format!("property `{name}` (type {}): expected {expected}", col.ty)
-                            });
+                        Err(e) => {
+                            type_error.get_or_insert_with(|| format!("property `{name}` (type {}): {}", col.ty, e.0));
                         }
                     }
                 }
@@ -244,54 +242,6 @@ pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Converts a JSON value for a column of type `ty`; `Err` says what was expected.
-fn json_to_value(ty: ColumnType, v: serde_json::Value) -> Result<Value, String> {
-    use serde_json::Value as J;
-    let expected = |what: &str, v: &J| format!("{what}, found {}", json_kind(v));
-    Ok(match (ty, v) {
-        (_, J::Null) => Value::Null,
-        (ColumnType::Json, v) => Value::Json(v),
-        (ColumnType::String, J::String(s)) => Value::String(s),
-        (ColumnType::Bool, J::Bool(b)) => Value::Bool(b),
-        (ColumnType::Int, J::Number(n)) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && (-9.2e18..9.2e18).contains(&f) => Value::Int(f as i64),
-                _ => return Err(format!("an integer that fits 64 bits, found {n}")),
-            },
-        },
-        (ColumnType::Float, J::Number(n)) => match n.as_f64() {
-            Some(f) if f.is_finite() => Value::Float(f),
-            _ => return Err(format!("a finite number, found {n}")),
-        },
-        (ColumnType::DateTime, J::String(s)) => match datetime::parse(&s) {
-            Some(t) if datetime::in_range(t) => Value::DateTime(t),
-            _ => return Err(format!("an RFC 3339 timestamp (years 0000-9999), found `{}`", truncate(&s))),
-        },
-        (ColumnType::Bytes, J::String(s)) => match BASE64.decode(s.as_bytes()) {
-            Ok(b) => Value::Bytes(b),
-            Err(_) => return Err("base64 text".into()),
-        },
-        (ColumnType::String, v) => return Err(expected("a string", &v)),
-        (ColumnType::Bool, v) => return Err(expected("true or false", &v)),
-        (ColumnType::Int, v) => return Err(expected("an integer", &v)),
-        (ColumnType::Float, v) => return Err(expected("a number", &v)),
-        (ColumnType::DateTime, v) => return Err(expected("a timestamp string", &v)),
-        (ColumnType::Bytes, v) => return Err(expected("a base64 string", &v)),
-    })
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
 fn list(names: &[String]) -> String {
     let quoted: Vec<String> = names.iter().take(10).map(|n| format!("`{}`", truncate(n))).collect();
     let more = if names.len() > 10 { format!(" and {} more", names.len() - 10) } else { String::new() };
@@ -309,6 +259,7 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_core::ColumnType;
 
     fn table() -> TableDef {
         TableDef::new("T")

@@ -226,7 +226,7 @@ fn int_arg(ctx: &rusqlite::functions::Context<'_>, i: usize) -> rusqlite::Result
     use rusqlite::types::ValueRef;
     Ok(match ctx.get_raw(i) {
         ValueRef::Integer(n) => Some(n),
-        ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+        ValueRef::Real(f) => crate::value::integral(f),
         _ => None,
     })
 }
