@@ -183,7 +183,7 @@ pub fn query(rt: &Runtime, dir: &Path, rounds: usize, rows: usize, reps: usize) 
 
     // The raw side runs exactly the SQL the store compiles for the query.
     let spec: QuerySpec = open_items_below(0).into_spec();
-    let sql = sync_core::sql::select(model::TABLE, &LOCAL_COLUMNS, &spec, &ItemSchema)?;
+    let sql = sync_core::sql::select(&sync_core::sql::Sqlite, model::TABLE, &LOCAL_COLUMNS, &spec, &ItemSchema)?;
     let conn = model::open_raw(&path)?;
     let mut stmt = conn.prepare(&sql.sql)?;
     let (mut returned_ours, mut returned_raw) = (0usize, 0usize);

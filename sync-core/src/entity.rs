@@ -4,7 +4,7 @@
 use rusqlite::types::ValueRef;
 use time::OffsetDateTime;
 
-use crate::value::{ColumnType, Value};
+use crate::value::{ColumnType, Value, ValueError};
 
 /// What a struct field is to the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -216,23 +216,6 @@ impl DecodeError {
     #[cold]
     fn missing(field: &'static str) -> DecodeError {
         DecodeError { field, message: "missing value".into() }
-    }
-}
-
-/// A value of the wrong type or shape for a field type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValueError(pub String);
-
-impl ValueError {
-    fn expected(what: &str, got: &Value) -> ValueError {
-        ValueError(format!("expected {what}, found {}", describe(got)))
-    }
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        other => format!("a {} value", other.column_type().map_or("null", ColumnType::name)),
     }
 }
 

@@ -26,22 +26,20 @@ pub mod sql;
 pub mod system;
 mod value;
 
-pub use entity::{DecodeError, FieldDef, FieldRole, FieldValue, NonOptional, SyncEntity, ValueError};
+pub use entity::{DecodeError, FieldDef, FieldRole, FieldValue, NonOptional, SyncEntity};
 pub use protocol::ProtocolVersion;
 pub use query::{Column, Filter, Order, Query};
 pub use sql::QueryError;
-pub use value::{ColumnType, Value, json_kind};
+pub use value::{ColumnType, Value, ValueError, json_kind};
 
 /// Items the generated code of `#[derive(SyncEntity)]` refers to. Not part of the
 /// public API. (`sync_runtime::__private` re-exports it; a crate that depends on
 /// `sync-core` alone derives with `#[sync(crate = "::sync_core")]`.)
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::entity::{
-        DecodeError, FieldDef, FieldRole, FieldSource, FieldValue, RowReader, SyncEntity, ValueError,
-    };
+    pub use crate::entity::{DecodeError, FieldDef, FieldRole, FieldSource, FieldValue, RowReader, SyncEntity};
     pub use crate::query::Column;
-    pub use crate::value::{ColumnType, Value};
+    pub use crate::value::{ColumnType, Value, ValueError};
     pub use ::core;
     pub use ::std::string::String;
     pub use ::std::vec::Vec;

@@ -53,11 +53,14 @@ use std::fmt;
 use crate::protocol::ProtocolVersion;
 use crate::query::analysis::chain;
 use crate::query::{BinaryOp, Expr, Func, OrderBy};
-use crate::value::{ColumnType, Value};
+use crate::value::Value;
 
 mod lexer;
 mod parser;
-pub mod typecheck;
+
+pub use crate::query::FilterSchema;
+/// The static types of filter expressions (moved to [`crate::query::typecheck`]).
+pub use crate::query::typecheck;
 
 /// OData text that does not parse or type-check; `position` is a byte offset into the
 /// text.
@@ -76,13 +79,6 @@ impl fmt::Display for ODataError {
 }
 
 impl std::error::Error for ODataError {}
-
-/// The columns a filter may name, with their types: used to check a filter while it is
-/// parsed (the server passes its table; `None` skips the checks).
-pub trait FilterSchema {
-    /// The type and nullability of a column, `None` when there is no such column.
-    fn column(&self, name: &str) -> Option<(ColumnType, bool)>;
-}
 
 /// Prints a filter as OData text for the given protocol generation (see the module
 /// docs for the exact form; [`parse_filter`] reads it back to the same [`Expr`]).

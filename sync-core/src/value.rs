@@ -177,8 +177,7 @@ impl Value {
     /// fraction; kept in UTC at millisecond precision) of the years 0000-9999. A
     /// `bytes` column takes base64 text. Anything else is an error naming what was
     /// expected and what was found.
-    pub fn from_json(json: &serde_json::Value, ty: ColumnType) -> Result<Value, crate::entity::ValueError> {
-        use crate::entity::ValueError;
+    pub fn from_json(json: &serde_json::Value, ty: ColumnType) -> Result<Value, ValueError> {
         use base64::Engine as _;
         use serde_json::Value as J;
         let wrong = |what: &str| ValueError(format!("expected {what}, found {}", json_kind(json)));
@@ -218,8 +217,7 @@ impl Value {
     }
 
     /// Reads a SQLite value stored for a column of type `ty`.
-    pub fn from_sql(v: rusqlite::types::ValueRef<'_>, ty: ColumnType) -> Result<Value, crate::entity::ValueError> {
-        use crate::entity::ValueError;
+    pub fn from_sql(v: rusqlite::types::ValueRef<'_>, ty: ColumnType) -> Result<Value, ValueError> {
         use rusqlite::types::ValueRef as S;
         let text = |b: &[u8]| {
             std::str::from_utf8(b).map(str::to_owned).map_err(|_| ValueError("stored text is not UTF-8".into()))
@@ -274,5 +272,22 @@ pub fn json_kind(json: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A value of the wrong type or shape for a field type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueError(pub String);
+
+impl ValueError {
+    pub(crate) fn expected(what: &str, got: &Value) -> ValueError {
+        ValueError(format!("expected {what}, found {}", describe(got)))
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        other => format!("a {} value", other.column_type().map_or("null", ColumnType::name)),
     }
 }

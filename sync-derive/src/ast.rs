@@ -7,79 +7,11 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Data, DeriveInput, Fields, Ident, Type, Visibility};
 
-use crate::attr;
+use crate::attr::{self, Role};
 use crate::ctxt::Ctxt;
-
-/// The system columns every synced table has, with the role that views each. These
-/// mirror `sync_runtime::system` (a proc-macro crate cannot depend on the runtime).
-pub(crate) const SYSTEM_COLUMNS: [(&str, Role); 5] = [
-    ("id", Role::Id),
-    ("version", Role::Version),
-    ("updatedAt", Role::UpdatedAt),
-    ("createdAt", Role::CreatedAt),
-    ("deleted", Role::Deleted),
-];
 
 /// The prefix of the store's own tables, which no app table may start with.
 pub(crate) const RESERVED_TABLE_PREFIX: &str = "__sync";
-
-/// What a field is to the table; mirrors `sync_runtime::FieldRole`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    Id,
-    Data,
-    LocalOnly,
-    Version,
-    UpdatedAt,
-    CreatedAt,
-    Deleted,
-}
-
-impl Role {
-    /// The role a field key gives, if it is a role key.
-    pub(crate) fn from_key(key: &str) -> Option<Role> {
-        Some(match key {
-            attr::ID => Role::Id,
-            attr::VERSION => Role::Version,
-            attr::UPDATED_AT => Role::UpdatedAt,
-            attr::CREATED_AT => Role::CreatedAt,
-            attr::DELETED => Role::Deleted,
-            attr::LOCAL_ONLY => Role::LocalOnly,
-            _ => return None,
-        })
-    }
-
-    /// The key that gives this role (`Data` has none).
-    pub(crate) fn key(self) -> Option<&'static str> {
-        Some(match self {
-            Role::Id => attr::ID,
-            Role::Version => attr::VERSION,
-            Role::UpdatedAt => attr::UPDATED_AT,
-            Role::CreatedAt => attr::CREATED_AT,
-            Role::Deleted => attr::DELETED,
-            Role::LocalOnly => attr::LOCAL_ONLY,
-            Role::Data => return None,
-        })
-    }
-
-    /// The system column this role views, if any.
-    pub(crate) fn system_column(self) -> Option<&'static str> {
-        SYSTEM_COLUMNS.iter().find(|(_, role)| *role == self).map(|(column, _)| *column)
-    }
-
-    /// The name of the matching `sync_runtime::FieldRole` variant.
-    pub(crate) fn variant(self) -> &'static str {
-        match self {
-            Role::Id => "Id",
-            Role::Data => "Data",
-            Role::LocalOnly => "LocalOnly",
-            Role::Version => "Version",
-            Role::UpdatedAt => "UpdatedAt",
-            Role::CreatedAt => "CreatedAt",
-            Role::Deleted => "Deleted",
-        }
-    }
-}
 
 /// A table or column name, and where an error about it points (the string literal
 /// that gave it, or the identifier it was derived from).

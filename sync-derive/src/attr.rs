@@ -10,7 +10,6 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::ParseStream;
 use syn::{Attribute, LitStr, Token};
 
-use crate::ast::Role;
 use crate::case::RenameRule;
 use crate::ctxt::Ctxt;
 
@@ -258,4 +257,72 @@ fn skip_value(input: ParseStream<'_>) -> syn::Result<TokenStream> {
         }
         Ok((skipped, rest))
     })
+}
+
+/// The system columns every synced table has, with the role that views each. These
+/// mirror `sync_runtime::system` (a proc-macro crate cannot depend on the runtime).
+pub(crate) const SYSTEM_COLUMNS: [(&str, Role); 5] = [
+    ("id", Role::Id),
+    ("version", Role::Version),
+    ("updatedAt", Role::UpdatedAt),
+    ("createdAt", Role::CreatedAt),
+    ("deleted", Role::Deleted),
+];
+
+/// What a field is to the table; mirrors `sync_runtime::FieldRole`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Id,
+    Data,
+    LocalOnly,
+    Version,
+    UpdatedAt,
+    CreatedAt,
+    Deleted,
+}
+
+impl Role {
+    /// The role a field key gives, if it is a role key.
+    pub(crate) fn from_key(key: &str) -> Option<Role> {
+        Some(match key {
+            ID => Role::Id,
+            VERSION => Role::Version,
+            UPDATED_AT => Role::UpdatedAt,
+            CREATED_AT => Role::CreatedAt,
+            DELETED => Role::Deleted,
+            LOCAL_ONLY => Role::LocalOnly,
+            _ => return None,
+        })
+    }
+
+    /// The key that gives this role (`Data` has none).
+    pub(crate) fn key(self) -> Option<&'static str> {
+        Some(match self {
+            Role::Id => ID,
+            Role::Version => VERSION,
+            Role::UpdatedAt => UPDATED_AT,
+            Role::CreatedAt => CREATED_AT,
+            Role::Deleted => DELETED,
+            Role::LocalOnly => LOCAL_ONLY,
+            Role::Data => return None,
+        })
+    }
+
+    /// The system column this role views, if any.
+    pub(crate) fn system_column(self) -> Option<&'static str> {
+        SYSTEM_COLUMNS.iter().find(|(_, role)| *role == self).map(|(column, _)| *column)
+    }
+
+    /// The name of the matching `sync_runtime::FieldRole` variant.
+    pub(crate) fn variant(self) -> &'static str {
+        match self {
+            Role::Id => "Id",
+            Role::Data => "Data",
+            Role::LocalOnly => "LocalOnly",
+            Role::Version => "Version",
+            Role::UpdatedAt => "UpdatedAt",
+            Role::CreatedAt => "CreatedAt",
+            Role::Deleted => "Deleted",
+        }
+    }
 }

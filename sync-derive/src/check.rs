@@ -5,8 +5,8 @@
 //! checked here, since the derive never decides types from tokens; `expand.rs` emits
 //! them as const assertions on `FieldValue::TYPE` / `NULLABLE`.
 
-use crate::ast::{Entity, Field, RESERVED_TABLE_PREFIX, Role, SYSTEM_COLUMNS};
-use crate::attr;
+use crate::ast::{Entity, Field, RESERVED_TABLE_PREFIX};
+use crate::attr::{self, Role, SYSTEM_COLUMNS};
 use crate::ctxt::Ctxt;
 
 /// Reports every broken rule of `entity` to `cx`.

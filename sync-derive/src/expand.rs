@@ -6,8 +6,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, Type, Visibility};
 
-use crate::ast::{self, Entity, Field, Role};
-use crate::attr;
+use crate::ast::{self, Entity, Field};
+use crate::attr::{self, Role};
 use crate::check;
 use crate::ctxt::Ctxt;
 

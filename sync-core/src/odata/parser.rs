@@ -18,10 +18,10 @@
 use crate::query::{BinaryOp, Expr, Func, OrderBy};
 use crate::value::{ColumnType, Value};
 
-use super::FilterSchema;
 use super::ODataError;
 use super::lexer::{Lexer, Token, TokenKind, error, parse_timestamp};
-use super::typecheck::{self, Kind, Ty};
+use crate::query::FilterSchema;
+use crate::query::typecheck::{self, Kind, Ty};
 
 /// How deeply parentheses, `not` and function calls may nest.
 pub(super) const MAX_NESTING: usize = 100;

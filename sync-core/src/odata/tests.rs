@@ -2,6 +2,7 @@ use proptest::prelude::*;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::value::ColumnType;
 
 const V2: ProtocolVersion = ProtocolVersion::V2;
 const V3: ProtocolVersion = ProtocolVersion::V3;

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use super::compiler::{self, Param};
 use super::{Arg, Dialect, Result};
-use crate::odata::FilterSchema;
-use crate::odata::typecheck::{Kind, Ty};
+use crate::query::FilterSchema;
+use crate::query::typecheck::{Kind, Ty};
 use crate::query::{BinaryOp, Expr, QuerySpec};
 use crate::value::Value;
 

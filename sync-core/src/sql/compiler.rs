@@ -6,9 +6,9 @@ use std::borrow::Cow;
 
 use super::{Arg, ArgType, Dialect, QueryError, Result, push_ident, quote_ident};
 use crate::ColumnType;
-use crate::odata::FilterSchema;
-use crate::odata::typecheck::{self, Kind, Ty};
+use crate::query::FilterSchema;
 use crate::query::analysis::{self, OrTerm};
+use crate::query::typecheck::{self, Kind, Ty};
 use crate::query::{BinaryOp, Expr, Func, QuerySpec};
 use crate::system::ID;
 use crate::value::Value;

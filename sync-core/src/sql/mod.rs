@@ -46,7 +46,7 @@ pub use cache::{CachedSelect, SelectCache};
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
-use crate::odata::FilterSchema;
+use crate::query::FilterSchema;
 use crate::query::{Expr, Func, QuerySpec};
 use crate::value::Value;
 

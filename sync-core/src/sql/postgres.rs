@@ -278,7 +278,8 @@ pub fn function_ddl(icu: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::odata::{self, FilterSchema};
+    use crate::odata;
+    use crate::query::FilterSchema;
     use crate::query::{BinaryOp, Expr, OrderBy, QuerySpec};
     use crate::sql::SqlQuery;
 

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::sqlite::register_functions;
 use super::*;
 use crate::ColumnType;
-use crate::odata::FilterSchema;
+use crate::query::FilterSchema;
 use crate::query::eval;
 use crate::query::{BinaryOp, Func, OrderBy};
 

@@ -1,6 +1,5 @@
 //! Static types of filter expressions: the rules the OData parser checks (with
-//! positions) and the SQL compilers (this crate's for SQLite, sync-server's for
-//! PostgreSQL) check again and use to pick index-friendly SQL.
+//! positions) and the SQL compiler checks again and uses to pick index-friendly SQL.
 //!
 //! - Comparisons: `int` and `float` compare with each other, `null` with anything, every
 //!   other type only with itself; `json` and `bytes` only with `eq`/`ne`. A comparison is
