@@ -21,21 +21,23 @@
 //!
 //! Column names are written as they are: the round trip holds for names of the form
 //! `[A-Za-z_][A-Za-z0-9_]*` other than the operator keywords (`and or not eq ne gt ge lt
-//! le`) and the literal names (`null true false INF NaN`). A JSON literal reads back as
+//! le add sub mul div mod`) and the literal names (`null true false INF NaN`). A JSON literal reads back as
 //! a string unless a schema says the other operand is a `json` column.
 //!
 //! # Parsing
 //!
 //! [`parse_filter`] is a hand-written lexer and recursive-descent parser. Precedence,
 //! loosest first: `or`, `and`, `not`, comparisons (`eq ne gt ge lt le`, which do not
-//! chain), then primaries. Keywords are lowercase, as in OData. Literals: `null true
+//! chain), `add sub`, `mul div mod` (both left-associative), then primaries. Keywords are lowercase, as in OData. Literals: `null true
 //! false`; integers (64-bit, optional `L` suffix); decimals and exponents (optional
 //! `m M d D f F` suffix; an integer with such a suffix is a float too), `INF -INF NaN`;
 //! `'strings'` with `''`; `datetimeoffset'..'`, `datetime'..'` (no offset means UTC),
 //! `cast(<timestamp>,Edm.DateTimeOffset)` and a bare ISO timestamp; `X'hex'`,
 //! `binary'..'` (base64 when it decodes as base64, as OData v4 and the v3 printer write
 //! it, else hex); `guid'..'` as a string. Functions: `startswith endswith substringof
-//! contains tolower toupper trim length indexof substring concat`.
+//! contains tolower toupper trim length indexof substring concat replace floor ceiling
+//! round year month day hour minute second`. A literal zero divisor (`div 0`, `mod 0`)
+//! is an error where it stands.
 //!
 //! Hostile text never panics and never recurses deeply: parentheses, `not` and function
 //! calls nest at most 100 levels, and the parsed tree is at most 2000 levels deep (so a
@@ -45,8 +47,9 @@
 //! With a [`FilterSchema`], the parser also checks, at the offending position: unknown
 //! columns; comparisons of incompatible types (`int` and `float` compare with each other,
 //! `null` with anything, other types only with themselves, `json` and `bytes` only with
-//! `eq`/`ne`); boolean operands of `and`/`or`/`not`; function argument types; and that
-//! the whole filter is boolean (a bare `bool` column is a valid filter).
+//! `eq`/`ne`); numeric operands of arithmetic (`mod` of integers only); boolean
+//! operands of `and`/`or`/`not`; function argument types; and that the whole filter is
+//! boolean (a bare `bool` column is a valid filter).
 
 use std::fmt;
 

@@ -5,7 +5,9 @@
 //! or         := and ("or" and)*                      left-associative, a loop
 //! and        := not ("and" not)*                     left-associative, a loop
 //! not        := "not" not | comparison
-//! comparison := primary [("eq"|"ne"|"gt"|"ge"|"lt"|"le") primary]   not chainable
+//! comparison := additive [("eq"|"ne"|"gt"|"ge"|"lt"|"le") additive]   not chainable
+//! additive   := multiplicative (("add"|"sub") multiplicative)*          left-associative
+//! multiplicative := primary (("mul"|"div"|"mod") primary)*            left-associative
 //! primary    := "(" or ")" | literal | function "(" [or ("," or)*] ")"
 //!             | "cast" "(" timestamp "," "Edm" "." "DateTimeOffset" ")" | column
 //! ```
@@ -30,7 +32,8 @@ pub(super) const MAX_NESTING: usize = 100;
 pub(super) const MAX_DEPTH: usize = 2000;
 
 /// Operator keywords that cannot be column names.
-const RESERVED: [&str; 9] = ["and", "or", "not", "eq", "ne", "gt", "ge", "lt", "le"];
+const RESERVED: [&str; 14] =
+    ["and", "or", "not", "eq", "ne", "gt", "ge", "lt", "le", "add", "sub", "mul", "div", "mod"];
 
 /// A parsed expression with its type, where it starts, and its tree depth.
 struct Node {
@@ -180,12 +183,12 @@ impl<'a> Parser<'a> {
     }
 
     fn comparison(&mut self) -> Result<Node, ODataError> {
-        let mut left = self.primary()?;
+        let mut left = self.additive()?;
         let Some(op) = Self::comparison_op(self.peek()?) else {
             return Ok(left);
         };
         let op_tok = self.next()?;
-        let mut right = self.primary()?;
+        let mut right = self.additive()?;
         let after = self.peek()?;
         if Self::comparison_op(after).is_some() {
             return Err(error(
@@ -200,6 +203,46 @@ impl<'a> Parser<'a> {
         }
         let depth = left.depth.max(right.depth) + 1;
         Ok(Node { expr: Expr::binary(op, left.expr, right.expr), ty: Ty::BOOL, pos: left.pos, depth })
+    }
+
+    /// The arithmetic operator of a token among `ops`, if it is one.
+    fn arithmetic_op(tok: &Token<'_>, ops: &[BinaryOp]) -> Option<BinaryOp> {
+        (tok.kind == TokenKind::Ident).then(|| ops.iter().copied().find(|op| op.keyword() == tok.text)).flatten()
+    }
+
+    fn additive(&mut self) -> Result<Node, ODataError> {
+        let mut left = self.multiplicative()?;
+        while let Some(op) = Self::arithmetic_op(self.peek()?, &[BinaryOp::Add, BinaryOp::Sub]) {
+            let op_tok = self.next()?;
+            let right = self.multiplicative()?;
+            left = self.arithmetic(op, op_tok.pos, left, right)?;
+        }
+        Ok(left)
+    }
+
+    fn multiplicative(&mut self) -> Result<Node, ODataError> {
+        let mut left = self.primary()?;
+        while let Some(op) = Self::arithmetic_op(self.peek()?, &[BinaryOp::Mul, BinaryOp::Div, BinaryOp::Mod]) {
+            let op_tok = self.next()?;
+            let right = self.primary()?;
+            left = self.arithmetic(op, op_tok.pos, left, right)?;
+        }
+        Ok(left)
+    }
+
+    fn arithmetic(&mut self, op: BinaryOp, op_pos: usize, left: Node, right: Node) -> Result<Node, ODataError> {
+        if matches!(op, BinaryOp::Div | BinaryOp::Mod) && typecheck::is_zero_literal(&right.expr) {
+            return Err(error(format!("`{}` by zero", op.keyword()), right.pos));
+        }
+        let mut ty = Ty { kind: Kind::Unknown, nullable: true };
+        if self.checking() {
+            ty = typecheck::check_arithmetic(op, left.ty, right.ty).map_err(|m| error(m, op_pos))?;
+        }
+        let depth = left.depth.max(right.depth) + 1;
+        if depth > MAX_DEPTH {
+            return Err(error(format!("the filter is too complex (more than {MAX_DEPTH} levels)"), op_pos));
+        }
+        Ok(Node { expr: Expr::binary(op, left.expr, right.expr), ty, pos: left.pos, depth })
     }
 
     fn literal(value: Value, pos: usize) -> Node {

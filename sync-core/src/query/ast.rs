@@ -59,8 +59,9 @@ impl Expr {
     }
 }
 
-/// Binary operators: comparisons and the two logical connectives.
+/// Binary operators: comparisons, the two logical connectives, and arithmetic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BinaryOp {
     /// `eq`; `x eq null` is "x is null".
     Eq,
@@ -78,6 +79,18 @@ pub enum BinaryOp {
     And,
     /// `or`
     Or,
+    /// `add`: numeric sum (`int` when both operands are, else `float`).
+    Add,
+    /// `sub`: numeric difference.
+    Sub,
+    /// `mul`: numeric product.
+    Mul,
+    /// `div`: quotient; of two integers, the integer quotient truncated toward zero.
+    /// Division by zero gives null.
+    Div,
+    /// `mod`: the remainder of an integer division (the sign of the dividend); integers
+    /// only. A zero divisor gives null.
+    Mod,
 }
 
 impl BinaryOp {
@@ -92,17 +105,28 @@ impl BinaryOp {
             BinaryOp::Le => "le",
             BinaryOp::And => "and",
             BinaryOp::Or => "or",
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Mod => "mod",
         }
     }
 
-    /// Whether this is a comparison (as opposed to `and` / `or`).
+    /// Whether this is a comparison (`eq ne gt ge lt le`).
     pub const fn is_comparison(self) -> bool {
-        !matches!(self, BinaryOp::And | BinaryOp::Or)
+        matches!(self, BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Lt | BinaryOp::Le)
+    }
+
+    /// Whether this is arithmetic (`add sub mul div mod`).
+    pub const fn is_arithmetic(self) -> bool {
+        matches!(self, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod)
     }
 }
 
-/// The OData functions of the protocol (DESIGN.md section 6).
+/// The OData functions of the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Func {
     /// `startswith(s, prefix)`, case-sensitive.
     StartsWith,
@@ -124,9 +148,54 @@ pub enum Func {
     Substring,
     /// `concat(a, b)`.
     Concat,
+    /// `replace(s, find, with)`: every occurrence of `find` (case-sensitive) replaced;
+    /// an empty `find` leaves `s` as it is.
+    Replace,
+    /// `floor(x)`: the largest whole number not above `x` (an integer stays itself).
+    Floor,
+    /// `ceiling(x)`: the smallest whole number not below `x`.
+    Ceiling,
+    /// `round(x)`: the nearest whole number, halves away from zero.
+    Round,
+    /// `year(t)` of a timestamp, in UTC.
+    Year,
+    /// `month(t)`, 1-12, in UTC.
+    Month,
+    /// `day(t)`, 1-31, in UTC.
+    Day,
+    /// `hour(t)`, 0-23, in UTC.
+    Hour,
+    /// `minute(t)`, 0-59.
+    Minute,
+    /// `second(t)`, 0-59.
+    Second,
 }
 
 impl Func {
+    /// Every function.
+    pub const ALL: [Func; 20] = [
+        Func::StartsWith,
+        Func::EndsWith,
+        Func::Contains,
+        Func::ToLower,
+        Func::ToUpper,
+        Func::Trim,
+        Func::Length,
+        Func::IndexOf,
+        Func::Substring,
+        Func::Concat,
+        Func::Replace,
+        Func::Floor,
+        Func::Ceiling,
+        Func::Round,
+        Func::Year,
+        Func::Month,
+        Func::Day,
+        Func::Hour,
+        Func::Minute,
+        Func::Second,
+    ];
+
     /// The OData v3 (Datasync) name; v2 spells `Contains` as `substringof` with the
     /// arguments swapped.
     pub const fn name(self) -> &'static str {
@@ -141,6 +210,16 @@ impl Func {
             Func::IndexOf => "indexof",
             Func::Substring => "substring",
             Func::Concat => "concat",
+            Func::Replace => "replace",
+            Func::Floor => "floor",
+            Func::Ceiling => "ceiling",
+            Func::Round => "round",
+            Func::Year => "year",
+            Func::Month => "month",
+            Func::Day => "day",
+            Func::Hour => "hour",
+            Func::Minute => "minute",
+            Func::Second => "second",
         }
     }
 }

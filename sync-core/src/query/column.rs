@@ -54,6 +54,12 @@ impl<E, T> fmt::Debug for Column<E, T> {
 /// Implemented for `T` itself, for the inner type of an `Option<T>` column, for
 /// `Option<T>` on an optional column (`None` compares as null), and for `&str` on
 /// text columns.
+#[diagnostic::on_unimplemented(
+    message = "a `{Self}` cannot be compared with (or combined with) a value of type `{T}`",
+    label = "expected a value of the column's type `{T}`",
+    note = "a float column takes a float (`1.0`, not `1`); an integer column an integer; an optional column also `None`",
+    note = "to join two conditions, use `&` / `|` or `.and()` / `.or()` on the filters, not `&&` / `||`"
+)]
 pub trait Operand<T> {
     /// The value as an untyped literal.
     fn into_value(self) -> Value;
@@ -116,64 +122,283 @@ marker!(Ordered: uuid::Uuid);
 marker!(Ordered: chrono::DateTime<chrono::Utc>);
 marker!(TextLike: String);
 
-impl<E, T> Column<E, T> {
-    fn compare(self, op: BinaryOp, value: Value) -> Filter<E> {
-        Filter::from_expr(Expr::binary(op, Expr::column(self.name), Expr::literal(value)))
+/// Field types that are numbers, so arithmetic applies (`add sub mul div`).
+pub trait Numeric {}
+
+/// Field types that are integers, so `rem` (OData `mod`) applies.
+pub trait Integer: Numeric {}
+
+/// Field types that are floats, so `floor`, `ceiling` and `round` apply.
+pub trait Floating: Numeric {}
+
+/// Field types that are timestamps, so the date parts (`year` ... `second`) apply.
+#[diagnostic::on_unimplemented(message = "`{Self}` is not a timestamp: date parts apply to timestamp columns")]
+pub trait DateLike {
+    /// The type of a date part: `i64`, or `Option<i64>` for an optional timestamp.
+    type Part;
+}
+
+marker!(Numeric: i32, i64, f64);
+marker!(Integer: i32, i64);
+marker!(Floating: f64);
+
+impl DateLike for time::OffsetDateTime {
+    type Part = i64;
+}
+impl DateLike for Option<time::OffsetDateTime> {
+    type Part = Option<i64>;
+}
+#[cfg(feature = "chrono")]
+impl DateLike for chrono::DateTime<chrono::Utc> {
+    type Part = i64;
+}
+#[cfg(feature = "chrono")]
+impl DateLike for Option<chrono::DateTime<chrono::Utc>> {
+    type Part = Option<i64>;
+}
+
+/// A value computed from a row of entity `E`, of Rust type `T`: arithmetic, a function
+/// of a column (`TodoItem::FIELDS.priority.add(1)`, `TodoItem::FIELDS.due.year()`).
+/// Compared like a column, it makes a [`Filter<E>`].
+pub struct Computed<E, T> {
+    expr: Expr,
+    _marker: PhantomData<fn() -> (E, T)>,
+}
+
+impl<E, T> Computed<E, T> {
+    fn new(expr: Expr) -> Self {
+        Computed { expr, _marker: PhantomData }
     }
 
-    /// `column eq value`. On an optional column, `eq(None)` is "is null".
-    pub fn eq(self, value: impl Operand<T>) -> Filter<E> {
-        self.compare(BinaryOp::Eq, value.into_value())
-    }
-
-    /// `column ne value`. On an optional column, `ne(None)` is "is not null".
-    pub fn ne(self, value: impl Operand<T>) -> Filter<E> {
-        self.compare(BinaryOp::Ne, value.into_value())
-    }
-
-    /// `column in (values...)`, written as `eq` terms joined by `or`; an empty list
-    /// matches nothing.
-    pub fn is_in<V: Operand<T>>(self, values: impl IntoIterator<Item = V>) -> Filter<E> {
-        // A balanced tree of `or`s, not a chain: its depth grows with the log of the
-        // number of values, so cloning, dropping or printing it recurses only that deep,
-        // and a server's parser (which caps the depth of what it reads) takes it.
-        let mut level: Vec<Expr> = values.into_iter().map(|v| self.eq(v).into_expr()).collect();
-        while level.len() > 1 {
-            let mut pairs = Vec::with_capacity(level.len().div_ceil(2));
-            let mut terms = level.into_iter();
-            while let Some(left) = terms.next() {
-                pairs.push(match terms.next() {
-                    Some(right) => Expr::binary(BinaryOp::Or, left, right),
-                    None => left,
-                });
-            }
-            level = pairs;
-        }
-        Filter::from_expr(level.pop().unwrap_or_else(|| Expr::literal(Value::Bool(false))))
+    /// The untyped expression.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
     }
 }
 
+impl<E, T> Clone for Computed<E, T> {
+    fn clone(&self) -> Self {
+        Computed::new(self.expr.clone())
+    }
+}
+
+impl<E, T> fmt::Debug for Computed<E, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Computed").field(&self.expr).finish()
+    }
+}
+
+impl<E, T> Column<E, T> {
+    /// The column as an untyped expression.
+    fn operand(&self) -> Expr {
+        Expr::column(self.name)
+    }
+}
+
+impl<E, T> Computed<E, T> {
+    fn operand(&self) -> Expr {
+        self.expr.clone()
+    }
+}
+
+/// The comparisons, text tests and arithmetic of a column and of a computed value
+/// (`$what` names it in the docs).
+macro_rules! typed_operations {
+    ($ty:ident, $what:literal) => {
+        impl<E, T> $ty<E, T> {
+            fn compare(&self, op: BinaryOp, value: Value) -> Filter<E> {
+                Filter::from_expr(Expr::binary(op, self.operand(), Expr::literal(value)))
+            }
+
+            #[doc = concat!("`", $what, " eq value`. On an optional ", $what, ", `eq(None)` is \"is null\".")]
+            pub fn eq(&self, value: impl Operand<T>) -> Filter<E> {
+                self.compare(BinaryOp::Eq, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " ne value`. On an optional ", $what, ", `ne(None)` is \"is not null\".")]
+            pub fn ne(&self, value: impl Operand<T>) -> Filter<E> {
+                self.compare(BinaryOp::Ne, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " in (values...)`, written as `eq` terms joined by `or`; an empty list")]
+            /// matches nothing.
+            pub fn is_in<V: Operand<T>>(&self, values: impl IntoIterator<Item = V>) -> Filter<E> {
+                // A balanced tree of `or`s, not a chain: its depth grows with the log of the
+                // number of values, so cloning, dropping or printing it recurses only that
+                // deep, and a server's parser (which caps the depth of what it reads) takes it.
+                let mut level: Vec<Expr> = values.into_iter().map(|v| self.eq(v).into_expr()).collect();
+                while level.len() > 1 {
+                    let mut pairs = Vec::with_capacity(level.len().div_ceil(2));
+                    let mut terms = level.into_iter();
+                    while let Some(left) = terms.next() {
+                        pairs.push(match terms.next() {
+                            Some(right) => Expr::binary(BinaryOp::Or, left, right),
+                            None => left,
+                        });
+                    }
+                    level = pairs;
+                }
+                Filter::from_expr(level.pop().unwrap_or_else(|| Expr::literal(Value::Bool(false))))
+            }
+
+            fn arithmetic<R>(&self, op: BinaryOp, value: Value) -> Computed<E, R> {
+                Computed::new(Expr::binary(op, self.operand(), Expr::literal(value)))
+            }
+
+            fn function<R>(&self, func: Func, args: Vec<Expr>) -> Computed<E, R> {
+                let mut all = vec![self.operand()];
+                all.extend(args);
+                Computed::new(Expr::call(func, all))
+            }
+        }
+
+        impl<E, T: Ordered> $ty<E, T> {
+            #[doc = concat!("`", $what, " gt value`.")]
+            pub fn gt(&self, value: impl Operand<T>) -> Filter<E> {
+                self.compare(BinaryOp::Gt, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " ge value`.")]
+            pub fn ge(&self, value: impl Operand<T>) -> Filter<E> {
+                self.compare(BinaryOp::Ge, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " lt value`.")]
+            pub fn lt(&self, value: impl Operand<T>) -> Filter<E> {
+                self.compare(BinaryOp::Lt, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " le value`.")]
+            pub fn le(&self, value: impl Operand<T>) -> Filter<E> {
+                self.compare(BinaryOp::Le, value.into_value())
+            }
+        }
+
+        impl<E, T> $ty<E, Option<T>> {
+            #[doc = concat!("`", $what, " eq null`.")]
+            pub fn is_null(&self) -> Filter<E> {
+                self.compare(BinaryOp::Eq, Value::Null)
+            }
+
+            #[doc = concat!("`", $what, " ne null`.")]
+            pub fn is_not_null(&self) -> Filter<E> {
+                self.compare(BinaryOp::Ne, Value::Null)
+            }
+        }
+
+        impl<E, T: TextLike> $ty<E, T> {
+            fn text_call(&self, func: Func, part: &str) -> Filter<E> {
+                Filter::from_expr(Expr::call(func, vec![self.operand(), Expr::literal(Value::String(part.to_owned()))]))
+            }
+
+            /// The text contains `part` (case-sensitive; a null matches nothing).
+            pub fn contains(&self, part: &str) -> Filter<E> {
+                self.text_call(Func::Contains, part)
+            }
+
+            /// The text starts with `prefix` (case-sensitive).
+            pub fn starts_with(&self, prefix: &str) -> Filter<E> {
+                self.text_call(Func::StartsWith, prefix)
+            }
+
+            /// The text ends with `suffix` (case-sensitive).
+            pub fn ends_with(&self, suffix: &str) -> Filter<E> {
+                self.text_call(Func::EndsWith, suffix)
+            }
+
+            /// The text with every occurrence of `find` (case-sensitive) replaced by
+            /// `with` (OData `replace`); an empty `find` changes nothing.
+            pub fn replace(&self, find: &str, with: &str) -> Computed<E, T> {
+                let text = |s: &str| Expr::literal(Value::String(s.to_owned()));
+                self.function(Func::Replace, vec![text(find), text(with)])
+            }
+        }
+
+        impl<E, T: Numeric> $ty<E, T> {
+            #[doc = concat!("`", $what, " add value` (null when an integer sum overflows).")]
+            pub fn add(&self, value: impl Operand<T>) -> Computed<E, T> {
+                self.arithmetic(BinaryOp::Add, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " sub value`.")]
+            pub fn sub(&self, value: impl Operand<T>) -> Computed<E, T> {
+                self.arithmetic(BinaryOp::Sub, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " mul value`.")]
+            pub fn mul(&self, value: impl Operand<T>) -> Computed<E, T> {
+                self.arithmetic(BinaryOp::Mul, value.into_value())
+            }
+
+            #[doc = concat!("`", $what, " div value`: an integer quotient is truncated toward zero; a zero")]
+            /// divisor gives null (and a literal zero is refused when the query runs).
+            pub fn div(&self, value: impl Operand<T>) -> Computed<E, T> {
+                self.arithmetic(BinaryOp::Div, value.into_value())
+            }
+        }
+
+        impl<E, T: Integer> $ty<E, T> {
+            #[doc = concat!("`", $what, " mod value` (OData `mod`): the remainder, with the sign of the dividend.")]
+            pub fn rem(&self, value: impl Operand<T>) -> Computed<E, T> {
+                self.arithmetic(BinaryOp::Mod, value.into_value())
+            }
+        }
+
+        impl<E, T: Floating> $ty<E, T> {
+            /// The largest whole number not above it (OData `floor`).
+            pub fn floor(&self) -> Computed<E, T> {
+                self.function(Func::Floor, Vec::new())
+            }
+
+            /// The smallest whole number not below it (OData `ceiling`).
+            pub fn ceiling(&self) -> Computed<E, T> {
+                self.function(Func::Ceiling, Vec::new())
+            }
+
+            /// The nearest whole number, halves away from zero (OData `round`).
+            pub fn round(&self) -> Computed<E, T> {
+                self.function(Func::Round, Vec::new())
+            }
+        }
+
+        impl<E, T: DateLike> $ty<E, T> {
+            /// The year, in UTC (OData `year`).
+            pub fn year(&self) -> Computed<E, T::Part> {
+                self.function(Func::Year, Vec::new())
+            }
+
+            /// The month, 1-12, in UTC (OData `month`).
+            pub fn month(&self) -> Computed<E, T::Part> {
+                self.function(Func::Month, Vec::new())
+            }
+
+            /// The day of the month, 1-31, in UTC (OData `day`).
+            pub fn day(&self) -> Computed<E, T::Part> {
+                self.function(Func::Day, Vec::new())
+            }
+
+            /// The hour, 0-23, in UTC (OData `hour`).
+            pub fn hour(&self) -> Computed<E, T::Part> {
+                self.function(Func::Hour, Vec::new())
+            }
+
+            /// The minute, 0-59 (OData `minute`).
+            pub fn minute(&self) -> Computed<E, T::Part> {
+                self.function(Func::Minute, Vec::new())
+            }
+
+            /// The second, 0-59 (OData `second`).
+            pub fn second(&self) -> Computed<E, T::Part> {
+                self.function(Func::Second, Vec::new())
+            }
+        }
+    };
+}
+
+typed_operations!(Column, "column");
+typed_operations!(Computed, "value");
+
 impl<E, T: Ordered> Column<E, T> {
-    /// `column gt value`.
-    pub fn gt(self, value: impl Operand<T>) -> Filter<E> {
-        self.compare(BinaryOp::Gt, value.into_value())
-    }
-
-    /// `column ge value`.
-    pub fn ge(self, value: impl Operand<T>) -> Filter<E> {
-        self.compare(BinaryOp::Ge, value.into_value())
-    }
-
-    /// `column lt value`.
-    pub fn lt(self, value: impl Operand<T>) -> Filter<E> {
-        self.compare(BinaryOp::Lt, value.into_value())
-    }
-
-    /// `column le value`.
-    pub fn le(self, value: impl Operand<T>) -> Filter<E> {
-        self.compare(BinaryOp::Le, value.into_value())
-    }
-
     /// Ascending order on this column (nulls first).
     pub fn asc(self) -> Order<E> {
         Order::from_order_by(OrderBy { column: self.name.to_owned(), descending: false })
@@ -182,42 +407,6 @@ impl<E, T: Ordered> Column<E, T> {
     /// Descending order on this column (nulls last).
     pub fn desc(self) -> Order<E> {
         Order::from_order_by(OrderBy { column: self.name.to_owned(), descending: true })
-    }
-}
-
-impl<E, T> Column<E, Option<T>> {
-    /// `column eq null`.
-    pub fn is_null(self) -> Filter<E> {
-        self.compare(BinaryOp::Eq, Value::Null)
-    }
-
-    /// `column ne null`.
-    pub fn is_not_null(self) -> Filter<E> {
-        self.compare(BinaryOp::Ne, Value::Null)
-    }
-}
-
-impl<E, T: TextLike> Column<E, T> {
-    fn text_call(self, func: Func, part: &str) -> Filter<E> {
-        Filter::from_expr(Expr::call(
-            func,
-            vec![Expr::column(self.name), Expr::literal(Value::String(part.to_owned()))],
-        ))
-    }
-
-    /// The text contains `part` (case-sensitive; a null column matches nothing).
-    pub fn contains(self, part: &str) -> Filter<E> {
-        self.text_call(Func::Contains, part)
-    }
-
-    /// The text starts with `prefix` (case-sensitive).
-    pub fn starts_with(self, prefix: &str) -> Filter<E> {
-        self.text_call(Func::StartsWith, prefix)
-    }
-
-    /// The text ends with `suffix` (case-sensitive).
-    pub fn ends_with(self, suffix: &str) -> Filter<E> {
-        self.text_call(Func::EndsWith, suffix)
     }
 }
 

@@ -26,8 +26,13 @@
 //!   `substring(s, start[, len])` (0-based; a negative `start` counts as 0, a negative
 //!   `len` as 0, and both are clamped to the end of the text), `tolower`/`toupper`
 //!   (full Unicode case mapping, so `'ß'` upper-cases to `'SS'`), `trim` (Unicode white
-//!   space). Any function with a null argument returns null; `concat` with a null
-//!   argument is null.
+//!   space), `replace` (every occurrence; an empty pattern changes nothing). Any
+//!   function with a null argument returns null; `concat` with a null argument is null.
+//! - Arithmetic (`add sub mul div mod`): two integers give an integer (`div` truncates
+//!   toward zero, `mod` has the sign of the dividend), a float operand gives a float.
+//!   An integer overflow, a float that is not finite and a zero divisor give null.
+//!   `floor`/`ceiling`/`round` (halves away from zero) keep an integer as it is; the
+//!   date parts (`year` ... `second`) read a timestamp in UTC.
 //! - A function applied to values of the wrong type (only possible with an ill-typed
 //!   AST, which the OData parser and the SQL compiler reject) returns null.
 //!
@@ -49,6 +54,9 @@ pub fn evaluate(expr: &Expr, row: &dyn Fn(&str) -> Value) -> Value {
     match expr {
         Expr::Column(name) => nan_to_null(row(name)),
         Expr::Literal(value) => nan_to_null(value.clone()),
+        Expr::Binary { op, left, right } if op.is_arithmetic() => {
+            number_fn::arithmetic(*op, &evaluate(left, row), &evaluate(right, row))
+        }
         Expr::Not(_) | Expr::Binary { .. } => Value::Bool(matches(expr, row)),
         Expr::Call { func, args } => call(*func, args, row),
     }
@@ -67,7 +75,9 @@ pub fn matches(expr: &Expr, row: &dyn Fn(&str) -> Value) -> bool {
                 terms.iter().any(|t| matches(t, row))
             }
         }
-        Expr::Binary { op, left, right } => compare_with(*op, &evaluate(left, row), &evaluate(right, row)),
+        Expr::Binary { op, left, right } if op.is_comparison() => {
+            compare_with(*op, &evaluate(left, row), &evaluate(right, row))
+        }
         _ => is_true(&evaluate(expr, row)),
     }
 }
@@ -121,8 +131,8 @@ fn compare_with(op: BinaryOp, a: &Value, b: &Value) -> bool {
         BinaryOp::Ge => compare_values(a, b) != Ordering::Less,
         BinaryOp::Lt => compare_values(a, b) == Ordering::Less,
         BinaryOp::Le => compare_values(a, b) != Ordering::Greater,
-        BinaryOp::And => is_true(a) && is_true(b),
-        BinaryOp::Or => is_true(a) || is_true(b),
+        // Connectives and arithmetic are not comparisons (`matches` routes them).
+        _ => false,
     }
 }
 
@@ -250,12 +260,96 @@ fn call(func: Func, args: &[Expr], row: &dyn Fn(&str) -> Value) -> Value {
         (Func::Substring, [Str(s), Int(start)]) => Str(text_fn::substring(s, *start, None)),
         (Func::Substring, [Str(s), Int(start), Int(len)]) => Str(text_fn::substring(s, *start, Some(*len))),
         (Func::Concat, [Str(a), Str(b)]) => Str(format!("{a}{b}")),
+        (Func::Replace, [Str(s), Str(find), Str(with)]) => Str(text_fn::replace(s, find, with)),
+        (Func::Floor | Func::Ceiling | Func::Round, [value]) => number_fn::rounding(func, value),
+        (Func::Year | Func::Month | Func::Day | Func::Hour | Func::Minute | Func::Second, [Value::DateTime(t)]) => {
+            Int(number_fn::date_part(func, *t))
+        }
         _ => Value::Null,
     }
 }
 
-/// The string functions, shared with the SQLite functions that `sql::register_functions`
-/// installs so that both sides compute the same thing.
+/// Arithmetic, rounding and date parts, shared with the SQLite functions that
+/// `sql::sqlite::register_functions` installs so that both compute the same thing.
+pub(crate) mod number_fn {
+    use crate::query::{BinaryOp, Func};
+    use crate::value::Value;
+
+    /// `a op b` for an arithmetic operator: two integers give an integer (null on
+    /// overflow; `div` truncates toward zero), a float operand makes it a float (null
+    /// when not finite); a zero divisor or a null operand gives null.
+    pub(crate) fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
+        match (a, b) {
+            (Value::Int(x), Value::Int(y)) => integers(op, *x, *y).map_or(Value::Null, Value::Int),
+            (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) if op != BinaryOp::Mod => {
+                floats(op, as_float(a), as_float(b)).map_or(Value::Null, Value::Float)
+            }
+            _ => Value::Null,
+        }
+    }
+
+    fn as_float(v: &Value) -> f64 {
+        match v {
+            Value::Int(i) => *i as f64,
+            Value::Float(f) => *f,
+            _ => f64::NAN,
+        }
+    }
+
+    pub(crate) fn integers(op: BinaryOp, x: i64, y: i64) -> Option<i64> {
+        match op {
+            BinaryOp::Add => x.checked_add(y),
+            BinaryOp::Sub => x.checked_sub(y),
+            BinaryOp::Mul => x.checked_mul(y),
+            BinaryOp::Div => x.checked_div(y),
+            // `i64::MIN mod -1` is 0 (what PostgreSQL answers), not an overflow.
+            BinaryOp::Mod => (y != 0).then(|| x.wrapping_rem(y)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn floats(op: BinaryOp, x: f64, y: f64) -> Option<f64> {
+        let r = match op {
+            BinaryOp::Add => x + y,
+            BinaryOp::Sub => x - y,
+            BinaryOp::Mul => x * y,
+            BinaryOp::Div if y == 0.0 => return None,
+            BinaryOp::Div => x / y,
+            _ => return None,
+        };
+        r.is_finite().then_some(r)
+    }
+
+    /// `floor`, `ceiling`, `round` (halves away from zero) of a number; an integer is
+    /// itself.
+    pub(crate) fn rounding(func: Func, v: &Value) -> Value {
+        match v {
+            Value::Int(i) => Value::Int(*i),
+            Value::Float(f) => Value::Float(match func {
+                Func::Floor => f.floor(),
+                Func::Ceiling => f.ceil(),
+                _ => f.round(),
+            }),
+            _ => Value::Null,
+        }
+    }
+
+    /// A part of a timestamp, in UTC.
+    pub(crate) fn date_part(func: Func, t: time::OffsetDateTime) -> i64 {
+        let t = crate::datetime::normalize(t);
+        i64::from(match func {
+            Func::Year => t.year(),
+            Func::Month => i32::from(u8::from(t.month())),
+            Func::Day => i32::from(t.day()),
+            Func::Hour => i32::from(t.hour()),
+            Func::Minute => i32::from(t.minute()),
+            _ => i32::from(t.second()),
+        })
+    }
+}
+
+/// The string functions, shared with the SQLite functions that
+/// `sql::sqlite::register_functions` installs so that both sides compute the same thing.
 pub(crate) mod text_fn {
     /// Full Unicode lower-casing.
     pub(crate) fn to_lower(s: &str) -> String {
@@ -283,6 +377,12 @@ pub(crate) mod text_fn {
             Some(byte) => length(&s[..byte]),
             None => -1,
         }
+    }
+
+    /// Every occurrence of `find` replaced by `with`; an empty `find` changes nothing
+    /// (as SQLite's and PostgreSQL's `replace` do).
+    pub(crate) fn replace(s: &str, find: &str, with: &str) -> String {
+        if find.is_empty() { s.to_owned() } else { s.replace(find, with) }
     }
 
     /// Characters from `start` (0-based), at most `len` of them; a negative `start` or

@@ -11,7 +11,9 @@ pub mod eval;
 pub mod typecheck;
 
 pub use ast::{BinaryOp, Expr, Func, OrderBy, QuerySpec};
-pub use column::{Column, Filter, Operand, Order, Ordered, Query, TextLike};
+pub use column::{
+    Column, Computed, DateLike, Filter, Floating, Integer, Numeric, Operand, Order, Ordered, Query, TextLike,
+};
 
 use crate::value::ColumnType;
 

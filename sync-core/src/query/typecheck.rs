@@ -6,9 +6,14 @@
 //!   a non-null `bool`.
 //! - `and`/`or`/`not` operands and the whole filter are `bool` (a `null` literal is
 //!   accepted and counts as false).
-//! - Functions take strings, except the positions of `substring` (ints); `length` and
-//!   `indexof` give `int`, `startswith`/`endswith`/`contains` give `bool`, the others
-//!   `string`. A function result is nullable when an argument is.
+//! - Arithmetic (`add sub mul div mod`) takes numbers: two `int`s give an `int`, a
+//!   `float` makes it a `float`; `mod` takes `int`s only. Its result is nullable (a zero
+//!   divisor, an integer overflow or a float that is not finite gives null).
+//! - String functions take strings, except the positions of `substring` (ints);
+//!   `length` and `indexof` give `int`, `startswith`/`endswith`/`contains` give `bool`,
+//!   the others `string`. `floor`/`ceiling`/`round` take a number and give the same
+//!   type; `year month day hour minute second` take a `datetime` and give an `int`. A
+//!   function result is nullable when an argument is.
 
 use crate::query::{BinaryOp, Func};
 use crate::value::{ColumnType, Value};
@@ -84,27 +89,47 @@ pub fn check_predicate(ty: Ty, connective: &str) -> Result<(), String> {
     }
 }
 
-/// The OData name of a function as written in v3 (and in messages).
+/// The function of an OData name as written in v3 (and in messages).
 pub fn func_by_name(name: &str) -> Option<Func> {
-    Some(match name {
-        "startswith" => Func::StartsWith,
-        "endswith" => Func::EndsWith,
-        "contains" => Func::Contains,
-        "tolower" => Func::ToLower,
-        "toupper" => Func::ToUpper,
-        "trim" => Func::Trim,
-        "length" => Func::Length,
-        "indexof" => Func::IndexOf,
-        "substring" => Func::Substring,
-        "concat" => Func::Concat,
-        _ => return None,
-    })
+    Func::ALL.into_iter().find(|f| f.name() == name)
+}
+
+/// Checks `left op right` for an arithmetic operator; gives its type.
+pub fn check_arithmetic(op: BinaryOp, left: Ty, right: Ty) -> Result<Ty, String> {
+    let (mut float, mut number, mut unknown) = (false, false, false);
+    for side in [left, right] {
+        match side.kind {
+            Kind::Known(ColumnType::Int) => number = true,
+            Kind::Known(ColumnType::Float) if op == BinaryOp::Mod => {
+                return Err("`mod` takes integers, found float".to_owned());
+            }
+            Kind::Known(ColumnType::Float) => (number, float) = (true, true),
+            Kind::Null => {}
+            Kind::Unknown => unknown = true,
+            Kind::Known(t) => return Err(format!("`{}` takes numbers, found {t}", op.keyword())),
+        }
+    }
+    let kind = match (unknown, float, number) {
+        (true, _, _) => Kind::Unknown,
+        (false, true, _) => Kind::Known(ColumnType::Float),
+        (false, false, true) => Kind::Known(ColumnType::Int),
+        (false, false, false) => Kind::Null,
+    };
+    Ok(Ty { kind, nullable: true })
+}
+
+/// Whether `divisor` is a literal zero (`div 0`, `mod 0.0`): refused where it is
+/// written, since every row would give null.
+pub fn is_zero_literal(divisor: &crate::query::Expr) -> bool {
+    matches!(divisor, crate::query::Expr::Literal(Value::Int(0)))
+        || matches!(divisor, crate::query::Expr::Literal(Value::Float(f)) if *f == 0.0)
 }
 
 /// The parameter types of a function (the optional ones last), how many are required,
-/// and its result type.
+/// and its result type. `floor`/`ceiling`/`round` are listed with `float`, and take an
+/// `int` too (giving an `int`: see [`check_call`]).
 pub fn signature(func: Func) -> (&'static [ColumnType], usize, ColumnType) {
-    use ColumnType::{Bool, Int, String as Str};
+    use ColumnType::{Bool, DateTime, Float, Int, String as Str};
     match func {
         Func::StartsWith | Func::EndsWith | Func::Contains => (&[Str, Str], 2, Bool),
         Func::ToLower | Func::ToUpper | Func::Trim => (&[Str], 1, Str),
@@ -112,7 +137,16 @@ pub fn signature(func: Func) -> (&'static [ColumnType], usize, ColumnType) {
         Func::IndexOf => (&[Str, Str], 2, Int),
         Func::Substring => (&[Str, Int, Int], 2, Str),
         Func::Concat => (&[Str, Str], 2, Str),
+        Func::Replace => (&[Str, Str, Str], 3, Str),
+        Func::Floor | Func::Ceiling | Func::Round => (&[Float], 1, Float),
+        Func::Year | Func::Month | Func::Day | Func::Hour | Func::Minute | Func::Second => (&[DateTime], 1, Int),
     }
+}
+
+/// Whether a function rounds a number (`floor`, `ceiling`, `round`): an `int` argument
+/// gives itself.
+pub fn is_rounding(func: Func) -> bool {
+    matches!(func, Func::Floor | Func::Ceiling | Func::Round)
 }
 
 /// Checks the number of arguments; `name` is the name as written (`substringof`).
@@ -133,6 +167,16 @@ pub fn check_arity(func: Func, name: &str, count: usize) -> Result<(), String> {
 /// on error gives the index of the offending argument. `name` is the name as written.
 pub fn check_call(func: Func, name: &str, args: &[Ty]) -> Result<Ty, (usize, String)> {
     let (params, _, result) = signature(func);
+    if is_rounding(func) {
+        return match args.first().map(|a| a.kind) {
+            Some(kind @ (Kind::Known(ColumnType::Int | ColumnType::Float) | Kind::Null | Kind::Unknown)) => {
+                let kind = if kind == Kind::Null { Kind::Known(ColumnType::Float) } else { kind };
+                Ok(Ty { kind, nullable: args.iter().any(|a| a.nullable) })
+            }
+            Some(Kind::Known(t)) => Err((0, format!("argument 1 of `{name}` must be a number, found {t}"))),
+            None => Ok(Ty { kind: Kind::Known(result), nullable: false }),
+        };
+    }
     let mut nullable = false;
     for (i, (arg, param)) in args.iter().zip(params).enumerate() {
         nullable |= arg.nullable;

@@ -6,7 +6,8 @@
 //! ([`Ty::of_literal`]: `null` and NaN are the null literal); the order, the limit and
 //! whether there is an offset do the rest. That is the shape. An `or` chain is left
 //! out: its SQL also depends on the literals' values (an `IN` list groups non-null
-//! equalities; the implied lower bound of a keyset filter needs equal literals).
+//! equalities; the implied lower bound of a keyset filter needs equal literals); so is
+//! a literal divisor (zero is refused).
 //!
 //! A compiled shape remembers, for each parameter, which literal of the filter (in
 //! pre-order) it is, so a query of that shape gets its parameters from its own
@@ -156,7 +157,11 @@ fn shape(spec: &QuerySpec) -> Option<(Vec<u8>, Vec<&Value>)> {
                 stack.push(inner);
             }
             Expr::Binary { op, left, right } => {
-                if *op == BinaryOp::Or {
+                // An `or`'s SQL depends on its values (see the module docs); so does a
+                // literal divisor's: zero is refused.
+                if *op == BinaryOp::Or
+                    || matches!(op, BinaryOp::Div | BinaryOp::Mod) && matches!(**right, Expr::Literal(_))
+                {
                     return None;
                 }
                 key.extend([b'b', *op as u8]);

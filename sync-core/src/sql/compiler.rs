@@ -313,7 +313,7 @@ impl Compiler<'_> {
                 }
                 Ok(frag)
             }
-            Expr::Binary { op, left, right } => {
+            Expr::Binary { op, left, right } if op.is_comparison() => {
                 let l = self.value(left)?;
                 let r = self.value(right)?;
                 self.compare(*op, l, r)
@@ -497,9 +497,33 @@ impl Compiler<'_> {
         match expr {
             Expr::Column(name) => self.column(name),
             Expr::Literal(value) => Ok(Frag::literal(value)),
+            Expr::Binary { op, left, right } if op.is_arithmetic() => self.arithmetic(*op, left, right),
             Expr::Not(_) | Expr::Binary { .. } => self.predicate(expr, ""),
             Expr::Call { func, args } => self.call(*func, args),
         }
+    }
+
+    /// `left op right` for an arithmetic operator: a function of the dialect's.
+    fn arithmetic<'e>(&self, op: BinaryOp, left: &'e Expr, right: &'e Expr) -> Result<Frag<'e>> {
+        if matches!(op, BinaryOp::Div | BinaryOp::Mod) && typecheck::is_zero_literal(right) {
+            return Err(QueryError(format!("`{}` by zero", op.keyword())));
+        }
+        let mut l = self.value(left)?;
+        let mut r = self.value(right)?;
+        let ty = typecheck::check_arithmetic(op, l.ty, r.ty).map_err(QueryError)?;
+        let result = match ty.kind {
+            Kind::Null => return Ok(Frag::constant("NULL", ty)),
+            Kind::Known(t) => t,
+            Kind::Unknown => ColumnType::Float,
+        };
+        for side in [&mut l, &mut r] {
+            if side.ty.is_null() {
+                // Some databases need the type of a null to pick the function.
+                *side = Frag::constant(self.dialect.typed_null(result), side.ty);
+            }
+        }
+        let shape = self.dialect.arithmetic(op);
+        Ok(join(&[T(shape.name), T("("), F(&l), T(shape.separator), F(&r), T(")"), T(shape.after)], ty))
     }
 
     fn column<'e>(&self, name: &str) -> Result<Frag<'e>> {
@@ -518,6 +542,12 @@ impl Compiler<'_> {
         let mut args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>>>()?;
         let types: Vec<Ty> = args.iter().map(|a| a.ty).collect();
         let ty = typecheck::check_call(func, func.name(), &types).map_err(|(_, m)| QueryError(m))?;
+        if typecheck::is_rounding(func) && ty.kind == Kind::Known(ColumnType::Int) {
+            // An integer is already whole.
+            let mut arg = args.remove(0);
+            arg.is_column = false;
+            return Ok(join(&[T("("), F(&arg), T(")")], ty));
+        }
         let (params, _, _) = typecheck::signature(func);
         for (arg, param) in args.iter_mut().zip(params) {
             if arg.ty.is_null() {

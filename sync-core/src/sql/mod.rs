@@ -47,7 +47,7 @@ pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
 use crate::query::FilterSchema;
-use crate::query::{Expr, Func, QuerySpec};
+use crate::query::{BinaryOp, Expr, Func, QuerySpec};
 use crate::value::Value;
 
 /// A query that cannot be compiled: an unknown column, an ill-typed comparison, a
@@ -134,6 +134,10 @@ pub trait Dialect: Sync {
     /// How a function call is written: `name(`, the arguments separated by `separator`,
     /// `)`, then `after`.
     fn function(&self, func: Func) -> FunctionSql;
+
+    /// How `a op b` is written for an arithmetic operator (a function, so that each
+    /// database gives the evaluator's null for an overflow or a zero divisor).
+    fn arithmetic(&self, op: BinaryOp) -> FunctionSql;
 
     /// A null argument of a function whose parameter has type `ty` (PostgreSQL needs
     /// the type to pick the function).

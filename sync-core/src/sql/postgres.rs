@@ -19,7 +19,7 @@
 
 use super::{ArgType, Dialect, FunctionSql};
 use crate::ColumnType;
-use crate::query::Func;
+use crate::query::{BinaryOp, Func};
 use crate::value::Value;
 
 /// The PostgreSQL dialect.
@@ -99,11 +99,35 @@ impl Dialect for Postgres {
             Func::IndexOf => FunctionSql { name: "(strpos", separator: ", ", after: "::bigint - 1)" },
             Func::Substring => FunctionSql::call(SUBSTRING),
             Func::Concat => FunctionSql { name: "", separator: " || ", after: "" },
+            Func::Replace => FunctionSql::call("replace"),
+            Func::Floor => FunctionSql::call("floor"),
+            Func::Ceiling => FunctionSql::call("ceil"),
+            Func::Round => FunctionSql::call(ROUND),
+            Func::Year => FunctionSql::call(YEAR),
+            Func::Month => FunctionSql::call(MONTH),
+            Func::Day => FunctionSql::call(DAY),
+            Func::Hour => FunctionSql::call(HOUR),
+            Func::Minute => FunctionSql::call(MINUTE),
+            Func::Second => FunctionSql::call(SECOND),
         }
     }
 
+    fn arithmetic(&self, op: BinaryOp) -> FunctionSql {
+        FunctionSql::call(match op {
+            BinaryOp::Add => ADD,
+            BinaryOp::Sub => SUB,
+            BinaryOp::Mul => MUL,
+            BinaryOp::Div => DIV,
+            _ => MOD,
+        })
+    }
+
     fn typed_null(&self, ty: ColumnType) -> &'static str {
-        if ty == ColumnType::Int { "NULL::bigint" } else { "NULL::text" }
+        match ty {
+            ColumnType::Int => "NULL::bigint",
+            ColumnType::Float => "NULL::double precision",
+            _ => "NULL::text",
+        }
     }
 
     fn limit_in_text(&self) -> bool {
@@ -250,6 +274,18 @@ const TO_LOWER: &str = "\"__sync_server_tolower\"";
 const TO_UPPER: &str = "\"__sync_server_toupper\"";
 const TRIM: &str = "\"__sync_server_trim\"";
 const SUBSTRING: &str = "\"__sync_server_substring\"";
+const ROUND: &str = "\"__sync_server_round\"";
+const ADD: &str = "\"__sync_server_add\"";
+const SUB: &str = "\"__sync_server_sub\"";
+const MUL: &str = "\"__sync_server_mul\"";
+const DIV: &str = "\"__sync_server_div\"";
+const MOD: &str = "\"__sync_server_mod\"";
+const YEAR: &str = "\"__sync_server_year\"";
+const MONTH: &str = "\"__sync_server_month\"";
+const DAY: &str = "\"__sync_server_day\"";
+const HOUR: &str = "\"__sync_server_hour\"";
+const MINUTE: &str = "\"__sync_server_minute\"";
+const SECOND: &str = "\"__sync_server_second\"";
 
 /// The SQL functions compiled queries call, created (or replaced) in the schema of the
 /// tables. They are `STRICT` (a null argument gives null, as in the evaluator) and
@@ -262,7 +298,7 @@ pub fn function_ddl(icu: bool) -> String {
         ('\0'..=char::MAX).filter(|c| c.is_whitespace()).map(|c| format!("\\u{:04X}", c as u32)).collect();
     // `substr` is 1-based and takes int4: clamp the evaluator's 0-based positions.
     let max = i32::MAX;
-    format!(
+    let mut ddl = format!(
         "CREATE OR REPLACE FUNCTION {ENDS_WITH}(s text, part text) RETURNS boolean {attrs} \
              AS $$ SELECT right(s, char_length(part)) = part $$;\n\
          CREATE OR REPLACE FUNCTION {TO_LOWER}(s text) RETURNS text {attrs} AS $$ SELECT lower(s{collate}) $$;\n\
@@ -272,7 +308,42 @@ pub fn function_ddl(icu: bool) -> String {
              AS $$ SELECT substr(s, (LEAST(GREATEST(i, 0), {max} - 1) + 1)::integer) $$;\n\
          CREATE OR REPLACE FUNCTION {SUBSTRING}(s text, i bigint, n bigint) RETURNS text {attrs} \
              AS $$ SELECT substr(s, (LEAST(GREATEST(i, 0), {max} - 1) + 1)::integer, LEAST(GREATEST(n, 0), {max})::integer) $$;\n"
-    )
+    );
+    // Integer arithmetic as the evaluator does it: exact (through numeric), null on an
+    // overflow or a zero divisor; `mod` of i64::MIN by -1 is 0 (PostgreSQL's `%`).
+    // Float arithmetic is PostgreSQL's, with null for a zero divisor; a float overflow
+    // is an error there (the evaluator's null: a known difference).
+    let in_range = "r BETWEEN -9223372036854775808 AND 9223372036854775807";
+    for (name, op) in [(ADD, "+"), (SUB, "-"), (MUL, "*")] {
+        ddl.push_str(&format!(
+            "CREATE OR REPLACE FUNCTION {name}(a bigint, b bigint) RETURNS bigint {attrs} \
+                 AS $$ SELECT CASE WHEN {in_range} THEN r::bigint END FROM (SELECT a::numeric {op} b::numeric AS r) AS x $$;\n\
+             CREATE OR REPLACE FUNCTION {name}(a double precision, b double precision) RETURNS double precision {attrs} \
+                 AS $$ SELECT a {op} b $$;\n"
+        ));
+    }
+    ddl.push_str(&format!(
+        "CREATE OR REPLACE FUNCTION {DIV}(a bigint, b bigint) RETURNS bigint {attrs} \
+             AS $$ SELECT CASE WHEN b = 0 OR (a = -9223372036854775808 AND b = -1) THEN NULL ELSE a / b END $$;\n\
+         CREATE OR REPLACE FUNCTION {DIV}(a double precision, b double precision) RETURNS double precision {attrs} \
+             AS $$ SELECT CASE WHEN b = 0 THEN NULL ELSE a / b END $$;\n\
+         CREATE OR REPLACE FUNCTION {MOD}(a bigint, b bigint) RETURNS bigint {attrs} \
+             AS $$ SELECT CASE WHEN b = 0 THEN NULL ELSE a % b END $$;\n\
+         CREATE OR REPLACE FUNCTION {ROUND}(x double precision) RETURNS double precision {attrs} \
+             AS $$ SELECT CASE WHEN abs(x - trunc(x)) >= 0.5 THEN trunc(x) + sign(x) ELSE trunc(x) END $$;\n"
+    ));
+    // Date parts of the stored fixed-width UTC text `YYYY-MM-DDTHH:MM:SS.mmmZ`; other
+    // text (written by another program) gives null.
+    let fixed = r"'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'";
+    for (name, start, len) in
+        [(YEAR, 1, 4), (MONTH, 6, 2), (DAY, 9, 2), (HOUR, 12, 2), (MINUTE, 15, 2), (SECOND, 18, 2)]
+    {
+        ddl.push_str(&format!(
+            "CREATE OR REPLACE FUNCTION {name}(t text) RETURNS bigint {attrs} \
+                 AS $$ SELECT CASE WHEN t ~ {fixed} THEN substr(t, {start}, {len})::bigint END $$;\n"
+        ));
+    }
+    ddl
 }
 
 #[cfg(test)]

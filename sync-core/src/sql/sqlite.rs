@@ -11,8 +11,8 @@
 //! clause. It takes at most 32,766 parameters per statement.
 
 use super::{Arg, ArgType, Dialect, FunctionSql};
-use crate::query::Func;
-use crate::query::eval::text_fn;
+use crate::query::eval::{number_fn, text_fn};
+use crate::query::{BinaryOp, Func};
 use crate::value::Value;
 
 /// The SQLite dialect.
@@ -28,6 +28,31 @@ const TRIM: &str = "sync_trim";
 const LENGTH: &str = "sync_length";
 const INDEX_OF: &str = "sync_indexof";
 const SUBSTRING: &str = "sync_substring";
+const REPLACE: &str = "sync_replace";
+const FLOOR: &str = "sync_floor";
+const CEILING: &str = "sync_ceiling";
+const ROUND: &str = "sync_round";
+const ADD: &str = "sync_add";
+const SUB: &str = "sync_sub";
+const MUL: &str = "sync_mul";
+const DIV: &str = "sync_div";
+const MOD: &str = "sync_mod";
+const YEAR: &str = "sync_year";
+const MONTH: &str = "sync_month";
+const DAY: &str = "sync_day";
+const HOUR: &str = "sync_hour";
+const MINUTE: &str = "sync_minute";
+const SECOND: &str = "sync_second";
+const ARITHMETIC: [(&str, BinaryOp); 5] =
+    [(ADD, BinaryOp::Add), (SUB, BinaryOp::Sub), (MUL, BinaryOp::Mul), (DIV, BinaryOp::Div), (MOD, BinaryOp::Mod)];
+const DATE_PARTS: [(&str, Func); 6] = [
+    (YEAR, Func::Year),
+    (MONTH, Func::Month),
+    (DAY, Func::Day),
+    (HOUR, Func::Hour),
+    (MINUTE, Func::Minute),
+    (SECOND, Func::Second),
+];
 
 impl Dialect for Sqlite {
     fn name(&self) -> &'static str {
@@ -89,6 +114,26 @@ impl Dialect for Sqlite {
             Func::IndexOf => INDEX_OF,
             Func::Substring => SUBSTRING,
             Func::Concat => return FunctionSql { name: "", separator: " || ", after: "" },
+            Func::Replace => REPLACE,
+            Func::Floor => FLOOR,
+            Func::Ceiling => CEILING,
+            Func::Round => ROUND,
+            Func::Year => YEAR,
+            Func::Month => MONTH,
+            Func::Day => DAY,
+            Func::Hour => HOUR,
+            Func::Minute => MINUTE,
+            Func::Second => SECOND,
+        })
+    }
+
+    fn arithmetic(&self, op: BinaryOp) -> FunctionSql {
+        FunctionSql::call(match op {
+            BinaryOp::Add => ADD,
+            BinaryOp::Sub => SUB,
+            BinaryOp::Mul => MUL,
+            BinaryOp::Div => DIV,
+            _ => MOD,
         })
     }
 
@@ -191,6 +236,30 @@ pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     }
 
     conn.create_scalar_function(LENGTH, 1, flags, |ctx| Ok(text_arg(ctx, 0)?.map(text_fn::length)))?;
+
+    // Not SQLite's `replace`, which gives its first argument for an empty pattern even
+    // when the third is null.
+    conn.create_scalar_function(REPLACE, 3, flags, |ctx| {
+        Ok(match (text_arg(ctx, 0)?, text_arg(ctx, 1)?, text_arg(ctx, 2)?) {
+            (Some(s), Some(find), Some(with)) => Some(text_fn::replace(s, find, with)),
+            _ => None,
+        })
+    })?;
+    for (name, op) in ARITHMETIC {
+        conn.create_scalar_function(name, 2, flags, move |ctx| {
+            Ok(to_sql_number(number_fn::arithmetic(op, &number_arg(ctx, 0), &number_arg(ctx, 1))))
+        })?;
+    }
+    for (name, func) in [(FLOOR, Func::Floor), (CEILING, Func::Ceiling), (ROUND, Func::Round)] {
+        conn.create_scalar_function(name, 1, flags, move |ctx| {
+            Ok(to_sql_number(number_fn::rounding(func, &number_arg(ctx, 0))))
+        })?;
+    }
+    for (name, func) in DATE_PARTS {
+        conn.create_scalar_function(name, 1, flags, move |ctx| {
+            Ok(text_arg(ctx, 0)?.and_then(crate::datetime::parse).map(|t| number_fn::date_part(func, t)))
+        })?;
+    }
     conn.create_scalar_function(SUBSTRING, 2, flags, |ctx| {
         Ok(match (text_arg(ctx, 0)?, int_arg(ctx, 1)?) {
             (Some(s), Some(start)) => Some(text_fn::substring(s, start, None)),
@@ -214,6 +283,25 @@ fn text_arg<'c>(ctx: &'c rusqlite::functions::Context<'_>, i: usize) -> rusqlite
             std::str::from_utf8(bytes).map(Some).map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
         }
         other => Err(rusqlite::Error::UserFunctionError(format!("expected text, found {}", other.data_type()).into())),
+    }
+}
+
+/// A number argument as a [`Value`] (`Int` or `Float`); anything else is null.
+fn number_arg(ctx: &rusqlite::functions::Context<'_>, i: usize) -> Value {
+    use rusqlite::types::ValueRef;
+    match ctx.get_raw(i) {
+        ValueRef::Integer(n) => Value::Int(n),
+        ValueRef::Real(f) => Value::Float(f),
+        _ => Value::Null,
+    }
+}
+
+/// A number result as SQLite's value.
+fn to_sql_number(v: Value) -> rusqlite::types::Value {
+    match v {
+        Value::Int(i) => rusqlite::types::Value::Integer(i),
+        Value::Float(f) => rusqlite::types::Value::Real(f),
+        _ => rusqlite::types::Value::Null,
     }
 }
 
