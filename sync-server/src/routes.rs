@@ -32,7 +32,7 @@ use sync_core::{ProtocolVersion, Value};
 use crate::auth::{Auth, Caller};
 use crate::list;
 use crate::problem::ApiError;
-use crate::storage::{ListQuery, Row, Storage, StorageError, Update};
+use crate::storage::{Change, ListQuery, Row, Storage, StorageError, Update};
 use crate::table::TableDef;
 use crate::wire::{self, BodyKind, ItemJson, Prop};
 
@@ -394,7 +394,7 @@ async fn insert_item(
     if let (Some(i), Some(owner)) = (table.served_owner(), &owner) {
         values[i] = Value::String(owner.clone());
     }
-    match state.storage.insert(Arc::clone(&table), id.clone(), values, owner).await {
+    match state.storage.write(Arc::clone(&table), id.clone(), Change::Insert { values }, owner).await {
         Ok(row) => {
             let mut response = item_response(StatusCode::CREATED, &table, &row, version);
             let mut location = list::base_url(&headers, uri.path());
@@ -485,7 +485,7 @@ async fn update_item(
     let values = values.into_iter().filter(|(i, _)| Some(*i) != table.served_owner()).collect();
     let update = Update { values, expected_version, undelete: item.undelete };
     let owner = owner(&table, &caller)?;
-    match state.storage.update(Arc::clone(&table), id.clone(), update, owner).await {
+    match state.storage.write(Arc::clone(&table), id.clone(), Change::Update(update), owner).await {
         Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
         Err(e) => Ok(write_error(e, version, &table, &id, mismatch_status)),
     }
@@ -506,7 +506,8 @@ async fn delete_item(
         IfMatch::Any | IfMatch::Absent => None,
     };
     let owner = owner(&table, &caller)?;
-    match state.storage.delete(Arc::clone(&table), id.clone(), expected, table.soft_delete, owner).await {
+    let change = Change::Delete { expected_version: expected, soft: table.soft_delete };
+    match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
         Ok(row) => Ok(match version {
             ProtocolVersion::V2 => item_response(StatusCode::OK, &table, &row, version),
             ProtocolVersion::V3 => StatusCode::NO_CONTENT.into_response(),
@@ -537,7 +538,8 @@ async fn undelete_item(
         IfMatch::Any | IfMatch::Absent => None,
     };
     let owner = owner(&table, &caller)?;
-    match state.storage.undelete(Arc::clone(&table), id.clone(), expected, owner).await {
+    let change = Change::Undelete { expected_version: expected };
+    match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
         Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
         Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
     }
