@@ -388,12 +388,9 @@ async fn insert_item(
     let body = body_bytes(body, &state.limits)?;
     let item = wire::parse_item(&table, &body, BodyKind::Insert)?;
     let id = item.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut values: Vec<Value> = item.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
+    // A served owner column is set to the caller by the storage, whatever the body says.
+    let values: Vec<Value> = item.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
     let owner = owner(&table, &caller)?;
-    // A served owner column is the caller's, whatever the body says.
-    if let (Some(i), Some(owner)) = (table.served_owner(), &owner) {
-        values[i] = Value::String(owner.clone());
-    }
     match state.storage.write(Arc::clone(&table), id.clone(), Change::Insert { values }, owner).await {
         Ok(row) => {
             let mut response = item_response(StatusCode::CREATED, &table, &row, version);
@@ -481,8 +478,7 @@ async fn update_item(
         BodyKind::Put => item.values.into_iter().enumerate().map(|(i, v)| (i, v.unwrap_or(Value::Null))).collect(),
         _ => item.values.into_iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect(),
     };
-    // The owner column never changes: a client's value for it is ignored.
-    let values = values.into_iter().filter(|(i, _)| Some(*i) != table.served_owner()).collect();
+    // The owner column never changes: the storage ignores a client's value for it.
     let update = Update { values, expected_version, undelete: item.undelete };
     let owner = owner(&table, &caller)?;
     match state.storage.write(Arc::clone(&table), id.clone(), Change::Update(update), owner).await {
