@@ -58,10 +58,12 @@
 pub mod auth;
 mod error;
 mod list;
+mod preamble;
 mod problem;
 mod routes;
 mod server;
 pub mod stamp;
+mod state;
 pub mod storage;
 mod table;
 mod tables_file;

@@ -14,8 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
 use crate::error::{Error, Result};
-use crate::routes::{self, AppState, Limits};
+use crate::routes;
 use crate::stamp::{Clock, SystemClock};
+use crate::state::{AppState, Limits};
 use crate::storage::{Database, Storage};
 use crate::table::TableDef;
 
