@@ -115,6 +115,14 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
     Ok(IfMatch::Version(text.to_owned()))
 }
 
+/// The version `If-Match` names, for a delete or an undelete (`*` and none take any).
+fn if_match_version(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    Ok(match if_match(headers)? {
+        IfMatch::Version(v) => Some(v),
+        IfMatch::Any | IfMatch::Absent => None,
+    })
+}
+
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
@@ -363,11 +371,7 @@ async fn delete_item(
     Owner(owner): Owner,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let expected = match if_match(&headers)? {
-        IfMatch::Version(v) => Some(v),
-        IfMatch::Any | IfMatch::Absent => None,
-    };
-    let change = Change::Delete { expected_version: expected, soft: table.soft_delete };
+    let change = Change::Delete { expected_version: if_match_version(&headers)?, soft: table.soft_delete };
     match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
         Ok(row) => Ok(match version {
             ProtocolVersion::V2 => item_response(StatusCode::OK, &table, &row, version),
@@ -385,11 +389,7 @@ async fn undelete_item(
     Owner(owner): Owner,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let expected = match if_match(&headers)? {
-        IfMatch::Version(v) => Some(v),
-        IfMatch::Any | IfMatch::Absent => None,
-    };
-    let change = Change::Undelete { expected_version: expected };
+    let change = Change::Undelete { expected_version: if_match_version(&headers)? };
     match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
         Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
         Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
