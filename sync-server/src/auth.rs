@@ -8,7 +8,7 @@
 //! `WWW-Authenticate: Bearer` header (RFC 6750; `error="invalid_token"` when a token
 //! was sent), which is what makes a client refresh its token. `GET /healthz` stays
 //! open. The `sub` is the owner of the rows the caller writes in owned tables
-//! ([`crate::TableDef::owner_column`]).
+//! ([`crate::table::TableDef::owner_column`]).
 
 use std::fmt;
 

@@ -56,23 +56,28 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod database;
 mod error;
 mod list;
+mod preamble;
 mod problem;
 mod routes;
 mod server;
 pub mod stamp;
+mod state;
 pub mod storage;
 mod table;
+mod table_check;
 mod tables_file;
 mod wire;
 
 pub use auth::Auth;
+pub use database::Database;
 pub use error::{Error, Result};
 pub use server::{
     DEFAULT_MAX_BODY, DEFAULT_MAX_TOP, DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
 };
 pub use stamp::{Clock, ManualClock, SystemClock};
-pub use storage::{Database, PostgresStorage, SqliteStorage, Storage};
+pub use storage::{PostgresStorage, SqliteStorage, Storage};
 pub use table::{ColumnDef, TableDef};
 pub use tables_file::{load_tables_file, parse_tables};

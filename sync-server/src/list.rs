@@ -6,7 +6,7 @@ use sync_core::ProtocolVersion;
 use sync_core::odata::{self, FilterSchema};
 use sync_core::query::{Expr, OrderBy};
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, clip};
 use crate::table::TableDef;
 use crate::wire::{Prop, prop_by_name};
 
@@ -189,14 +189,6 @@ pub(crate) fn encode(s: &str, out: &mut String) {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-}
-
-/// At most 64 characters of client text in a message.
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

@@ -93,3 +93,11 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// At most 64 characters of client text, for a message.
+pub(crate) fn clip(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -2,13 +2,15 @@
 //! (chosen per request by `ZUMO-API-VERSION`), `/healthz`, authentication, request
 //! logging.
 //!
-//! Owned tables: every handler works for the caller's `sub` ([`owner`]). A list gets
+//! Every table handler begins with the request preamble as extractors (protocol, table,
+//! owner: [`crate::preamble`]).
+//!
+//! Owned tables: every handler works for the caller's `sub` ([`Owner`]). A list gets
 //! `<owner column> eq '<sub>'` ANDed to its filter as an AST node (so no `$filter` can
 //! reach around it); one-row calls pass the owner to the storage, which keys rows by
 //! `(owner, id)`, so another user's row is a 404 like a missing one.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -18,8 +20,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,59 +31,15 @@ use sync_core::query::{BinaryOp, Expr, QuerySpec};
 use sync_core::system::DELETED;
 use sync_core::{ProtocolVersion, Value};
 
-use crate::auth::{Auth, Caller};
 use crate::list;
-use crate::problem::ApiError;
-use crate::storage::{ListQuery, Row, Storage, StorageError, Update};
+use crate::preamble::{Item, ItemWriteProtocol, Owner, Protocol, QueryPairs, Table};
+use crate::problem::{ApiError, clip};
+use crate::state::{AppState, Limits};
+use crate::storage::{Change, ListQuery, Row, StorageError, Update};
 use crate::table::TableDef;
 use crate::wire::{self, BodyKind, ItemJson, Prop};
 
-/// Paging and size limits of a server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Limits {
-    /// Rows per page when the request has no `$top`.
-    pub(crate) page_size: u64,
-    /// The most rows one answer carries; a larger `$top` is capped.
-    pub(crate) max_top: u64,
-    /// The largest request body, in bytes (413 beyond).
-    pub(crate) max_body: usize,
-}
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub(crate) struct AppState {
-    pub(crate) tables: HashMap<String, Arc<TableDef>>,
-    pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) limits: Limits,
-    pub(crate) auth: Auth,
-}
-
 type Shared = State<Arc<AppState>>;
-type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
-impl AppState {
-    /// A table by URL name: exact, or else ignoring ASCII case (names are unique that way).
-    fn table(&self, name: Result<Path<String>, PathRejection>) -> Result<Arc<TableDef>, ApiError> {
-        let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        self.lookup(&name)
-    }
-
-    fn lookup(&self, name: &str) -> Result<Arc<TableDef>, ApiError> {
-        self.tables
-            .get(name)
-            .or_else(|| self.tables.values().find(|t| t.name.eq_ignore_ascii_case(name)))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("no table `{}`", clip(name))))
-    }
-
-    fn table_and_id(
-        &self,
-        path: Result<Path<(String, String)>, PathRejection>,
-    ) -> Result<(Arc<TableDef>, String), ApiError> {
-        let Path((name, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        Ok((self.lookup(&name)?, id))
-    }
-}
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body;
@@ -89,7 +47,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         ApiError::method_not_allowed("use GET (list) or POST (insert) on /tables/{table}", "GET, POST")
     });
     let item: MethodRouter<Arc<AppState>> =
-        get(get_item).patch(patch_item).put(put_item).delete(delete_item).post(undelete_item).fallback(|| async {
+        get(get_item).patch(update_item).put(update_item).delete(delete_item).post(undelete_item).fallback(|| async {
             ApiError::method_not_allowed(
                 "use GET, PATCH (v2), PUT (v3), DELETE or POST (v2 undelete) on /tables/{table}/{id}",
                 "GET, PATCH, PUT, DELETE, POST",
@@ -107,7 +65,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Puts the [`Caller`] into the request, or answers 401.
+/// Puts the caller ([`crate::auth::Caller`]) into the request, or answers 401.
 async fn authenticate(State(state): Shared, mut request: Request, next: Next) -> Response {
     match state.auth.authenticate(request.headers()) {
         Ok(caller) => {
@@ -118,41 +76,7 @@ async fn authenticate(State(state): Shared, mut request: Request, next: Next) ->
     }
 }
 
-/// The owner the caller acts as in `table`: its `sub` for an owned table, `None` for a
-/// shared one.
-fn owner(table: &TableDef, caller: &Caller) -> Result<Option<String>, ApiError> {
-    match (&table.owner_column, &caller.user) {
-        (None, _) => Ok(None),
-        (Some(_), Some(user)) => Ok(Some(user.clone())),
-        // The builder refuses owned tables without authentication; never serve them so.
-        (Some(_), None) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "this table needs an authenticated caller")),
-    }
-}
-
 // ---- protocol helpers -------------------------------------------------------------
-
-/// The protocol generation of a request: the `ZUMO-API-VERSION` header, or a query
-/// parameter of that name (for browsers).
-fn protocol(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<ProtocolVersion, ApiError> {
-    const ACCEPTED: &str = "this server accepts 2.0.0 (Azure Mobile Apps) and 3.0.0 (Datasync)";
-    let value = match headers.get(ProtocolVersion::HEADER) {
-        Some(v) => {
-            Some(v.to_str().map_err(|_| ApiError::bad_request(format!("ZUMO-API-VERSION is not text; {ACCEPTED}")))?)
-        }
-        None => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(ProtocolVersion::HEADER)).map(|(_, v)| v.as_str()),
-    };
-    match value {
-        None => Err(ApiError::bad_request(format!("missing ZUMO-API-VERSION header; {ACCEPTED}"))),
-        Some(v) => ProtocolVersion::from_header(v)
-            .ok_or_else(|| ApiError::bad_request(format!("unsupported ZUMO-API-VERSION `{}`; {ACCEPTED}", clip(v)))),
-    }
-}
-
-fn query_pairs(query: Pairs) -> Result<Vec<(String, String)>, ApiError> {
-    query
-        .map(|Query(pairs)| pairs)
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
-}
 
 fn body_bytes(body: Result<Bytes, BytesRejection>, limits: &Limits) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e.status() {
@@ -189,6 +113,14 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
         return Err(ApiError::bad_request("If-Match is empty; expected \"<version>\" or *"));
     }
     Ok(IfMatch::Version(text.to_owned()))
+}
+
+/// The version `If-Match` names, for a delete or an undelete (`*` and none take any).
+fn if_match_version(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    Ok(match if_match(headers)? {
+        IfMatch::Version(v) => Some(v),
+        IfMatch::Any | IfMatch::Absent => None,
+    })
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
@@ -243,13 +175,6 @@ fn write_error(
     }
 }
 
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 // ---- handlers ---------------------------------------------------------------------
 
 async fn healthz(State(state): Shared) -> Response {
@@ -289,15 +214,13 @@ struct V3Page<'a> {
 
 async fn list_items(
     State(state): Shared,
-    Extension(caller): Extension<Caller>,
+    Protocol(version): Protocol,
+    Table(table): Table,
+    Owner(owner): Owner,
+    QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
     uri: Uri,
-    path: Result<Path<String>, PathRejection>,
-    query: Pairs,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(query)?;
-    let version = protocol(&headers, &pairs)?;
-    let table = state.table(path)?;
     let opts = list::parse(&pairs, &table, version)?;
 
     let limits = state.limits;
@@ -310,7 +233,7 @@ async fn list_items(
             None => live,
         });
     }
-    if let (Some(column), Some(owner)) = (&table.owner_column, owner(&table, &caller)?) {
+    if let (Some(column), Some(owner)) = (&table.owner_column, owner) {
         let mine = Expr::binary(BinaryOp::Eq, Expr::column(column.as_str()), Expr::literal(Value::String(owner)));
         filter = Some(match filter {
             Some(f) => Expr::binary(BinaryOp::And, f, mine),
@@ -356,16 +279,12 @@ async fn list_items(
 
 async fn get_item(
     State(state): Shared,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Pairs,
+    Protocol(version): Protocol,
+    Item { table, id }: Item,
+    Owner(owner): Owner,
+    QueryPairs(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(query)?;
-    let version = protocol(&headers, &pairs)?;
-    let (table, id) = state.table_and_id(path)?;
     let include_deleted = list::include_deleted(&pairs)?;
-    let owner = owner(&table, &caller)?;
     match state.storage.get(Arc::clone(&table), id.clone(), owner).await.map_err(ApiError::storage)? {
         None => Err(missing_error(&table, &id)),
         Some(row) if row.deleted && !include_deleted => Err(deleted_error(version, &table, &id)),
@@ -375,26 +294,19 @@ async fn get_item(
 
 async fn insert_item(
     State(state): Shared,
-    Extension(caller): Extension<Caller>,
+    Protocol(version): Protocol,
+    Table(table): Table,
+    Owner(owner): Owner,
     headers: HeaderMap,
     uri: Uri,
-    path: Result<Path<String>, PathRejection>,
-    query: Pairs,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(query)?;
-    let version = protocol(&headers, &pairs)?;
-    let table = state.table(path)?;
     let body = body_bytes(body, &state.limits)?;
     let item = wire::parse_item(&table, &body, BodyKind::Insert)?;
     let id = item.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut values: Vec<Value> = item.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
-    let owner = owner(&table, &caller)?;
-    // A served owner column is the caller's, whatever the body says.
-    if let (Some(i), Some(owner)) = (table.served_owner(), &owner) {
-        values[i] = Value::String(owner.clone());
-    }
-    match state.storage.insert(Arc::clone(&table), id.clone(), values, owner).await {
+    // A served owner column is set to the caller by the storage, whatever the body says.
+    let values: Vec<Value> = item.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
+    match state.storage.write(Arc::clone(&table), id.clone(), Change::Insert { values }, owner).await {
         Ok(row) => {
             let mut response = item_response(StatusCode::CREATED, &table, &row, version);
             let mut location = list::base_url(&headers, uri.path());
@@ -409,56 +321,19 @@ async fn insert_item(
     }
 }
 
-async fn patch_item(
-    state: Shared,
-    caller: Extension<Caller>,
-    headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Pairs,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    update_item(state, caller, headers, path, query, body, BodyKind::Patch).await
-}
-
-async fn put_item(
-    state: Shared,
-    caller: Extension<Caller>,
-    headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Pairs,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    update_item(state, caller, headers, path, query, body, BodyKind::Put).await
-}
-
 /// v2 `PATCH` (partial) and v3 `PUT` (full item; `deleted: false` undeletes).
 async fn update_item(
     State(state): Shared,
-    Extension(caller): Extension<Caller>,
+    ItemWriteProtocol(version): ItemWriteProtocol,
+    Item { table, id }: Item,
+    Owner(owner): Owner,
     headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Pairs,
     body: Result<Bytes, BytesRejection>,
-    kind: BodyKind,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(query)?;
-    let version = protocol(&headers, &pairs)?;
-    match (version, kind) {
-        (ProtocolVersion::V2, BodyKind::Put) => {
-            return Err(ApiError::method_not_allowed(
-                "protocol 2.0.0 updates with PATCH; PUT is protocol 3.0.0",
-                "GET, PATCH, DELETE, POST",
-            ));
-        }
-        (ProtocolVersion::V3, BodyKind::Patch) => {
-            return Err(ApiError::method_not_allowed(
-                "protocol 3.0.0 replaces items with PUT; PATCH is protocol 2.0.0",
-                "GET, PUT, DELETE",
-            ));
-        }
-        _ => {}
-    }
-    let (table, id) = state.table_and_id(path)?;
+    let kind = match version {
+        ProtocolVersion::V2 => BodyKind::Patch,
+        ProtocolVersion::V3 => BodyKind::Put,
+    };
     let body = body_bytes(body, &state.limits)?;
     let item = wire::parse_item(&table, &body, kind)?;
     if let Some(body_id) = &item.id {
@@ -481,11 +356,9 @@ async fn update_item(
         BodyKind::Put => item.values.into_iter().enumerate().map(|(i, v)| (i, v.unwrap_or(Value::Null))).collect(),
         _ => item.values.into_iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect(),
     };
-    // The owner column never changes: a client's value for it is ignored.
-    let values = values.into_iter().filter(|(i, _)| Some(*i) != table.served_owner()).collect();
+    // The owner column never changes: the storage ignores a client's value for it.
     let update = Update { values, expected_version, undelete: item.undelete };
-    let owner = owner(&table, &caller)?;
-    match state.storage.update(Arc::clone(&table), id.clone(), update, owner).await {
+    match state.storage.write(Arc::clone(&table), id.clone(), Change::Update(update), owner).await {
         Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
         Err(e) => Ok(write_error(e, version, &table, &id, mismatch_status)),
     }
@@ -493,20 +366,13 @@ async fn update_item(
 
 async fn delete_item(
     State(state): Shared,
-    Extension(caller): Extension<Caller>,
+    Protocol(version): Protocol,
+    Item { table, id }: Item,
+    Owner(owner): Owner,
     headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Pairs,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(query)?;
-    let version = protocol(&headers, &pairs)?;
-    let (table, id) = state.table_and_id(path)?;
-    let expected = match if_match(&headers)? {
-        IfMatch::Version(v) => Some(v),
-        IfMatch::Any | IfMatch::Absent => None,
-    };
-    let owner = owner(&table, &caller)?;
-    match state.storage.delete(Arc::clone(&table), id.clone(), expected, table.soft_delete, owner).await {
+    let change = Change::Delete { expected_version: if_match_version(&headers)?, soft: table.soft_delete };
+    match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
         Ok(row) => Ok(match version {
             ProtocolVersion::V2 => item_response(StatusCode::OK, &table, &row, version),
             ProtocolVersion::V3 => StatusCode::NO_CONTENT.into_response(),
@@ -518,26 +384,13 @@ async fn delete_item(
 /// v2 `POST /tables/{t}/{id}`: undelete. (v3 undeletes with `PUT` and `deleted: false`.)
 async fn undelete_item(
     State(state): Shared,
-    Extension(caller): Extension<Caller>,
+    ItemWriteProtocol(version): ItemWriteProtocol,
+    Item { table, id }: Item,
+    Owner(owner): Owner,
     headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Pairs,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(query)?;
-    let version = protocol(&headers, &pairs)?;
-    if version == ProtocolVersion::V3 {
-        return Err(ApiError::method_not_allowed(
-            "protocol 3.0.0 undeletes with PUT and `deleted: false`; POST to an item is protocol 2.0.0",
-            "GET, PUT, DELETE",
-        ));
-    }
-    let (table, id) = state.table_and_id(path)?;
-    let expected = match if_match(&headers)? {
-        IfMatch::Version(v) => Some(v),
-        IfMatch::Any | IfMatch::Absent => None,
-    };
-    let owner = owner(&table, &caller)?;
-    match state.storage.undelete(Arc::clone(&table), id.clone(), expected, owner).await {
+    let change = Change::Undelete { expected_version: if_match_version(&headers)? };
+    match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
         Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
         Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
     }

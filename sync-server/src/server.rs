@@ -13,10 +13,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
+use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::routes::{self, AppState, Limits};
+use crate::routes;
 use crate::stamp::{Clock, SystemClock};
-use crate::storage::{Database, Storage};
+use crate::state::{AppState, Limits};
+use crate::storage::Storage;
 use crate::table::TableDef;
 
 /// Rows per page when a request has no `$top` (as Azure Mobile Apps).
@@ -126,7 +128,7 @@ impl ServerBuilder {
     }
 
     /// The clock that stamps `updatedAt` (default: the system clock). For tests, e.g.
-    /// [`crate::ManualClock`]. Used by storages opened from [`ServerBuilder::database`].
+    /// [`crate::stamp::ManualClock`]. Used by storages opened from [`ServerBuilder::database`].
     pub fn clock(mut self, clock: impl Clock) -> ServerBuilder {
         self.clock = Arc::new(clock);
         self

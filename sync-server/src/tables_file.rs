@@ -9,7 +9,7 @@
 //!
 //! Column types are `string bool int float datetime json bytes`; every column of a
 //! tables file is nullable. Columns keep the file's order. `owner_column` makes the
-//! table per-user ([`crate::TableDef::owner_column`]): listed in `columns` (as a
+//! table per-user ([`crate::table::TableDef::owner_column`]): listed in `columns` (as a
 //! `string`) it is served read-only, otherwise it is a server-only column.
 
 use std::path::Path;

@@ -4,35 +4,36 @@
 //! while the writer writes). An in-memory database has a single connection, so reads
 //! go to the writer thread too.
 //!
-//! Layout: one table per served table, `"id" TEXT PRIMARY KEY`, the data columns, then
-//! `"version" TEXT`, `"updatedAt" TEXT` (fixed-width milliseconds, so text order is
-//! time order), `"createdAt" TEXT`, `"deleted" INTEGER`, and an index on
-//! `("updatedAt", "id")` for incremental readers. The last `(updatedAt, id)` assigned per
-//! table lives in `__sync_server_clock` (see [`crate::stamp`]).
+//! Writes take the shared write path ([`super::write`]) on the writer thread, in
+//! `BEGIN IMMEDIATE` transactions: the database's one write lock serializes the writers
+//! of every table, which is what the `updatedAt` rule needs ([`crate::stamp`]).
 //!
-//! An owned table's key is `(owner, id)` (the owner column, a data column or a
-//! server-only one after the data columns), with an index on `(owner, updatedAt, id)`.
+//! Layout: see [`super::schema`] (`TEXT` for text, timestamps and JSON, `INTEGER` for
+//! booleans and integers, `REAL`, `BLOB`); the last `(updatedAt, id)` assigned per table
+//! lives in `__sync_server_clock` ([`super::statements`]).
 
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Waker};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params_from_iter};
-use sync_core::sql::{self, Sqlite, quote_ident};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use sync_core::sql::{self, Sqlite};
 use sync_core::{ColumnType, Value, datetime};
 use tokio::sync::oneshot;
 
-use super::{
-    BoxFuture, ListQuery, Page, Placeholders, Row, Storage, StorageError, Update, columns_to_add, insert_sql, scope,
-    update_sql,
-};
-use crate::stamp::{self, Clock};
+use super::engine::Engine;
+use super::schema::{self, StoredTable};
+use super::statements;
+use super::write::{self, ClockRow, Read, WriteTransaction};
+use super::{BoxFuture, Change, Key, ListQuery, Page, Row, Storage, StorageError, StorageFuture};
+use crate::stamp::Clock;
 use crate::table::{StorageSchema, TableDef};
 
-/// The table holding the last `(updatedAt, id)` assigned per table.
-const CLOCK_TABLE: &str = "__sync_server_clock";
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// Idle read connections kept open.
@@ -117,7 +118,7 @@ impl SqliteStorage {
     }
 
     /// Runs `f` on the writer thread.
-    async fn write<R, F>(&self, f: F) -> Result<R, StorageError>
+    async fn on_writer<R, F>(&self, f: F) -> Result<R, StorageError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
@@ -147,7 +148,7 @@ impl SqliteStorage {
             return Err(StorageError::Unavailable("the storage is closed"));
         }
         match &self.readers {
-            None => self.write(move |conn| f(conn)).await,
+            None => self.on_writer(move |conn| f(conn)).await,
             Some(pool) => {
                 let pool = Arc::clone(pool);
                 tokio::task::spawn_blocking(move || {
@@ -229,27 +230,9 @@ fn query_error(e: rusqlite::Error) -> StorageError {
     }
 }
 
-/// `WHERE "id" = ?1`, and `AND "<owner>" = ?2` for an owned table.
-fn key_condition(table: &TableDef) -> String {
-    match &table.owner_column {
-        Some(owner) => format!("WHERE \"id\" = ?1 AND {} = ?2", quote_ident(owner)),
-        None => "WHERE \"id\" = ?1".to_owned(),
-    }
-}
-
-/// The parameters of [`key_condition`].
-fn key_params<'k>(id: &'k str, owner: Option<&'k str>) -> Vec<&'k str> {
-    std::iter::once(id).chain(owner).collect()
-}
-
-fn select_sql(table: &TableDef) -> String {
-    let cols: Vec<String> = table.stored_columns().iter().map(|c| quote_ident(c)).collect();
-    format!("SELECT {} FROM {} {}", cols.join(", "), quote_ident(&table.name), key_condition(table))
-}
-
-fn get_row(conn: &Connection, table: &TableDef, id: &str, owner: Option<&str>) -> rusqlite::Result<Option<Row>> {
-    let mut stmt = conn.prepare_cached(&select_sql(table))?;
-    stmt.query_row(params_from_iter(key_params(id, owner)), |r| read_row(table, r)).optional()
+fn get_row(conn: &Connection, table: &TableDef, key: &Key<'_>) -> rusqlite::Result<Option<Row>> {
+    let mut stmt = conn.prepare_cached(&statements::select_row(table, Engine::Sqlite))?;
+    stmt.query_row(params_from_iter(key.params()), |r| read_row(table, r)).optional()
 }
 
 fn read_row(table: &TableDef, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -293,156 +276,95 @@ fn decode(ty: ColumnType, v: ValueRef<'_>) -> Value {
     }
 }
 
-/// Assigns `updatedAt` for a write of `id` (inside the write transaction) and records
-/// it as the table's last pair.
-fn next_updated_at(
-    tx: &rusqlite::Transaction<'_>,
-    table: &str,
-    id: &str,
-    clock: &dyn Clock,
-) -> Result<String, StorageError> {
-    let last: Option<(String, String)> = tx
-        .prepare_cached(&format!("SELECT \"updatedAt\", \"id\" FROM {} WHERE \"tbl\" = ?1", quote_ident(CLOCK_TABLE)))
-        .and_then(|mut s| s.query_row([table], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-        .map_err(db_error)?;
-    let last = match &last {
-        Some((t, last_id)) => {
-            let ms = datetime::parse(t).map(stamp::unix_ms).ok_or_else(|| StorageError::Schema {
-                table: table.to_owned(),
-                message: format!("{CLOCK_TABLE} holds an unreadable timestamp `{t}`"),
-            })?;
-            Some((ms, last_id.as_str()))
-        }
-        None => None,
-    };
-    let ms = stamp::next_updated_at(stamp::unix_ms(clock.now()), id, last);
-    let t = stamp::from_unix_ms(ms)
-        .filter(|t| datetime::in_range(*t))
-        .ok_or(StorageError::Unavailable("the clock is outside years 0000-9999"))?;
-    let text = datetime::format(t);
-    tx.prepare_cached(&format!(
-        "INSERT INTO {} (\"tbl\", \"updatedAt\", \"id\") VALUES (?1, ?2, ?3) \
-         ON CONFLICT(\"tbl\") DO UPDATE SET \"updatedAt\" = excluded.\"updatedAt\", \"id\" = excluded.\"id\"",
-        quote_ident(CLOCK_TABLE)
-    ))
-    .and_then(|mut s| s.execute(rusqlite::params![table, text, id]))
-    .map_err(db_error)?;
-    Ok(text)
+// ---- writes -----------------------------------------------------------------------
+
+/// A write transaction (see [`super::write`]) on the writer thread: `BEGIN IMMEDIATE`
+/// takes the database's write lock at once, so the clock row needs no lock of its own.
+/// Each step is a blocking call that never waits, so the first poll finishes a write
+/// ([`complete_now`]).
+struct SqliteWrite<'c>(rusqlite::Transaction<'c>);
+
+impl SqliteWrite<'_> {
+    fn begin(conn: &mut Connection) -> Result<SqliteWrite<'_>, StorageError> {
+        conn.transaction_with_behavior(TransactionBehavior::Immediate).map(SqliteWrite).map_err(db_error)
+    }
+
+    fn read_clock(&self, table: &TableDef) -> Result<Option<ClockRow>, StorageError> {
+        let mut stmt = self.0.prepare_cached(&statements::read_clock(Engine::Sqlite)).map_err(db_error)?;
+        stmt.query_row([&table.name], |r| Ok(ClockRow { updated_at: r.get(0)?, id: r.get(1)? }))
+            .optional()
+            .map_err(db_error)
+    }
+
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StorageError> {
+        let mut stmt = self.0.prepare_cached(sql).map_err(db_error)?;
+        stmt.execute(params).map(drop).map_err(db_error)
+    }
 }
 
-/// Writes every column of `row` (insert or full update) of `owner`'s row.
-fn write_row(
-    tx: &rusqlite::Transaction<'_>,
-    table: &TableDef,
-    row: &Row,
-    owner: Option<&str>,
-    insert: bool,
-) -> Result<(), StorageError> {
-    let sql = if insert { insert_sql(table, Placeholders::Sqlite) } else { update_sql(table, Placeholders::Sqlite) };
-    let mut params: Vec<Value> = Vec::with_capacity(row.values.len() + 6);
-    params.push(Value::String(row.id.clone()));
-    params.extend(row.values.iter().cloned());
-    params.push(Value::String(row.version.clone()));
-    params.push(Value::String(row.updated_at.clone()));
-    params.push(Value::String(row.created_at.clone()));
-    params.push(Value::Bool(row.deleted));
-    // The hidden owner column on insert, the key's owner on update.
-    if insert && table.hidden_owner().is_some() || !insert && table.owner_column.is_some() {
-        params.extend(owner.map(|o| Value::String(o.to_owned())));
+impl WriteTransaction for SqliteWrite<'_> {
+    async fn lock_and_read(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
+        Ok((self.read_clock(table)?, get_row(&self.0, table, key).map_err(db_error)?))
     }
-    let mut stmt = tx.prepare_cached(&sql).map_err(db_error)?;
-    stmt.execute(params_from_iter(params.iter())).map_err(db_error)?;
+
+    async fn write_row(&mut self, table: &TableDef, key: &Key<'_>, row: &Row, new: bool) -> Result<(), StorageError> {
+        let sql = match new {
+            true => statements::insert_row(table, Engine::Sqlite),
+            false => statements::update_row(table, Engine::Sqlite),
+        };
+        self.execute(&sql, params_from_iter(statements::row_params(table, key, row, new)))?;
+        self.execute(&statements::set_clock(Engine::Sqlite), params![table.name, row.updated_at, row.id])
+    }
+
+    async fn delete_row(&mut self, table: &TableDef, key: &Key<'_>) -> Result<(), StorageError> {
+        self.execute(&statements::delete_row(table, Engine::Sqlite), params_from_iter(key.params()))
+    }
+
+    async fn commit(self) -> Result<(), StorageError> {
+        self.0.commit().map_err(db_error)
+    }
+}
+
+/// Runs a SQLite write ([`write::run`] over [`SqliteWrite`]) to its end on this thread:
+/// its steps block instead of waiting, so the first poll finishes it. Were one to wait,
+/// the write would fail (its transaction rolling back) rather than hang.
+fn complete_now<T>(write: impl Future<Output = Result<T, StorageError>>) -> Result<T, StorageError> {
+    let mut write = pin!(write);
+    match write.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(StorageError::Unavailable("a SQLite write step did not finish at once")),
+    }
+}
+
+// ---- schema -----------------------------------------------------------------------
+
+/// Creates the table, or checks an existing one and adds missing data columns; seeds
+/// its clock row.
+fn prepare_table(conn: &Connection, table: &TableDef) -> Result<(), StorageError> {
+    for sql in schema::table_statements(table, stored_table(conn, table)?.as_ref(), Engine::Sqlite)? {
+        conn.execute_batch(&sql).map_err(db_error)?;
+    }
+    conn.execute(&statements::seed_clock(table, Engine::Sqlite), [&table.name]).map_err(db_error)?;
     Ok(())
 }
 
-fn insert_row(
-    conn: &mut Connection,
-    table: &TableDef,
-    id: String,
-    values: Vec<Value>,
-    owner: Option<&str>,
-    clock: &dyn Clock,
-) -> Result<Row, StorageError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-    if let Some(existing) = get_row(&tx, table, &id, owner).map_err(db_error)? {
-        return Err(StorageError::AlreadyExists(Box::new(existing)));
-    }
-    let updated_at = next_updated_at(&tx, &table.name, &id, clock)?;
-    let row = Row {
-        id,
-        values,
-        version: stamp::new_version(None),
-        created_at: updated_at.clone(),
-        updated_at,
-        deleted: false,
-    };
-    write_row(&tx, table, &row, owner, true)?;
-    tx.commit().map_err(db_error)?;
-    Ok(row)
-}
-
-fn check_version(row: &Row, expected: Option<&str>) -> Result<(), StorageError> {
-    match expected {
-        Some(v) if v != row.version => Err(StorageError::VersionMismatch(Box::new(row.clone()))),
-        _ => Ok(()),
-    }
-}
-
-/// Creates the table, or checks an existing one and adds missing data columns.
-fn prepare_table(conn: &Connection, table: &TableDef) -> Result<(), StorageError> {
-    let name = quote_ident(&table.name);
+/// The table as stored (`None` when there is none), from `pragma_table_info`.
+fn stored_table(conn: &Connection, table: &TableDef) -> Result<Option<StoredTable>, StorageError> {
     // (name, declared type, position in the primary key or 0)
-    let existing: Vec<(String, String, i64)> = conn
+    let columns: Vec<(String, String, i64)> = conn
         .prepare(&format!("SELECT name, type, pk FROM pragma_table_info({})", sql_string(&table.name)))
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
         .map_err(db_error)?;
-    let key: Vec<&str> = table.owner_column.iter().map(String::as_str).chain(["id"]).collect();
-    if existing.is_empty() {
-        let mut cols = vec!["\"id\" TEXT NOT NULL".to_owned()];
-        cols.extend(table.columns.iter().map(|c| format!("{} {}", quote_ident(&c.name), c.ty.sqlite_decl())));
-        cols.extend(table.hidden_owner().map(|o| format!("{} TEXT NOT NULL", quote_ident(o))));
-        cols.extend([
-            "\"version\" TEXT NOT NULL".to_owned(),
-            "\"updatedAt\" TEXT NOT NULL".to_owned(),
-            "\"createdAt\" TEXT NOT NULL".to_owned(),
-            "\"deleted\" INTEGER NOT NULL DEFAULT 0".to_owned(),
-        ]);
-        let key: Vec<String> = key.iter().map(|c| quote_ident(c)).collect();
-        cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-        conn.execute_batch(&format!("CREATE TABLE {name} ({})", cols.join(", "))).map_err(db_error)?;
-    } else {
-        let mut stored_key: Vec<(i64, &str)> =
-            existing.iter().filter(|(_, _, pk)| *pk > 0).map(|(n, _, pk)| (*pk, n.as_str())).collect();
-        stored_key.sort_unstable();
-        let stored_key: Vec<&str> = stored_key.into_iter().map(|(_, n)| n).collect();
-        let columns: Vec<(&str, &str)> = existing.iter().map(|(n, ty, _)| (n.as_str(), ty.as_str())).collect();
-        for col in columns_to_add(table, &stored_key, &columns, true, ColumnType::sqlite_decl)? {
-            let sql = format!("ALTER TABLE {name} ADD COLUMN {} {}", quote_ident(&col.name), col.ty.sqlite_decl());
-            conn.execute_batch(&sql).map_err(db_error)?;
-        }
+    if columns.is_empty() {
+        return Ok(None);
     }
-    // Index names share the table namespace; the reserved prefix cannot collide.
-    let index = quote_ident(&format!("__sync_server_{}_updatedAt_id", table.name));
-    conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {index} ON {name} (\"updatedAt\", \"id\")"))
-        .map_err(db_error)?;
-    if let Some(owner) = &table.owner_column {
-        // Each user's incremental reader pages through their own rows.
-        let index = quote_ident(&format!("__sync_server_{}_owner_updatedAt_id", table.name));
-        let sql =
-            format!("CREATE INDEX IF NOT EXISTS {index} ON {name} ({}, \"updatedAt\", \"id\")", quote_ident(owner));
-        conn.execute_batch(&sql).map_err(db_error)?;
-    }
-    // Seed the clock from rows written before it existed.
-    conn.execute(
-        &format!(
-            "INSERT OR IGNORE INTO {} (\"tbl\", \"updatedAt\", \"id\") \
-             SELECT ?1, \"updatedAt\", \"id\" FROM {name} ORDER BY \"updatedAt\" DESC, \"id\" DESC LIMIT 1",
-            quote_ident(CLOCK_TABLE)
-        ),
-        [&table.name],
-    )
-    .map_err(db_error)?;
-    Ok(())
+    let mut key: Vec<(i64, String)> =
+        columns.iter().filter(|(_, _, pk)| *pk > 0).map(|(n, _, pk)| (*pk, n.clone())).collect();
+    key.sort_unstable();
+    Ok(Some(StoredTable {
+        columns: columns.into_iter().map(|(name, ty, _)| (name, ty)).collect(),
+        key: key.into_iter().map(|(_, name)| name).collect(),
+    }))
 }
 
 /// A SQL string literal (for the table-valued pragma function, which takes no
@@ -453,15 +375,13 @@ fn sql_string(s: &str) -> String {
     out
 }
 
+// ---- the trait --------------------------------------------------------------------
+
 impl Storage for SqliteStorage {
-    fn prepare(&self, tables: Vec<Arc<TableDef>>) -> BoxFuture<'_, Result<(), StorageError>> {
-        Box::pin(self.write(move |conn| {
+    fn prepare(&self, tables: Vec<Arc<TableDef>>) -> StorageFuture<'_, ()> {
+        Box::pin(self.on_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-            tx.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (\"tbl\" TEXT PRIMARY KEY NOT NULL, \"updatedAt\" TEXT NOT NULL, \"id\" TEXT NOT NULL)",
-                quote_ident(CLOCK_TABLE)
-            ))
-            .map_err(db_error)?;
+            tx.execute_batch(&schema::clock_table(Engine::Sqlite)).map_err(db_error)?;
             for table in &tables {
                 prepare_table(&tx, table)?;
             }
@@ -469,7 +389,7 @@ impl Storage for SqliteStorage {
         }))
     }
 
-    fn list(&self, table: Arc<TableDef>, query: ListQuery) -> BoxFuture<'_, Result<Page, StorageError>> {
+    fn list(&self, table: Arc<TableDef>, query: ListQuery) -> StorageFuture<'_, Page> {
         Box::pin(async move {
             // Compile before leaving for a database thread: pure CPU, and a compiler
             // error is the client's (an unknown column, ...).
@@ -495,133 +415,22 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn get(
-        &self,
-        table: Arc<TableDef>,
-        id: String,
-        owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Option<Row>, StorageError>> {
-        Box::pin(async move {
-            let owner = scope(&table, owner)?;
-            self.read(move |conn| get_row(conn, &table, &id, owner.as_deref()).map_err(db_error)).await
-        })
+    fn get(&self, table: Arc<TableDef>, id: String, owner: Option<String>) -> StorageFuture<'_, Option<Row>> {
+        Box::pin(self.read(move |conn| {
+            let key = Key::new(&table, &id, owner.as_deref())?;
+            get_row(conn, &table, &key).map_err(db_error)
+        }))
     }
 
-    fn insert(
-        &self,
-        table: Arc<TableDef>,
-        id: String,
-        mut values: Vec<Value>,
-        owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Row, StorageError>> {
+    fn write(&self, table: Arc<TableDef>, id: String, change: Change, owner: Option<String>) -> StorageFuture<'_, Row> {
         let clock = Arc::clone(&self.clock);
-        Box::pin(async move {
-            let owner = scope(&table, owner)?;
-            if let (Some(i), Some(owner)) = (table.served_owner(), &owner) {
-                values[i] = Value::String(owner.clone());
-            }
-            self.write(move |conn| insert_row(conn, &table, id, values, owner.as_deref(), &*clock)).await
-        })
+        Box::pin(self.on_writer(move |conn| {
+            let key = Key::new(&table, &id, owner.as_deref())?;
+            complete_now(write::run(SqliteWrite::begin(conn)?, &table, &key, change, &*clock))
+        }))
     }
 
-    fn update(
-        &self,
-        table: Arc<TableDef>,
-        id: String,
-        update: Update,
-        owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Row, StorageError>> {
-        let clock = Arc::clone(&self.clock);
-        Box::pin(async move {
-            let owner = scope(&table, owner)?;
-            self.write(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-                let owner = owner.as_deref();
-                let mut row = get_row(&tx, &table, &id, owner).map_err(db_error)?.ok_or(StorageError::NotFound)?;
-                if row.deleted && !update.undelete {
-                    return Err(StorageError::Deleted(Box::new(row)));
-                }
-                check_version(&row, update.expected_version.as_deref())?;
-                for (i, v) in update.values {
-                    if let Some(slot) = row.values.get_mut(i).filter(|_| Some(i) != table.served_owner()) {
-                        *slot = v;
-                    }
-                }
-                row.updated_at = next_updated_at(&tx, &table.name, &id, &*clock)?;
-                row.version = stamp::new_version(Some(&row.version));
-                row.deleted = false;
-                write_row(&tx, &table, &row, owner, false)?;
-                tx.commit().map_err(db_error)?;
-                Ok(row)
-            })
-            .await
-        })
-    }
-
-    fn delete(
-        &self,
-        table: Arc<TableDef>,
-        id: String,
-        expected_version: Option<String>,
-        soft: bool,
-        owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Row, StorageError>> {
-        let clock = Arc::clone(&self.clock);
-        Box::pin(async move {
-            let owner = scope(&table, owner)?;
-            self.write(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-                let owner = owner.as_deref();
-                let mut row = get_row(&tx, &table, &id, owner).map_err(db_error)?.ok_or(StorageError::NotFound)?;
-                if row.deleted {
-                    return Err(StorageError::Deleted(Box::new(row)));
-                }
-                check_version(&row, expected_version.as_deref())?;
-                if soft {
-                    row.updated_at = next_updated_at(&tx, &table.name, &id, &*clock)?;
-                    row.version = stamp::new_version(Some(&row.version));
-                    row.deleted = true;
-                    write_row(&tx, &table, &row, owner, false)?;
-                } else {
-                    let sql = format!("DELETE FROM {} {}", quote_ident(&table.name), key_condition(&table));
-                    tx.execute(&sql, params_from_iter(key_params(&id, owner))).map_err(db_error)?;
-                }
-                tx.commit().map_err(db_error)?;
-                Ok(row)
-            })
-            .await
-        })
-    }
-
-    fn undelete(
-        &self,
-        table: Arc<TableDef>,
-        id: String,
-        expected_version: Option<String>,
-        owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Row, StorageError>> {
-        let clock = Arc::clone(&self.clock);
-        Box::pin(async move {
-            let owner = scope(&table, owner)?;
-            self.write(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-                let owner = owner.as_deref();
-                let mut row = get_row(&tx, &table, &id, owner).map_err(db_error)?.ok_or(StorageError::NotFound)?;
-                check_version(&row, expected_version.as_deref())?;
-                if row.deleted {
-                    row.updated_at = next_updated_at(&tx, &table.name, &id, &*clock)?;
-                    row.version = stamp::new_version(Some(&row.version));
-                    row.deleted = false;
-                    write_row(&tx, &table, &row, owner, false)?;
-                    tx.commit().map_err(db_error)?;
-                }
-                Ok(row)
-            })
-            .await
-        })
-    }
-
-    fn health(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+    fn health(&self) -> StorageFuture<'_, ()> {
         Box::pin(self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)))
     }
 
@@ -667,6 +476,7 @@ fn run_list(
 mod tests {
     use super::*;
     use crate::stamp::ManualClock;
+    use crate::storage::Update;
     use time::macros::datetime;
 
     fn todo() -> Arc<TableDef> {
@@ -686,38 +496,58 @@ mod tests {
         // prepare twice is fine
         db.prepare(vec![t.clone()]).await.unwrap();
 
-        let a =
-            db.insert(t.clone(), "b".into(), vec![Value::String("x".into()), Value::Bool(false)], None).await.unwrap();
+        let a = db
+            .write(
+                t.clone(),
+                "b".into(),
+                Change::Insert { values: vec![Value::String("x".into()), Value::Bool(false)] },
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(a.updated_at, "2026-01-02T03:04:05.678Z");
         assert_eq!(a.created_at, a.updated_at);
         // Same millisecond, smaller id: moves on by one millisecond.
-        let b = db.insert(t.clone(), "a".into(), vec![Value::Null, Value::Null], None).await.unwrap();
+        let b = db
+            .write(t.clone(), "a".into(), Change::Insert { values: vec![Value::Null, Value::Null] }, None)
+            .await
+            .unwrap();
         assert_eq!(b.updated_at, "2026-01-02T03:04:05.679Z");
         assert!(matches!(
-            db.insert(t.clone(), "a".into(), vec![Value::Null, Value::Null], None).await,
+            db.write(t.clone(), "a".into(), Change::Insert { values: vec![Value::Null, Value::Null] }, None).await,
             Err(StorageError::AlreadyExists(_))
         ));
 
         let up =
             Update { values: vec![(1, Value::Bool(true))], expected_version: Some("nope".into()), undelete: false };
-        assert!(matches!(db.update(t.clone(), "b".into(), up, None).await, Err(StorageError::VersionMismatch(_))));
+        assert!(matches!(
+            db.write(t.clone(), "b".into(), Change::Update(up), None).await,
+            Err(StorageError::VersionMismatch(_))
+        ));
         let up =
             Update { values: vec![(1, Value::Bool(true))], expected_version: Some(a.version.clone()), undelete: false };
-        let a2 = db.update(t.clone(), "b".into(), up, None).await.unwrap();
+        let a2 = db.write(t.clone(), "b".into(), Change::Update(up), None).await.unwrap();
         assert_ne!(a2.version, a.version);
         assert_eq!(a2.values, vec![Value::String("x".into()), Value::Bool(true)]);
         // Same millisecond as the last write, but a greater id: the pair still grows.
         assert_eq!(a2.updated_at, "2026-01-02T03:04:05.679Z");
         assert!((a2.updated_at.as_str(), "b") > (b.updated_at.as_str(), "a"));
 
-        let gone = db.delete(t.clone(), "b".into(), None, true, None).await.unwrap();
+        let gone =
+            db.write(t.clone(), "b".into(), Change::Delete { expected_version: None, soft: true }, None).await.unwrap();
         assert!(gone.deleted);
-        assert!(matches!(db.delete(t.clone(), "b".into(), None, true, None).await, Err(StorageError::Deleted(_))));
-        let back = db.undelete(t.clone(), "b".into(), None, None).await.unwrap();
+        assert!(matches!(
+            db.write(t.clone(), "b".into(), Change::Delete { expected_version: None, soft: true }, None).await,
+            Err(StorageError::Deleted(_))
+        ));
+        let back = db.write(t.clone(), "b".into(), Change::Undelete { expected_version: None }, None).await.unwrap();
         assert!(!back.deleted);
         assert_eq!(db.get(t.clone(), "b".into(), None).await.unwrap(), Some(back));
-        assert!(matches!(db.delete(t.clone(), "zz".into(), None, true, None).await, Err(StorageError::NotFound)));
-        db.delete(t.clone(), "a".into(), None, false, None).await.unwrap();
+        assert!(matches!(
+            db.write(t.clone(), "zz".into(), Change::Delete { expected_version: None, soft: true }, None).await,
+            Err(StorageError::NotFound)
+        ));
+        db.write(t.clone(), "a".into(), Change::Delete { expected_version: None, soft: false }, None).await.unwrap();
         assert_eq!(db.get(t, "a".into(), None).await.unwrap(), None);
         db.health().await.unwrap();
     }
@@ -754,13 +584,20 @@ mod tests {
         {
             let db = SqliteStorage::open_file(path.clone(), Arc::new(clock.clone())).await.unwrap();
             db.prepare(vec![t.clone()]).await.unwrap();
-            db.insert(t.clone(), "m".into(), vec![Value::Null, Value::Null], None).await.unwrap();
+            db.write(t.clone(), "m".into(), Change::Insert { values: vec![Value::Null, Value::Null] }, None)
+                .await
+                .unwrap();
             // Hard delete of the newest row: the clock must not go back with it.
-            db.delete(t.clone(), "m".into(), None, false, None).await.unwrap();
+            db.write(t.clone(), "m".into(), Change::Delete { expected_version: None, soft: false }, None)
+                .await
+                .unwrap();
         }
         let db = SqliteStorage::open_file(path.clone(), Arc::new(clock.clone())).await.unwrap();
         db.prepare(vec![t.clone()]).await.unwrap();
-        let r = db.insert(t.clone(), "a".into(), vec![Value::Null, Value::Null], None).await.unwrap();
+        let r = db
+            .write(t.clone(), "a".into(), Change::Insert { values: vec![Value::Null, Value::Null] }, None)
+            .await
+            .unwrap();
         assert_eq!(r.updated_at, "2026-01-02T03:04:05.679Z");
         assert!(db.get(t.clone(), "a".into(), None).await.unwrap().is_some());
         // Readers from the pool, then close: later calls are refused, not hung.
