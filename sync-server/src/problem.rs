@@ -1,10 +1,23 @@
-//! Error answers: a status and a JSON body `{"error": <kind>, "message": <text>}` (plus
-//! `"position"` for OData text), so every refusal says what was wrong.
+//! Error answers: a status and a JSON body that says what was wrong, in the form of the
+//! request's protocol generation:
+//!
+//! - v3 (Datasync): `{"error": <code>, "message": <text>}`;
+//! - v2 (Azure Mobile Apps), and requests that name no generation: `{"error": <text>,
+//!   "code": <code>, "message": <text>}`. The family's clients (the JavaScript SDK)
+//!   show `error` (or `description`) to the app and never read `message`.
+//!
+//! `<code>` is a stable machine-readable word (`bad_request`, `not_found`, ...); OData
+//! errors add `"position"`. [`ApiError::into_response`] writes the v3 form and leaves
+//! its parts in the response; [`shape_for_protocol`] rewrites them for v2 once the
+//! request's generation is known.
 
-use axum::Json;
+use axum::body::Body as Body2;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use sync_core::ProtocolVersion;
 use sync_core::odata::ODataError;
 
 use crate::storage::StorageError;
@@ -22,9 +35,47 @@ pub(crate) struct ApiError {
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     position: Option<usize>,
+}
+
+/// The parts of an error answer, kept in the response's extensions so that the body can
+/// be written in the request's protocol form.
+#[derive(Clone, Debug)]
+struct ErrorParts {
+    code: &'static str,
+    message: String,
+    position: Option<usize>,
+}
+
+impl ErrorParts {
+    fn body(&self, version: ProtocolVersion) -> Vec<u8> {
+        let body = match version {
+            ProtocolVersion::V3 => {
+                Body { error: self.code, code: None, message: &self.message, position: self.position }
+            }
+            _ => Body { error: &self.message, code: Some(self.code), message: &self.message, position: self.position },
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+/// Rewrites an error answer's body in the request's protocol form (see the module
+/// docs): v3 when the request says `3.x.y`, else v2.
+pub(crate) async fn shape_for_protocol(request: Request, next: Next) -> Response {
+    let version = crate::preamble::requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
+    let mut response = next.run(request).await;
+    if version != ProtocolVersion::V3 {
+        if let Some(parts) = response.extensions_mut().remove::<ErrorParts>() {
+            let body = parts.body(version);
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            *response.body_mut() = Body2::from(body);
+        }
+    }
+    response
 }
 
 impl ApiError {
@@ -85,8 +136,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: self.kind(), message: &self.message, position: self.position };
-        let mut response = (self.status, Json(body)).into_response();
+        let parts = ErrorParts { code: self.kind(), message: self.message, position: self.position };
+        let body = parts.body(ProtocolVersion::V3);
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+        response.extensions_mut().insert(parts);
         if let Some(allow) = self.allow {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         }

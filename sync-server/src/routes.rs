@@ -61,6 +61,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::not_found("no such resource; tables are served under /tables/{table}") })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(crate::problem::shape_for_protocol))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
 }
@@ -267,7 +268,10 @@ async fn list_items(
                 Some(count) => json_response(StatusCode::OK, &V2Page { results: items, count }),
                 None => json_response(StatusCode::OK, &items),
             };
-            if let Some(link) = next.and_then(|l| HeaderValue::from_str(&format!("<{l}>; rel=next")).ok()) {
+            // Without angle brackets, as the reference servers write it: the family's
+            // clients split the header with `^(.*?);\s*rel\s*=\s*(\w+)\s*$` and take the
+            // left side as the URL.
+            if let Some(link) = next.and_then(|l| HeaderValue::from_str(&format!("{l}; rel=next")).ok()) {
                 response.headers_mut().insert(header::LINK, link);
             }
             response
@@ -302,7 +306,7 @@ async fn insert_item(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body, &state.limits)?;
-    let item = wire::parse_item(&table, &body, BodyKind::Insert)?;
+    let item = wire::parse_item(&table, &body, BodyKind::Insert(version))?;
     let id = item.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // A served owner column is set to the caller by the storage, whatever the body says.
     let values: Vec<Value> = item.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
@@ -321,12 +325,14 @@ async fn insert_item(
     }
 }
 
-/// v2 `PATCH` (partial) and v3 `PUT` (full item; `deleted: false` undeletes).
+/// v2 `PATCH` (partial) and v3 `PUT` (full item; with `deleted: false` and
+/// `__includedeleted=true`, an undelete).
 async fn update_item(
     State(state): Shared,
     ItemWriteProtocol(version): ItemWriteProtocol,
     Item { table, id }: Item,
     Owner(owner): Owner,
+    QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -345,19 +351,21 @@ async fn update_item(
             )));
         }
     }
-    // If-Match wins (412 on mismatch); without it a `version` in the body is checked
-    // (409 on mismatch: the client edited a stale copy).
+    // If-Match wins (412 on mismatch); without it, in v2, a `version` in the body is
+    // checked (409 on mismatch: the client edited a stale copy). v3 ignores it.
     let (expected_version, mismatch_status) = match if_match(&headers)? {
         IfMatch::Version(v) => (Some(v), StatusCode::PRECONDITION_FAILED),
         IfMatch::Any => (None, StatusCode::PRECONDITION_FAILED),
-        IfMatch::Absent => (item.version, StatusCode::CONFLICT),
+        IfMatch::Absent if version == ProtocolVersion::V2 => (item.version, StatusCode::CONFLICT),
+        IfMatch::Absent => (None, StatusCode::PRECONDITION_FAILED),
     };
     let values: Vec<(usize, Value)> = match kind {
         BodyKind::Put => item.values.into_iter().enumerate().map(|(i, v)| (i, v.unwrap_or(Value::Null))).collect(),
         _ => item.values.into_iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect(),
     };
     // The owner column never changes: the storage ignores a client's value for it.
-    let update = Update { values, expected_version, undelete: item.undelete };
+    let undelete = item.undelete && list::include_deleted(&pairs)?;
+    let update = Update { values, expected_version, undelete };
     match state.storage.write(Arc::clone(&table), id.clone(), Change::Update(update), owner).await {
         Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
         Err(e) => Ok(write_error(e, version, &table, &id, mismatch_status)),

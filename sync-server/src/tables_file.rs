@@ -11,6 +11,13 @@
 //! tables file is nullable. Columns keep the file's order. `owner_column` makes the
 //! table per-user ([`crate::table::TableDef::owner_column`]): listed in `columns` (as a
 //! `string`) it is served read-only, otherwise it is a server-only column.
+//!
+//! **Declare every column the table's clients send.** A body with a property the table
+//! does not have is refused (400, naming the property), and third-party clients of the
+//! protocol family (the Azure Mobile Apps JavaScript and .NET SDKs, the Datasync
+//! clients) push every column of their local table, so a column a client adds locally
+//! must be added here first. (System properties are the server's: v2 refuses them in a
+//! body, as the official Node server does; v3 accepts and ignores them.)
 
 use std::path::Path;
 

@@ -98,8 +98,8 @@ impl Serialize for JsonValue<'_> {
 /// Which request a body belongs to; each allows different properties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BodyKind {
-    /// `POST /tables/{t}`: a new item, `id` optional.
-    Insert,
+    /// `POST /tables/{t}`: a new item, `id` optional; v2 or v3 as given.
+    Insert(ProtocolVersion),
     /// v2 `PATCH`: some data columns.
     Patch,
     /// v3 `PUT`: the full item; `deleted: false` undeletes.
@@ -111,19 +111,28 @@ pub(crate) enum BodyKind {
 pub(crate) struct ItemBody {
     /// `id`, when given and not null.
     pub(crate) id: Option<String>,
-    /// `version`, when given and not null.
+    /// `version`, when given and not null (v2: the expected version when there is no
+    /// `If-Match`; v3 ignores it).
     pub(crate) version: Option<String>,
-    /// v3 `PUT` with `deleted: false`.
+    /// v3 `PUT` with `deleted: false`: an undelete, when the request also says
+    /// `__includedeleted=true`.
     pub(crate) undelete: bool,
     /// One slot per data column: `None` when the body does not mention it.
     pub(crate) values: Vec<Option<Value>>,
 }
 
-/// Parses and checks a body: a JSON object whose properties are `id`, `version`
-/// (optimistic concurrency), and data columns of the right JSON type. System
-/// properties the server sets (`createdAt`, `updatedAt`, `deleted`, in any letter
-/// case) are refused, except `deleted: false` in a v3 `PUT` (undelete). Every
-/// non-nullable column must be present and non-null on insert and replace, and
+/// Parses and checks a body: a JSON object whose properties are `id`, `version`, data
+/// columns of the right JSON type, and the system properties the server sets.
+///
+/// - v2 (insert, `PATCH`), as the Azure Mobile Apps Node server: `version` is the
+///   expected version (optimistic concurrency); `createdAt`, `updatedAt` and `deleted`
+///   (in any letter case) are refused.
+/// - v3 (insert, `PUT`): Datasync clients send whole entities, so `createdAt`,
+///   `updatedAt` and `version` are accepted and their values ignored (the server owns
+///   them; a precondition comes from `If-Match` only); `deleted` too, except that
+///   `deleted: false` in a `PUT` asks for the toolkit's undelete.
+///
+/// Every non-nullable column must be present and non-null on insert and replace, and
 /// non-null on patch.
 pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Result<ItemBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -135,6 +144,7 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
         return Err(ApiError::bad_request(format!("the body must be a JSON object, found {}", json_kind(&json))));
     };
 
+    let v3 = matches!(kind, BodyKind::Put | BodyKind::Insert(ProtocolVersion::V3));
     let mut item = ItemBody { values: vec![None; table.columns.len()], ..ItemBody::default() };
     let mut reserved = Vec::new();
     let mut unknown = Vec::new();
@@ -143,7 +153,7 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
         match name.as_str() {
             ID => match value {
                 serde_json::Value::Null => {}
-                serde_json::Value::String(s) if s.is_empty() && kind == BodyKind::Insert => {}
+                serde_json::Value::String(s) if s.is_empty() && matches!(kind, BodyKind::Insert(_)) => {}
                 serde_json::Value::String(s) => item.id = Some(s),
                 other => {
                     return Err(ApiError::bad_request(format!(
@@ -152,6 +162,11 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
                     )));
                 }
             },
+            _ if v3 && is_system_column(&name) => {
+                if name == DELETED && kind == BodyKind::Put && value == serde_json::Value::Bool(false) {
+                    item.undelete = true;
+                }
+            }
             VERSION => match value {
                 serde_json::Value::Null => {}
                 serde_json::Value::String(s) => item.version = Some(s),
@@ -162,7 +177,6 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
                     )));
                 }
             },
-            DELETED if kind == BodyKind::Put && value == serde_json::Value::Bool(false) => item.undelete = true,
             _ if is_system_column(&name) => reserved.push(name),
             _ => match table.column_index(&name) {
                 None => unknown.push(name),
@@ -182,12 +196,8 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
         }
     }
     if !reserved.is_empty() {
-        let hint = match kind {
-            BodyKind::Put => "; only `deleted: false` is allowed (to undelete)",
-            _ => "",
-        };
         return Err(ApiError::bad_request(format!(
-            "system properties set by the server are not allowed in the body: {}{hint}",
+            "system properties set by the server are not allowed in the body (protocol 2.0.0): {}",
             list(&reserved)
         )));
     }
@@ -279,7 +289,7 @@ mod tests {
     fn bodies_convert_by_column_type() {
         let body =
             r#"{"id":"a","text":"t","n":3,"x":1,"at":"2026-01-02T04:04:05.6789+01:00","j":{"k":[1]},"b":"AAE="}"#;
-        let item = parse_item(&table(), body.as_bytes(), BodyKind::Insert).unwrap();
+        let item = parse_item(&table(), body.as_bytes(), BodyKind::Insert(ProtocolVersion::V2)).unwrap();
         assert_eq!(item.id.as_deref(), Some("a"));
         assert_eq!(item.values[0], Some(Value::String("t".into())));
         assert_eq!(item.values[1], Some(Value::Int(3)));
@@ -310,23 +320,35 @@ mod tests {
 
     #[test]
     fn bad_bodies_say_what_is_wrong() {
-        assert!(err("", BodyKind::Insert).contains("empty"));
-        assert!(err("{", BodyKind::Insert).contains("not valid JSON"));
-        assert!(err("[1]", BodyKind::Insert).contains("an array"));
-        assert!(err(r#"{"text":"a","updatedAt":"x"}"#, BodyKind::Insert).contains("`updatedAt`"));
-        assert!(err(r#"{"text":"a","Deleted":false}"#, BodyKind::Insert).contains("`Deleted`"));
-        assert!(err(r#"{"text":"a","deleted":true}"#, BodyKind::Put).contains("`deleted`"));
-        let unknown = err(r#"{"text":"a","foo":1,"bar":2}"#, BodyKind::Insert);
+        assert!(err("", BodyKind::Insert(ProtocolVersion::V2)).contains("empty"));
+        assert!(err("{", BodyKind::Insert(ProtocolVersion::V2)).contains("not valid JSON"));
+        assert!(err("[1]", BodyKind::Insert(ProtocolVersion::V2)).contains("an array"));
+        assert!(err(r#"{"text":"a","updatedAt":"x"}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("`updatedAt`"));
+        assert!(err(r#"{"text":"a","Deleted":false}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("`Deleted`"));
+        // v3 bodies may carry the system properties (Datasync clients send whole
+        // entities): their values are ignored; only `deleted: false` in a PUT asks for an
+        // undelete.
+        let put = parse_item(&table(), br#"{"text":"a","deleted":true,"updatedAt":5,"version":"v"}"#, BodyKind::Put);
+        assert!(matches!(put, Ok(ItemBody { undelete: false, .. })));
+        let insert = br#"{"text":"a","createdAt":"x","updatedAt":"y","version":"v","deleted":false}"#;
+        let item = parse_item(&table(), insert, BodyKind::Insert(ProtocolVersion::V3)).unwrap();
+        assert_eq!((item.undelete, item.values[0].clone()), (false, Some(Value::String("a".into()))));
+        let unknown = err(r#"{"text":"a","foo":1,"bar":2}"#, BodyKind::Insert(ProtocolVersion::V2));
         assert!(unknown.contains("`foo`") && unknown.contains("`bar`"), "{unknown}");
-        assert!(err(r#"{"text":1}"#, BodyKind::Insert).contains("property `text`"));
-        assert!(err(r#"{"text":"a","n":1.5}"#, BodyKind::Insert).contains("property `n`"));
-        assert!(err(r#"{"text":"a","n":99999999999999999999}"#, BodyKind::Insert).contains("property `n`"));
-        assert!(err(r#"{"text":"a","at":"yesterday"}"#, BodyKind::Insert).contains("property `at`"));
-        assert!(err(r#"{"text":"a","b":"%%%"}"#, BodyKind::Insert).contains("property `b`"));
+        assert!(err(r#"{"text":1}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("property `text`"));
+        assert!(err(r#"{"text":"a","n":1.5}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("property `n`"));
+        assert!(
+            err(r#"{"text":"a","n":99999999999999999999}"#, BodyKind::Insert(ProtocolVersion::V2))
+                .contains("property `n`")
+        );
+        assert!(
+            err(r#"{"text":"a","at":"yesterday"}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("property `at`")
+        );
+        assert!(err(r#"{"text":"a","b":"%%%"}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("property `b`"));
         assert!(err(r#"{"text":null}"#, BodyKind::Patch).contains("must not be null"));
         assert!(err(r#"{"n":1}"#, BodyKind::Put).contains("missing required properties: `text`"));
-        assert!(err(r#"{"id":5,"text":"a"}"#, BodyKind::Insert).contains("`id`"));
-        assert!(err(r#"{"id":"a\u0001","text":"a"}"#, BodyKind::Insert).contains("control"));
+        assert!(err(r#"{"id":5,"text":"a"}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("`id`"));
+        assert!(err(r#"{"id":"a\u0001","text":"a"}"#, BodyKind::Insert(ProtocolVersion::V2)).contains("control"));
         // A patch may leave out required columns; v3 PUT may undelete.
         assert!(parse_item(&table(), br#"{"n":1}"#, BodyKind::Patch).is_ok());
         let put = parse_item(&table(), br#"{"text":"a","deleted":false}"#, BodyKind::Put).unwrap();
