@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::{Arg, ArgType, Dialect, QueryError, Result, push_ident, quote_ident};
+use super::{Arg, ArgType, Dialect, FunctionSql, QueryError, Result, push_ident, quote_ident};
 use crate::ColumnType;
 use crate::query::FilterSchema;
 use crate::query::analysis::{self, OrTerm};
@@ -107,12 +107,13 @@ impl<'e> Pieces<'e> {
                 }
             }
         }
-        if params.len() > dialect.max_params() {
+        let words = dialect.words();
+        if params.len() > words.max_params {
             return Err(QueryError(format!(
                 "the query has {} parameters; {} binds at most {} (filter with fewer values)",
                 params.len(),
-                dialect.name(),
-                dialect.max_params()
+                words.name,
+                words.max_params
             )));
         }
         Ok(Compiled { sql, params })
@@ -200,8 +201,10 @@ pub(super) fn select<'e>(
             Some((_, nullable)) => nullable,
         };
         push_ident(&mut order, &term.column);
-        order.push(' ');
-        order.push_str(dialect.order_direction(term.descending, nullable));
+        order.push_str(if term.descending { " DESC" } else { " ASC" });
+        if nullable {
+            order.push_str(dialect.words().nulls_order[usize::from(term.descending)]);
+        }
         order.push_str(", ");
     }
     if spec.order_by.iter().any(|t| t.column == ID) {
@@ -214,7 +217,7 @@ pub(super) fn select<'e>(
 
     let limit = spec.limit.map(clamp);
     let offset = spec.offset.map(clamp);
-    if dialect.limit_in_text() {
+    if dialect.words().limit_in_text {
         match (limit, offset) {
             (None, None) => {}
             (Some(limit), None) => sql.text(format!(" LIMIT {limit}")),
@@ -288,12 +291,20 @@ struct Compiler<'s> {
 }
 
 impl Compiler<'_> {
+    fn words(&self) -> &'static super::Words {
+        self.dialect.words()
+    }
+
+    fn boolean(&self, value: bool) -> &'static str {
+        self.words().booleans[usize::from(value)]
+    }
+
     fn yes(&self) -> &'static str {
-        self.dialect.boolean(true)
+        self.boolean(true)
     }
 
     fn no(&self) -> &'static str {
-        self.dialect.boolean(false)
+        self.boolean(false)
     }
 
     /// A boolean SQL expression that is never NULL. `connective` is the `and`/`or`/`not`
@@ -378,10 +389,10 @@ impl Compiler<'_> {
             match <[Frag<'_>; 1]>::try_from(terms) {
                 Ok([one]) => return Ok(Frag { ty: Ty::BOOL, ..one }),
                 Err(many) if many.is_empty() => {
-                    return Ok(Frag::constant(self.dialect.boolean(op == BinaryOp::And), Ty::BOOL));
+                    return Ok(Frag::constant(self.boolean(op == BinaryOp::And), Ty::BOOL));
                 }
                 Err(many) => {
-                    let group = self.dialect.chain_group().unwrap_or(many.len()).max(2);
+                    let group = self.words().chain_group.unwrap_or(many.len()).max(2);
                     terms = many.chunks(group).map(|g| connect(g, sep)).collect();
                 }
             }
@@ -440,7 +451,7 @@ impl Compiler<'_> {
         if matches!(op, BinaryOp::Eq | BinaryOp::Ne) {
             let eq = op == BinaryOp::Eq;
             return Ok(match (l.ty.is_null(), r.ty.is_null()) {
-                (true, true) => Frag::constant(self.dialect.boolean(eq), Ty::BOOL),
+                (true, true) => Frag::constant(self.boolean(eq), Ty::BOOL),
                 (false, true) | (true, false) => {
                     let x = if r.ty.is_null() { &l } else { &r };
                     join(&[T("("), F(x), T(if eq { " IS NULL)" } else { " IS NOT NULL)" })], Ty::BOOL)
@@ -453,13 +464,16 @@ impl Compiler<'_> {
                     // can serve it), made false instead of NULL when the column is null.
                     (true, false) | (false, true)
                         if eq
-                            && self.dialect.plain_eq_on_nullable_column()
+                            && self.words().plain_eq_on_nullable_column
                             && (l.is_column && l.ty.nullable || r.is_column && r.ty.nullable) =>
                     {
                         let col = if l.ty.nullable { &l } else { &r };
                         join(&[T("("), F(&l), T(" = "), F(&r), T(" AND "), F(col), T(" IS NOT NULL)")], Ty::BOOL)
                     }
-                    _ => join(&[T("("), F(&l), T(self.dialect.null_safe_eq(eq)), F(&r), T(")")], Ty::BOOL),
+                    _ => {
+                        let sym = self.words().null_safe_eq[usize::from(!eq)];
+                        join(&[T("("), F(&l), T(sym), F(&r), T(")")], Ty::BOOL)
+                    }
                 },
             });
         }
@@ -474,7 +488,7 @@ impl Compiler<'_> {
         };
         // An explicit collation wins over the operands' own: code point order even
         // between two literals.
-        let collate = if is_text(l.ty) { self.dialect.text_order_collation() } else { "" };
+        let collate = if is_text(l.ty) { self.words().text_order_collation } else { "" };
         let nullable_sides: Vec<&Frag<'_>> = [&l, &r].into_iter().filter(|f| f.ty.nullable).collect();
         Ok(if nullable_sides.is_empty() {
             join(&[T("("), F(&l), T(collate), T(sym), F(&r), T(")")], Ty::BOOL)
@@ -555,7 +569,10 @@ impl Compiler<'_> {
                 *arg = Frag::constant(self.dialect.typed_null(*param), arg.ty);
             }
         }
-        let shape = self.dialect.function(func);
+        let shape = match func {
+            Func::Concat => FunctionSql { name: "", separator: " || ", after: "" },
+            _ => self.dialect.function(func),
+        };
         let mut parts = vec![T(shape.name), T("(")];
         for (i, arg) in args.iter().enumerate() {
             if i > 0 {

@@ -87,52 +87,57 @@ pub struct SqlQuery {
     pub params: Vec<Arg>,
 }
 
-/// How a database spells the few things that differ. The compiler asks; the dialect
-/// answers with words of SQL, never with a value of the query.
-pub trait Dialect: Sync {
+/// The fixed words of a dialect: what it writes where the two databases differ by a
+/// word or a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Words {
     /// The database's name, for messages.
-    fn name(&self) -> &'static str;
+    pub name: &'static str,
+    /// The most parameters one statement may bind.
+    pub max_params: usize,
+    /// The boolean constants, false then true: `0`/`1` or `FALSE`/`TRUE`.
+    pub booleans: [&'static str; 2],
+    /// Between the selected columns: `,` or `, `.
+    pub column_separator: &'static str,
+    /// Null-safe equality of two values that may both be null, `eq` then `ne`: ` IS ` /
+    /// ` IS NOT ` (SQLite), ` IS NOT DISTINCT FROM ` / ` IS DISTINCT FROM ` (PostgreSQL).
+    pub null_safe_eq: [&'static str; 2],
+    /// Whether `nullable_column eq <non-null value>` is written as a plain `=` with
+    /// `AND column IS NOT NULL` (so an index serves it) instead of `null_safe_eq`.
+    pub plain_eq_on_nullable_column: bool,
+    /// What follows the left operand of `gt ge lt le` on text, so that text compares by
+    /// code point: empty, or ` COLLATE "C"`.
+    pub text_order_collation: &'static str,
+    /// What follows `ASC` / `DESC` in an `ORDER BY` term on a nullable column, so that
+    /// nulls come first ascending and last descending (empty where that is the
+    /// database's own order).
+    pub nulls_order: [&'static str; 2],
+    /// How many terms one pair of parentheses of an `and`/`or` chain may hold before the
+    /// chain is grouped in nested parentheses (SQLite limits expression depth); `None`:
+    /// no limit.
+    pub chain_group: Option<usize>,
+    /// Whether the row limit is written into the text (`LIMIT 10`) rather than bound.
+    /// SQLite plans with the value of a bound `LIMIT`, so a statement whose `LIMIT` is a
+    /// parameter is prepared again on every run; an offset stays a parameter.
+    pub limit_in_text: bool,
+}
+
+/// How a database spells the few things that differ: its [`Words`], and the hooks the
+/// compiler calls where a word is not enough. The compiler asks; the dialect answers
+/// with words of SQL, never with a value of the query.
+pub trait Dialect: Sync {
+    /// The fixed words.
+    fn words(&self) -> &'static Words;
 
     /// Writes the placeholder of parameter `n` (1-based, in text order) bound to
     /// `arg`: SQLite's `?`, PostgreSQL's `$n::<type>`.
     fn placeholder(&self, out: &mut String, n: usize, arg: ArgType<'_>);
 
-    /// The most parameters one statement may bind.
-    fn max_params(&self) -> usize;
-
-    /// The boolean constants: `1`/`0` or `TRUE`/`FALSE`.
-    fn boolean(&self, value: bool) -> &'static str;
-
-    /// Between the selected columns: `,` or `, `.
-    fn column_separator(&self) -> &'static str;
-
-    /// Null-safe equality of two values that may both be null: ` IS ` / ` IS NOT `
-    /// (SQLite), ` IS NOT DISTINCT FROM ` / ` IS DISTINCT FROM ` (PostgreSQL).
-    fn null_safe_eq(&self, eq: bool) -> &'static str;
-
-    /// Whether `nullable_column eq <non-null value>` is written as a plain `=` with
-    /// `AND column IS NOT NULL` (so an index serves it) instead of [`Dialect::null_safe_eq`].
-    fn plain_eq_on_nullable_column(&self) -> bool;
-
-    /// What follows the left operand of `gt ge lt le` on text, so that text compares by
-    /// code point: empty, or ` COLLATE "C"`.
-    fn text_order_collation(&self) -> &'static str;
-
-    /// `ASC` / `DESC` of an `ORDER BY` term, with where its nulls go when the column is
-    /// nullable (first ascending, last descending).
-    fn order_direction(&self, descending: bool, nullable: bool) -> &'static str;
-
-    /// How many terms one pair of parentheses of an `and`/`or` chain may hold before
-    /// the chain is grouped in nested parentheses (SQLite limits expression depth);
-    /// `None`: no limit.
-    fn chain_group(&self) -> Option<usize>;
-
     /// The SQL around one list parameter that a long `IN` list of these values becomes
     /// (`(<column><before>?<after>`), or `None` when they cannot travel as one list.
     fn long_in_list(&self, values: &[&Value]) -> Option<(&'static str, &'static str)>;
 
-    /// How a function call is written: `name(`, the arguments separated by `separator`,
-    /// `)`, then `after`.
+    /// How a function call is written (`concat` is `||` everywhere and not asked).
     fn function(&self, func: Func) -> FunctionSql;
 
     /// How `a op b` is written for an arithmetic operator (a function, so that each
@@ -142,11 +147,6 @@ pub trait Dialect: Sync {
     /// A null argument of a function whose parameter has type `ty` (PostgreSQL needs
     /// the type to pick the function).
     fn typed_null(&self, ty: crate::ColumnType) -> &'static str;
-
-    /// Whether the row limit is written into the text (`LIMIT 10`) rather than bound.
-    /// SQLite plans with the value of a bound `LIMIT`, so a statement whose `LIMIT` is a
-    /// parameter is prepared again on every run; an offset stays a parameter.
-    fn limit_in_text(&self) -> bool;
 }
 
 /// What a parameter is bound to, for its placeholder.
@@ -201,7 +201,7 @@ pub fn select_prefix<'a>(dialect: &dyn Dialect, table: &str, columns: impl IntoI
     let mut prefix = String::from("SELECT ");
     for (i, c) in columns.into_iter().enumerate() {
         if i > 0 {
-            prefix.push_str(dialect.column_separator());
+            prefix.push_str(dialect.words().column_separator);
         }
         push_ident(&mut prefix, c);
     }

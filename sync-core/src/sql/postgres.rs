@@ -17,7 +17,7 @@
 //! Known difference: an `int` compared with a `float` is compared as a double (exact up
 //! to 2^53; the evaluator is exact beyond that too).
 
-use super::{ArgType, Dialect, FunctionSql};
+use super::{ArgType, Dialect, FunctionSql, Words};
 use crate::ColumnType;
 use crate::query::{BinaryOp, Func};
 use crate::value::Value;
@@ -29,9 +29,24 @@ pub struct Postgres;
 /// The most parameters one PostgreSQL statement can bind.
 pub const MAX_PARAMS: usize = u16::MAX as usize;
 
+static WORDS: Words = Words {
+    name: "PostgreSQL",
+    max_params: MAX_PARAMS,
+    booleans: ["FALSE", "TRUE"],
+    column_separator: ", ",
+    null_safe_eq: [" IS NOT DISTINCT FROM ", " IS DISTINCT FROM "],
+    // `IS NOT DISTINCT FROM` cannot use an index.
+    plain_eq_on_nullable_column: true,
+    text_order_collation: " COLLATE \"C\"",
+    nulls_order: [" NULLS FIRST", " NULLS LAST"],
+    // PostgreSQL flattens `a OR b OR c` into one list: no depth to worry about.
+    chain_group: None,
+    limit_in_text: false,
+};
+
 impl Dialect for Postgres {
-    fn name(&self) -> &'static str {
-        "PostgreSQL"
+    fn words(&self) -> &'static Words {
+        &WORDS
     }
 
     fn placeholder(&self, out: &mut String, n: usize, arg: ArgType<'_>) {
@@ -40,45 +55,6 @@ impl Dialect for Postgres {
             ArgType::Value(v) => write!(out, "${n}::{}", literal_type(v)),
             ArgType::List(v) => write!(out, "${n}::{}[]", literal_type(v)),
         };
-    }
-
-    fn max_params(&self) -> usize {
-        MAX_PARAMS
-    }
-
-    fn boolean(&self, value: bool) -> &'static str {
-        if value { "TRUE" } else { "FALSE" }
-    }
-
-    fn column_separator(&self) -> &'static str {
-        ", "
-    }
-
-    fn null_safe_eq(&self, eq: bool) -> &'static str {
-        if eq { " IS NOT DISTINCT FROM " } else { " IS DISTINCT FROM " }
-    }
-
-    fn plain_eq_on_nullable_column(&self) -> bool {
-        // `IS NOT DISTINCT FROM` cannot use an index.
-        true
-    }
-
-    fn text_order_collation(&self) -> &'static str {
-        " COLLATE \"C\""
-    }
-
-    fn order_direction(&self, descending: bool, nullable: bool) -> &'static str {
-        match (descending, nullable) {
-            (false, false) => "ASC",
-            (true, false) => "DESC",
-            (false, true) => "ASC NULLS FIRST",
-            (true, true) => "DESC NULLS LAST",
-        }
-    }
-
-    fn chain_group(&self) -> Option<usize> {
-        // PostgreSQL flattens `a OR b OR c` into one list: no depth to worry about.
-        None
     }
 
     fn long_in_list(&self, values: &[&Value]) -> Option<(&'static str, &'static str)> {
@@ -128,10 +104,6 @@ impl Dialect for Postgres {
             ColumnType::Float => "NULL::double precision",
             _ => "NULL::text",
         }
-    }
-
-    fn limit_in_text(&self) -> bool {
-        false
     }
 }
 

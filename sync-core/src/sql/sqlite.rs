@@ -10,7 +10,7 @@
 //! (code point order), as the evaluator does, so it needs no collation or `NULLS`
 //! clause. It takes at most 32,766 parameters per statement.
 
-use super::{Arg, ArgType, Dialect, FunctionSql};
+use super::{Arg, ArgType, Dialect, FunctionSql, Words};
 use crate::query::eval::{number_fn, text_fn};
 use crate::query::{BinaryOp, Func};
 use crate::value::Value;
@@ -54,46 +54,27 @@ const DATE_PARTS: [(&str, Func); 6] = [
     (SECOND, Func::Second),
 ];
 
+static WORDS: Words = Words {
+    name: "SQLite",
+    max_params: 32_766,
+    booleans: ["0", "1"],
+    column_separator: ",",
+    null_safe_eq: [" IS ", " IS NOT "],
+    // `x IS ?` can use an index on x in SQLite.
+    plain_eq_on_nullable_column: false,
+    text_order_collation: "",
+    nulls_order: ["", ""],
+    chain_group: Some(64),
+    limit_in_text: true,
+};
+
 impl Dialect for Sqlite {
-    fn name(&self) -> &'static str {
-        "SQLite"
+    fn words(&self) -> &'static Words {
+        &WORDS
     }
 
     fn placeholder(&self, out: &mut String, _n: usize, _arg: ArgType<'_>) {
         out.push('?');
-    }
-
-    fn max_params(&self) -> usize {
-        32_766
-    }
-
-    fn boolean(&self, value: bool) -> &'static str {
-        if value { "1" } else { "0" }
-    }
-
-    fn column_separator(&self) -> &'static str {
-        ","
-    }
-
-    fn null_safe_eq(&self, eq: bool) -> &'static str {
-        if eq { " IS " } else { " IS NOT " }
-    }
-
-    fn plain_eq_on_nullable_column(&self) -> bool {
-        // `x IS ?` can use an index on x in SQLite.
-        false
-    }
-
-    fn text_order_collation(&self) -> &'static str {
-        ""
-    }
-
-    fn order_direction(&self, descending: bool, _nullable: bool) -> &'static str {
-        if descending { "DESC" } else { "ASC" }
-    }
-
-    fn chain_group(&self) -> Option<usize> {
-        Some(64)
     }
 
     fn long_in_list(&self, values: &[&Value]) -> Option<(&'static str, &'static str)> {
@@ -139,10 +120,6 @@ impl Dialect for Sqlite {
 
     fn typed_null(&self, _ty: crate::ColumnType) -> &'static str {
         "NULL"
-    }
-
-    fn limit_in_text(&self) -> bool {
-        true
     }
 }
 
