@@ -30,7 +30,8 @@
 //!   function with a null argument returns null; `concat` with a null argument is null.
 //! - Arithmetic (`add sub mul div mod`): two integers give an integer (`div` truncates
 //!   toward zero, `mod` has the sign of the dividend), a float operand gives a float.
-//!   An integer overflow, a float that is not finite and a zero divisor give null.
+//!   An integer overflow, a float that is not finite and a zero divisor give null. Two
+//!   strings `add` up to their concatenation.
 //!   `floor`/`ceiling`/`round` (halves away from zero) keep an integer as it is; the
 //!   date parts (`year` ... `second`) read a timestamp in UTC.
 //! - A function applied to values of the wrong type (only possible with an ill-typed
@@ -277,9 +278,11 @@ pub(crate) mod number_fn {
 
     /// `a op b` for an arithmetic operator: two integers give an integer (null on
     /// overflow; `div` truncates toward zero), a float operand makes it a float (null
-    /// when not finite); a zero divisor or a null operand gives null.
+    /// when not finite), two strings `add` up to their concatenation; a zero divisor or
+    /// a null operand gives null.
     pub(crate) fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
         match (a, b) {
+            (Value::String(x), Value::String(y)) if op == BinaryOp::Add => Value::String(format!("{x}{y}")),
             (Value::Int(x), Value::Int(y)) => integers(op, *x, *y).map_or(Value::Null, Value::Int),
             (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) if op != BinaryOp::Mod => {
                 floats(op, as_float(a), as_float(b)).map_or(Value::Null, Value::Float)

@@ -7,7 +7,8 @@
 //! - `and`/`or`/`not` operands and the whole filter are `bool` (a `null` literal is
 //!   accepted and counts as false).
 //! - Arithmetic (`add sub mul div mod`) takes numbers: two `int`s give an `int`, a
-//!   `float` makes it a `float`; `mod` takes `int`s only. Its result is nullable (a zero
+//!   `float` makes it a `float`; `mod` takes `int`s only. `add` of two strings is their
+//!   concatenation (how the JavaScript client writes `a + b`). Its result is nullable (a zero
 //!   divisor, an integer overflow or a float that is not finite gives null).
 //! - String functions take strings, except the positions of `substring` (ints);
 //!   `length` and `indexof` give `int`, `startswith`/`endswith`/`contains` give `bool`,
@@ -96,7 +97,7 @@ pub fn func_by_name(name: &str) -> Option<Func> {
 
 /// Checks `left op right` for an arithmetic operator; gives its type.
 pub fn check_arithmetic(op: BinaryOp, left: Ty, right: Ty) -> Result<Ty, String> {
-    let (mut float, mut number, mut unknown) = (false, false, false);
+    let (mut float, mut number, mut text, mut unknown) = (false, false, false, false);
     for side in [left, right] {
         match side.kind {
             Kind::Known(ColumnType::Int) => number = true,
@@ -104,16 +105,22 @@ pub fn check_arithmetic(op: BinaryOp, left: Ty, right: Ty) -> Result<Ty, String>
                 return Err("`mod` takes integers, found float".to_owned());
             }
             Kind::Known(ColumnType::Float) => (number, float) = (true, true),
+            // JavaScript's `+` on strings: the official JS client writes it as `add`.
+            Kind::Known(ColumnType::String) if op == BinaryOp::Add => text = true,
             Kind::Null => {}
             Kind::Unknown => unknown = true,
             Kind::Known(t) => return Err(format!("`{}` takes numbers, found {t}", op.keyword())),
         }
     }
-    let kind = match (unknown, float, number) {
-        (true, _, _) => Kind::Unknown,
-        (false, true, _) => Kind::Known(ColumnType::Float),
-        (false, false, true) => Kind::Known(ColumnType::Int),
-        (false, false, false) => Kind::Null,
+    let kind = match (unknown, text, float, number) {
+        (true, _, _, _) => Kind::Unknown,
+        (false, true, _, true) => {
+            return Err("`add` takes two numbers or two strings, found a string and a number".into());
+        }
+        (false, true, _, false) => Kind::Known(ColumnType::String),
+        (false, false, true, _) => Kind::Known(ColumnType::Float),
+        (false, false, false, true) => Kind::Known(ColumnType::Int),
+        (false, false, false, false) => Kind::Null,
     };
     Ok(Ty { kind, nullable: true })
 }

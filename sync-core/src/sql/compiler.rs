@@ -527,6 +527,15 @@ impl Compiler<'_> {
         let ty = typecheck::check_arithmetic(op, l.ty, r.ty).map_err(QueryError)?;
         let result = match ty.kind {
             Kind::Null => return Ok(Frag::constant("NULL", ty)),
+            // Two strings: their concatenation, `||` in both databases.
+            Kind::Known(ColumnType::String) => {
+                for side in [&mut l, &mut r] {
+                    if side.ty.is_null() {
+                        *side = Frag::constant(self.dialect.typed_null(ColumnType::String), side.ty);
+                    }
+                }
+                return Ok(join(&[T("("), F(&l), T(" || "), F(&r), T(")")], ty));
+            }
             Kind::Known(t) => t,
             Kind::Unknown => ColumnType::Float,
         };

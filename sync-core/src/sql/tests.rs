@@ -415,7 +415,8 @@ fn string_expr() -> BoxedStrategy<Expr> {
         1 => (leaf.clone(), int_leaf()).prop_map(|(a, b)| call(Func::Substring, vec![a, b])),
         1 => (leaf.clone(), int_leaf(), int_leaf()).prop_map(|(a, b, c)| call(Func::Substring, vec![a, b, c])),
         1 => (leaf.clone(), leaf.clone()).prop_map(|(a, b)| call(Func::Concat, vec![a, b])),
-        1 => (leaf.clone(), leaf.clone(), leaf).prop_map(|(a, b, c)| call(Func::Replace, vec![a, b, c])),
+        1 => (leaf.clone(), leaf.clone(), leaf.clone()).prop_map(|(a, b, c)| call(Func::Replace, vec![a, b, c])),
+        1 => (leaf.clone(), leaf).prop_map(|(a, b)| bin(BinaryOp::Add, a, b)),
     ]
     .boxed()
 }
