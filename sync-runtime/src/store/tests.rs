@@ -723,6 +723,10 @@ fn a_panic_in_a_transaction_rolls_back_and_the_store_lives_on() {
         assert!(handle.await.unwrap_err().is_panic());
         assert_eq!(t.count().await.unwrap(), 0, "rolled back");
         assert!(ops(&store).await.is_empty());
+        // The tables opened before the panic are still known: a push (which finds a
+        // queued operation's table by name) can still send their operations.
+        let known = store.transaction(|tx| Ok(tx.meta_by_name("TodoItem").is_some())).await.unwrap();
+        assert!(known, "the panic kept the store's table registry");
         t.insert(todo("q", "b")).await.unwrap();
     });
 }

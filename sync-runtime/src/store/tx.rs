@@ -20,7 +20,9 @@ use super::{Worker, schema};
 /// operation in this same transaction.
 pub struct Tx<'a> {
     pub(crate) tx: Transaction<'a>,
-    tables: HashMap<&'static str, Arc<TableMeta>>,
+    /// The store's tables, as they were when the transaction began: borrowed, never
+    /// moved out, so a panic in the closure cannot leave the store without them.
+    tables: &'a HashMap<&'static str, Arc<TableMeta>>,
     pub(crate) in_flight: HashSet<i64>,
     registered: Vec<Arc<TableMeta>>,
     /// The time this transaction queues its operations at, taken on first use: one
@@ -34,31 +36,32 @@ impl std::fmt::Debug for Tx<'_> {
     }
 }
 
-/// Runs `f` in one transaction: commit when it returns `Ok`, roll back otherwise.
+/// Runs `f` in one transaction: commit when it returns `Ok`, roll back otherwise (and
+/// when it panics: the store's state is then left as it was).
 pub(crate) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
     // IMMEDIATE: take the write lock up front, waiting (busy timeout) for another
     // process holding it; a deferred transaction that reads and then writes fails at
     // once with "database is locked" when another process wrote in between.
     let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // The transaction borrows the connection; the table cache and the in-flight set
-    // move into it for its duration and come back whatever happens. Changes to the
-    // in-flight marks are part of the transaction: kept on commit, undone on rollback.
-    let tables = std::mem::take(&mut w.tables);
-    let in_flight = w.in_flight.clone();
-    let mut t = Tx { tx, tables, in_flight, registered: Vec::new(), now: None };
-    let out = f(&mut t);
-    let Tx { tx, mut tables, in_flight, registered, .. } = t;
-    let committed = match out {
-        Ok(out) => tx.commit().map(|()| out).map_err(Error::from),
-        Err(e) => Err(e),
+    // The transaction borrows the connection and the table cache; the in-flight set is
+    // copied into it. Tables it creates and changes to the in-flight marks are part of
+    // the transaction: kept on commit, dropped on rollback or panic.
+    let (committed, in_flight, registered) = {
+        let mut t = Tx { tx, tables: &w.tables, in_flight: w.in_flight.clone(), registered: Vec::new(), now: None };
+        let out = f(&mut t);
+        let Tx { tx, in_flight, registered, .. } = t;
+        let committed = match out {
+            Ok(out) => tx.commit().map(|()| out).map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        (committed, in_flight, registered)
     };
     if committed.is_ok() {
         for meta in registered {
-            tables.insert(meta.name, meta);
+            w.tables.insert(meta.name, meta);
         }
         w.in_flight = in_flight;
     }
-    w.tables = tables;
     committed
 }
 
