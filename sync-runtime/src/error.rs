@@ -133,6 +133,18 @@ pub enum Error {
         source: sync_core::DecodeError,
     },
 
+    /// The item an operation keeps in the queue (a delete's snapshot of the row) does
+    /// not read: the store file was damaged, or written by something else.
+    #[error("table `{table}`, operation {op_id}: the queued item does not read")]
+    InvalidQueuedItem {
+        /// The table.
+        table: String,
+        /// The operation's id (its queue sequence number).
+        op_id: i64,
+        /// What is wrong with it.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A query that cannot run where it was asked to (e.g. a local-only column in a
     /// server filter).
     #[error("invalid query: {0}")]

@@ -97,10 +97,10 @@ fn full_lifecycle_between_two_devices() {
 
         // Purge: refused with pending ops, then clears rows and cursors.
         tb.insert(TodoItem::new("local", "not pushed")).await.unwrap();
-        let err = b.client.purge(Query::<TodoItem>::new()).await.unwrap_err();
+        let err = tb.purge(&Query::<TodoItem>::new()).await.unwrap_err();
         assert!(err.to_string().contains("pending"), "{err}");
         b.client.push().await.unwrap();
-        assert_eq!(b.client.purge(Query::<TodoItem>::new()).await.unwrap(), 2);
+        assert_eq!(tb.purge(&Query::<TodoItem>::new()).await.unwrap(), 2);
         assert!(b.items().await.is_empty());
         let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
         assert_eq!(r.applied, 2, "after a purge the next pull starts over");

@@ -1,5 +1,5 @@
 //! The sync client: push the operations queue to a server, pull server changes into the
-//! local tables, purge, and settle conflicts, over the Azure Mobile Apps (v2) /
+//! local tables, and settle conflicts, over the Azure Mobile Apps (v2) /
 //! Datasync (v3) table protocol.
 //!
 //! ```no_run
@@ -20,7 +20,7 @@
 //! # }
 //! ```
 
-mod conflict;
+mod conflict_handler;
 mod http;
 mod progress;
 mod pull;
@@ -38,7 +38,7 @@ use sync_core::ProtocolVersion;
 use sync_core::SyncEntity;
 use sync_core::query::Query;
 
-pub use conflict::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
+pub use conflict_handler::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
 pub use progress::{SyncEvent, SyncPhase};
 pub use pull::PullReport;
 pub use push::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
@@ -93,7 +93,7 @@ pub struct SyncClientBuilder {
     connect_timeout: Duration,
     page_size: u32,
     retry: RetryPolicy,
-    handlers: HashMap<&'static str, Arc<dyn conflict::ErasedHandler>>,
+    handlers: HashMap<&'static str, Arc<dyn conflict_handler::ErasedHandler>>,
     progress: Option<ProgressSink>,
 }
 
@@ -153,7 +153,7 @@ impl SyncClientBuilder {
     /// closure `|c: &Conflict<E>| -> Resolution<E>`. Without one, conflicts become error
     /// rows for the app to resolve.
     pub fn conflict_handler<E: SyncEntity>(mut self, handler: impl ConflictHandler<E>) -> Self {
-        self.handlers.insert(E::TABLE, conflict::erase::<E>(handler));
+        self.handlers.insert(E::TABLE, conflict_handler::erase::<E>(handler));
         self
     }
 
@@ -200,7 +200,7 @@ pub(crate) struct ClientInner {
     pub(crate) token: Option<TokenProvider>,
     pub(crate) page_size: u32,
     pub(crate) retry: RetryPolicy,
-    pub(crate) handlers: HashMap<&'static str, Arc<dyn conflict::ErasedHandler>>,
+    pub(crate) handlers: HashMap<&'static str, Arc<dyn conflict_handler::ErasedHandler>>,
     pub(crate) progress: Option<ProgressSink>,
 }
 
@@ -284,15 +284,4 @@ impl SyncClient {
         Ok(SyncReport { push, pull })
     }
 
-    /// Deletes the local rows a query selects, and the table's pull cursors (so the
-    /// next pull fetches them again). Refused while the table has queued operations.
-    pub async fn purge<E: SyncEntity>(&self, query: Query<E>) -> Result<u64> {
-        pull::purge::<E>(&self.inner.store, query, false).await
-    }
-
-    /// Deletes all of the table's rows, queued operations, errors and cursors: the next
-    /// pull starts over.
-    pub async fn force_purge<E: SyncEntity>(&self) -> Result<u64> {
-        pull::purge::<E>(&self.inner.store, Query::new(), true).await
-    }
 }

@@ -4,10 +4,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::queue::PendingOp;
 use sync_core::SyncEntity;
 use sync_core::query::{Filter, Order, Query};
 
+use super::queue::{self, PendingOp};
 use super::{Store, TableMeta, tx};
 
 /// A typed handle on the local table of `E`: local reads and writes, each write with its
@@ -105,13 +105,13 @@ impl<E: SyncEntity> Table<E> {
     /// The queued operations of this table, in push order.
     pub async fn pending_ops(&self) -> Result<Vec<PendingOp>> {
         let name = self.meta.name;
-        self.store.call(move |w| crate::queue::list_ops(&w.conn, Some(name))).await
+        self.store.call(move |w| queue::list_ops(&w.conn, Some(name))).await
     }
 
     /// How many operations of this table are queued.
     pub async fn pending_count(&self) -> Result<u64> {
         let name = self.meta.name;
-        self.store.call(move |w| crate::queue::count_ops(&w.conn, Some(name))).await
+        self.store.call(move |w| queue::count_ops(&w.conn, Some(name))).await
     }
 
     /// Whether any operation of this table is queued.

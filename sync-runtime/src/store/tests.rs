@@ -1,6 +1,6 @@
 //! Store and queue tests on real SQLite (in memory, or files in a temp dir).
 
-use crate::queue::{self, ErrorInput, OpKind, OpState, PendingOp};
+use super::queue::{self, ErrorInput, OpKind, OpState, PendingOp};
 use crate::{Error, Query, Store, StoreOptions};
 
 #[derive(crate::SyncEntity, Clone, Debug, PartialEq)]

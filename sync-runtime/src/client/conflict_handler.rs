@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::queue::OpKind;
+use crate::op::OpKind;
 use crate::store::TableMeta;
 use sync_core::SyncEntity;
 use sync_core::Value;
