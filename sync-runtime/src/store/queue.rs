@@ -26,8 +26,9 @@ use super::tx::Tx;
 /// One queued operation, as the app sees it ("not yet synced").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingOp {
-    /// The global sequence number: push order across all tables.
-    pub id: i64,
+    /// The operation's id: its global sequence number, push order across all tables
+    /// (what [`ErrorRecord::op_id`](crate::ErrorRecord::op_id) refers to).
+    pub op_id: i64,
     /// What will be sent.
     pub kind: OpKind,
     /// The table.
@@ -38,8 +39,9 @@ pub struct PendingOp {
     pub state: OpState,
     /// How many times it was sent.
     pub attempts: u32,
-    /// Bumped on every collapse or edit; error-resolution calls check it.
-    pub version: i64,
+    /// Bumped on every collapse or edit; error-resolution calls check it (see
+    /// [`ErrorRecord::op_version`](crate::ErrorRecord::op_version)).
+    pub op_version: i64,
     /// When it was first queued (RFC 3339, UTC).
     pub created_at: String,
 }
@@ -325,13 +327,13 @@ const PENDING_COLUMNS: &str = "seq, kind, table_name, item_id, state, attempts, 
 
 fn read_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingOp> {
     Ok(PendingOp {
-        id: r.get(0)?,
+        op_id: r.get(0)?,
         kind: parse_col(1, r.get(1)?)?,
         table: r.get(2)?,
         item_id: r.get(3)?,
         state: parse_col(4, r.get(4)?)?,
         attempts: r.get(5)?,
-        version: r.get(6)?,
+        op_version: r.get(6)?,
         created_at: r.get(7)?,
     })
 }

@@ -122,7 +122,7 @@ pub(super) async fn conflict(
             record(inner, seq, input).await?;
             Ok(Step::Error)
         }
-        ErasedResolution::TakeServer => {
+        ErasedResolution::ServerWins => {
             report.conflicts.push(outcome(ConflictResolution::ServerWins));
             inner
                 .store
@@ -133,7 +133,7 @@ pub(super) async fn conflict(
                 .await?;
             Ok(Step::Done)
         }
-        ErasedResolution::KeepClient => {
+        ErasedResolution::ClientWins => {
             report.conflicts.push(outcome(ConflictResolution::ClientWins));
             overwrite(inner, meta, seq, id, kind, &server, None).await
         }
