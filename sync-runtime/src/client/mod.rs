@@ -76,6 +76,7 @@ impl RetryPolicy {
 
 /// The result of [`SyncClient::sync`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SyncReport {
     /// What the push did.
     pub push: PushReport,

@@ -35,6 +35,7 @@ pub(crate) const DEFAULT_QUERY_ID: &str = "__all";
 
 /// What a pull did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PullReport {
     /// Rows received from the server.
     pub received: u64,

@@ -16,6 +16,7 @@ use super::{Answered, Store, Table};
 
 /// An error row, untyped: what [`Store::errors`] lists across all tables.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ErrorRecord {
     /// The refused operation's id (its queue sequence number).
     pub op_id: i64,

@@ -25,6 +25,7 @@ use super::tx::Tx;
 
 /// One queued operation, as the app sees it ("not yet synced").
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PendingOp {
     /// The operation's id: its global sequence number, push order across all tables
     /// (what [`ErrorRecord::op_id`](crate::ErrorRecord::op_id) refers to).

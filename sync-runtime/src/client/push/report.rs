@@ -5,6 +5,7 @@ use crate::op::OpKind;
 
 /// How a push ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PushStatus {
     /// Every operation that could be sent was sent (some may have become errors).
     Complete,
@@ -14,6 +15,7 @@ pub enum PushStatus {
 
 /// Why a push stopped early.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PushCancel {
     /// The server could not be reached ("cancelled by network").
     Network {
@@ -55,6 +57,7 @@ impl PushCancel {
 
 /// How one conflict ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConflictResolution {
     /// The server's copy was taken locally.
     ServerWins,
@@ -70,6 +73,7 @@ pub enum ConflictResolution {
 
 /// One conflict met during a push.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConflictOutcome {
     /// The table.
     pub table: String,
@@ -85,6 +89,7 @@ pub struct ConflictOutcome {
 
 /// What a push did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PushReport {
     /// Operations the server accepted (and removed from the queue).
     pub pushed: u64,
