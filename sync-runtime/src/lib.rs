@@ -74,7 +74,7 @@ pub use client::{
     ClientWins, Conflict, ConflictHandler, ConflictOutcome, ConflictResolution, PullReport, PushCancel, PushReport,
     PushStatus, Resolution, RetryPolicy, ServerWins, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
 };
-pub use error::{Error, Result};
+pub use error::{Error, NetworkCause, Result};
 pub use op::{OpKind, OpState};
 pub use store::queue;
 pub use store::{

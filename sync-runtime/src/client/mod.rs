@@ -165,18 +165,25 @@ impl SyncClientBuilder {
         self
     }
 
-    /// Builds the client (one `reqwest::Client`, reused for every request).
+    /// Builds the client (one `reqwest::Client`, reused for every request). A base URL
+    /// that does not parse, or is not `http://` / `https://`, is an [`Error::Config`].
     pub fn build(self) -> Result<SyncClient> {
         let base = self.base.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| Error::Network { url: base.clone(), message: format!("invalid server URL: {e}") })?;
+        let parsed = reqwest::Url::parse(&base).map_err(|e| Error::Config {
+            message: format!("the server URL `{base}` does not parse"),
+            source: Some(Box::new(e)),
+        })?;
         if parsed.cannot_be_a_base() || !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::Network { url: base, message: "the server URL must be http:// or https://".into() });
+            return Err(Error::Config {
+                message: format!("the server URL `{base}` is not http:// or https://"),
+                source: None,
+            });
         }
-        let http =
-            reqwest::Client::builder().timeout(self.timeout).connect_timeout(self.connect_timeout).build().map_err(
-                |e| Error::Network { url: base.clone(), message: format!("cannot build the HTTP client: {e}") },
-            )?;
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(|e| Error::Config { message: "cannot build the HTTP client".into(), source: Some(Box::new(e)) })?;
         Ok(SyncClient {
             inner: Arc::new(ClientInner {
                 store: self.store,
@@ -285,4 +292,61 @@ impl SyncClient {
         Ok(SyncReport { push, pull })
     }
 
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[derive(crate::SyncEntity, Clone, Debug, PartialEq)]
+    #[sync(crate = "crate")]
+    struct Note {
+        id: String,
+        text: String,
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn an_unusable_server_url_is_a_configuration_error() {
+        rt().block_on(async {
+            let store = Store::open_in_memory().await.unwrap();
+            for url in ["not a url", "ftp://example.com", "mailto:me@example.com"] {
+                let err = SyncClient::builder(store.clone(), url).build().unwrap_err();
+                assert!(err.is_config() && !err.is_network(), "{url}: {err:?}");
+                assert!(err.to_string().contains(url), "{url}: {err}");
+            }
+            let err = SyncClient::builder(store.clone(), "no scheme").build().unwrap_err();
+            assert!(std::error::Error::source(&err).is_some(), "the parse error is the source: {err:?}");
+        });
+    }
+
+    #[test]
+    fn a_network_failure_keeps_its_cause_as_the_source() {
+        rt().block_on(async {
+            let store = Store::open_in_memory().await.unwrap();
+            store.table::<Note>().await.unwrap().insert(Note { id: "n".into(), text: "a".into() }).await.unwrap();
+            // A port nothing listens on.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let client = SyncClient::builder(store.clone(), format!("http://127.0.0.1:{port}"))
+                .retry(RetryPolicy::none())
+                .build()
+                .unwrap();
+            let report = client.push().await.unwrap();
+            let PushStatus::Cancelled(cancel @ PushCancel::Network { .. }) = &report.status else {
+                panic!("expected a push cancelled by the network: {report:?}");
+            };
+            assert_eq!(cancel, &cancel.clone(), "a cancel compares equal to its clone");
+            let err = cancel.to_error();
+            assert!(err.is_network(), "{err:?}");
+            let source = std::error::Error::source(&err).expect("the cause is kept as the source");
+            let message = err.to_string();
+            assert!(!message.contains(&source.to_string()), "`{message}` repeats its source");
+            assert!(err.with_sources().len() > message.len(), "{}", err.with_sources());
+            assert_eq!(store.pending_count().await.unwrap(), 1, "the operation stays queued");
+        });
+    }
 }

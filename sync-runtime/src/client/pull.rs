@@ -195,7 +195,7 @@ pub(crate) async fn pull<E: SyncEntity>(
             }
             let row = meta.row_from_json(item).map_err(|e| Error::Protocol {
                 url: answer.url.clone(),
-                message: format!("a row does not fit table `{}`: {e}", meta.name),
+                message: format!("a row does not fit: {}", e.with_sources()),
             })?;
             // A value of the right JSON type may still not fit the field (2^31 for an
             // `i32`, other text for a `Uuid`); stored, it would make every query of the
@@ -203,7 +203,7 @@ pub(crate) async fn pull<E: SyncEntity>(
             if !meta.is_deleted(&row) {
                 meta.decode::<E>(&row).map_err(|e| Error::Protocol {
                     url: answer.url.clone(),
-                    message: format!("a row does not fit table `{}`: {e}", meta.name),
+                    message: format!("a row does not fit: {}", e.with_sources()),
                 })?;
             }
             let cursor = match (&row[0], meta.column_index(UPDATED_AT).map(|i| &row[i])) {

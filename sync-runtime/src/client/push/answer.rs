@@ -65,7 +65,7 @@ pub(super) async fn push_one(
         Err(e) => {
             // The operation cannot be sent as it stands (its row is gone, its item does
             // not parse): record why, and go on.
-            record(inner, op.seq, ErrorInput { message: e.to_string(), ..ErrorInput::default() }).await?;
+            record(inner, op.seq, ErrorInput { message: e.with_sources(), ..ErrorInput::default() }).await?;
             return Ok(Step::Error);
         }
     };
@@ -84,7 +84,7 @@ pub(super) async fn push_one(
     };
     let mut answer = match inner.send(&request).await {
         Ok(answer) => answer,
-        Err(Error::Network { url, message }) => return Ok(Step::Stop(PushCancel::Network { url, message })),
+        Err(Error::Network { url, source }) => return Ok(Step::Stop(PushCancel::Network { url, source })),
         Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),
         Err(e) => return Err(e),
     };
@@ -141,7 +141,7 @@ async fn finish(
                 // The server applied it but its answer is not an item: keep the operation
                 // (a later push finds out it landed) and say why.
                 let why = match other {
-                    Some(Err(e)) => e.to_string(),
+                    Some(Err(e)) => e.with_sources(),
                     _ => "the answer is not a JSON object".into(),
                 };
                 let input = ErrorInput {

@@ -45,7 +45,7 @@ pub(super) async fn conflict(
         match inner.send(&get).await {
             Ok(a) if a.is_success() => server_json = a.json().filter(serde_json::Value::is_object),
             Ok(_) => {}
-            Err(Error::Network { url, message }) => return Ok(Step::Stop(PushCancel::Network { url, message })),
+            Err(Error::Network { url, source }) => return Ok(Step::Stop(PushCancel::Network { url, source })),
             Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),
             Err(e) => return Err(e),
         }
@@ -54,7 +54,9 @@ pub(super) async fn conflict(
         Some(Ok(row)) => row,
         other => {
             let message = match other {
-                Some(Err(e)) => format!("conflict (HTTP {status}); the server's copy does not read: {e}"),
+                Some(Err(e)) => {
+                    format!("conflict (HTTP {status}); the server's copy does not read: {}", e.with_sources())
+                }
                 _ => format!("conflict (HTTP {status}): {}", answer.message()),
             };
             let input = ErrorInput {

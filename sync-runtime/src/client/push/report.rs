@@ -1,6 +1,6 @@
 //! What a push tells the app: its report, how it ended, and how each conflict ended.
 
-use crate::error::Error;
+use crate::error::{Error, NetworkCause};
 use crate::op::OpKind;
 
 /// How a push ended.
@@ -21,8 +21,8 @@ pub enum PushCancel {
     Network {
         /// The request's URL.
         url: String,
-        /// What failed.
-        message: String,
+        /// What failed: the HTTP stack's error.
+        source: NetworkCause,
     },
     /// The server refused the credentials ("cancelled by auth").
     Auth {
@@ -46,7 +46,7 @@ impl PushCancel {
     /// The same failure as an [`Error`].
     pub fn to_error(&self) -> Error {
         match self {
-            PushCancel::Network { url, message } => Error::Network { url: url.clone(), message: message.clone() },
+            PushCancel::Network { url, source } => Error::Network { url: url.clone(), source: source.clone() },
             PushCancel::Auth { url, status } => Error::Auth { url: url.clone(), status: *status },
             PushCancel::Unavailable { url, status, message } => {
                 Error::Http { url: url.clone(), status: *status, message: message.clone() }
