@@ -351,6 +351,37 @@ fn a_pull_keeps_pending_local_edits() {
     });
 }
 
+/// A panic inside a store transaction (an app bug) rolls that transaction back and
+/// leaves the store whole: a push afterwards sends what was queued before it, for a
+/// table the app opened before the panic and not since.
+#[test]
+fn a_push_after_a_panic_in_a_transaction_sends_the_queue() {
+    on_each_protocol(async |protocol, dir, url| {
+        let a = Device::new(dir, "a", url, protocol).await;
+        let ta = a.store.table::<TodoItem>().await.unwrap();
+        ta.insert(TodoItem::new("before", "queued before the panic")).await.unwrap();
+        let store = a.store.clone();
+        let panicked = tokio::spawn(async move {
+            store
+                .transaction(|tx| -> sync_runtime::Result<()> {
+                    tx.insert(TodoItem::new("inside", "rolled back"))?;
+                    panic!("app bug");
+                })
+                .await
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+
+        let report = a.client.push().await.unwrap();
+        assert!(report.is_complete(), "{protocol}: {report:?}");
+        assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
+        assert_eq!(a.store.pending_count().await.unwrap(), 0);
+        let b = Device::new(dir, "b", url, protocol).await;
+        b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
+        assert_eq!(texts(&b.items().await), [("before".into(), "queued before the panic".into(), false)]);
+    });
+}
+
 /// Two pushes of one store at once (a sync button pressed while a background sync
 /// runs): each operation is sent once, by one of them; neither meets the other's
 /// requests as conflicts.
