@@ -1,7 +1,8 @@
 //! Store and queue tests on real SQLite (in memory, or files in a temp dir).
 
-use super::queue::{self, ErrorInput, OpKind, OpState, PendingOp};
 use crate::{Error, Query, Store, StoreOptions};
+
+use super::queue::{self, ErrorInput, OpKind, OpState, PendingOp};
 
 #[derive(crate::SyncEntity, Clone, Debug, PartialEq)]
 #[sync(crate = "crate", table = "TodoItem")]
@@ -489,6 +490,115 @@ fn a_local_write_after_the_error_makes_the_handle_stale() {
         assert_eq!(store.error_count().await.unwrap(), 0, "the collapse removed the error");
         assert!(t.resolve_take_server(&err).await.unwrap_err().is_stale_operation());
         assert_eq!(t.get("x").await.unwrap().unwrap().text, "edited again");
+    });
+}
+
+/// Operation `seq` sent and refused with a 412 carrying `server`.
+async fn refuse(store: &Store, seq: i64, server: serde_json::Value) {
+    store
+        .call(move |w| {
+            queue::mark_attempted(&w.conn, seq, None)?;
+            let input = ErrorInput {
+                status: Some(412),
+                message: "precondition failed".into(),
+                server_item: Some(server),
+                ..ErrorInput::default()
+            };
+            queue::record_error(&w.conn, seq, &input)
+        })
+        .await
+        .unwrap();
+}
+
+#[test]
+fn resolve_take_server_keeps_an_edit_queued_behind_the_failed_op() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        seed_synced(&store, todo("x", "local base"), "v1").await;
+        t.update(&todo("x", "mine")).await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        // An edit made while the update was in flight queues an update of its own.
+        store.set_in_flight(seq, true).await.unwrap();
+        t.update(&todo("x", "later edit")).await.unwrap();
+        store.set_in_flight(seq, false).await.unwrap();
+        refuse(&store, seq, server_copy()).await;
+
+        let err = t.errors().await.unwrap().remove(0);
+        t.resolve_take_server(&err).await.unwrap();
+        let q = ops(&store).await;
+        assert_eq!((q.len(), q[0].kind), (1, OpKind::Update), "the later edit stays queued");
+        let row = t.get("x").await.unwrap().unwrap();
+        assert_eq!(
+            (row.text.as_str(), row.complete, row.version.as_deref()),
+            ("later edit", false, Some("v2")),
+            "the app's data is kept, over the server's version"
+        );
+    });
+}
+
+#[test]
+fn an_unreadable_queued_item_is_an_error_naming_table_and_operation() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        seed_synced(&store, todo("x", "a"), "v1").await;
+        t.delete("x").await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        refuse(&store, seq, server_copy()).await;
+        let sql = format!("UPDATE {} SET item = 'not json' WHERE seq = ?1", sync_core::system::OPERATIONS_TABLE);
+        store.call(move |w| Ok(w.conn.execute(&sql, [seq])?)).await.unwrap();
+        let err = t.errors().await.unwrap().remove(0);
+
+        let unreadable = |e: Error| match e {
+            Error::InvalidQueuedItem { ref table, op_id, .. } if table == "TodoItem" && op_id == seq => {
+                let text = e.to_string();
+                assert!(text.contains("TodoItem") && text.contains(&seq.to_string()), "{text}");
+            }
+            other => panic!("expected the queued item to be refused: {other:?}"),
+        };
+        // Keeping the delete with an edited item reads the snapshot for its system
+        // columns (the row is gone): never a row of nulls.
+        unreadable(t.resolve_retry_with(&err, todo("x", "again")).await.unwrap_err());
+        // Turning the delete back into an update restores the row from the snapshot.
+        unreadable(t.resolve_change_kind(&err, OpKind::Update).await.unwrap_err());
+        // Re-creating the item keeps the deleted item's system columns.
+        unreadable(t.insert(todo("x", "back")).await.unwrap_err());
+        let q = ops(&store).await;
+        assert_eq!((q.len(), q[0].kind, q[0].state), (1, OpKind::Delete, OpState::Failed), "nothing changed");
+        assert_eq!(t.get("x").await.unwrap(), None);
+    });
+}
+
+#[test]
+fn purge_is_refused_while_ops_are_queued_and_force_purge_forgets_everything() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        for id in ["a", "b", "c"] {
+            seed_synced(&store, todo(id, "pulled"), "v1").await;
+        }
+        let cursor = super::PullCursor { updated_at: "2026-01-01T00:00:00.000Z".into(), id: "c".into() };
+        store.transaction(move |tx| tx.save_pull_cursor("TodoItem", "all", &cursor)).await.unwrap();
+
+        // A purge by query deletes the rows it selects, and the table's cursors.
+        assert_eq!(t.purge(&Query::new().filter(TodoItem::FIELDS.id.eq("c".to_owned()))).await.unwrap(), 1);
+        assert_eq!(t.count_all().await.unwrap(), 2);
+        assert_eq!(store.pull_cursor("TodoItem", "all").await.unwrap(), None, "the next pull starts over");
+        assert!(ops(&store).await.is_empty(), "a purge queues nothing");
+
+        t.update(&todo("a", "edited")).await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        refuse(&store, seq, server_copy()).await;
+        let err = t.purge(&Query::new()).await.unwrap_err();
+        assert!(matches!(err, Error::PendingOperations { pending: 1, .. }), "{err:?}");
+        assert_eq!(t.count_all().await.unwrap(), 2, "a refused purge deletes nothing");
+
+        assert_eq!(t.force_purge().await.unwrap(), 2);
+        assert_eq!(t.count_all().await.unwrap(), 0);
+        assert!(ops(&store).await.is_empty());
+        assert_eq!(store.error_count().await.unwrap(), 0);
+        assert!(store.check_integrity().await.unwrap().is_ok());
     });
 }
 
