@@ -368,7 +368,10 @@ mod tests {
     #[test]
     fn messages_shorten_long_urls() {
         let url = format!("http://127.0.0.1:8080/tables/T?$filter={}", "(id eq 'é') or ".repeat(20_000));
-        let e = Error::Network { url: url.clone(), source: NetworkCause::new(std::io::Error::other("the URL is too long")) };
+        let e = Error::Network {
+            url: url.clone(),
+            source: NetworkCause::new(std::io::Error::other("the URL is too long")),
+        };
         let text = e.to_string();
         assert!(text.len() < 300, "{}", &text[..300.min(text.len())]);
         assert!(text.starts_with("cannot reach the server at http://127.0.0.1:8080/tables/T?$filter=(id eq"), "{text}");

@@ -402,7 +402,10 @@ impl ClientHarness {
             if !report.is_ok() {
                 return Err(format!("{answer:?}: the store is not sound: {:?}", report.problems));
             }
-            todos.fetch(&Query::new()).await.map_err(|e| format!("{answer:?}: a stored row does not read back: {e}"))?;
+            todos
+                .fetch(&Query::new())
+                .await
+                .map_err(|e| format!("{answer:?}: a stored row does not read back: {e}"))?;
             store.errors().await.map_err(|e| format!("{answer:?}: an error row does not read back: {e}"))?;
 
             // The queue: an operation leaves it only on an answer that is a success.

@@ -179,11 +179,10 @@ impl SyncClientBuilder {
                 source: None,
             });
         }
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|e| Error::Config { message: "cannot build the HTTP client".into(), source: Some(Box::new(e)) })?;
+        let http =
+            reqwest::Client::builder().timeout(self.timeout).connect_timeout(self.connect_timeout).build().map_err(
+                |e| Error::Config { message: "cannot build the HTTP client".into(), source: Some(Box::new(e)) },
+            )?;
         Ok(SyncClient {
             inner: Arc::new(ClientInner {
                 store: self.store,
@@ -291,7 +290,6 @@ impl SyncClient {
         let pull = self.pull::<E>(Query::new(), Some(pull::DEFAULT_QUERY_ID)).await?;
         Ok(SyncReport { push, pull })
     }
-
 }
 
 #[cfg(test)]

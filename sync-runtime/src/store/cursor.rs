@@ -27,9 +27,8 @@ impl Store {
             let mut stmt = w.conn.prepare_cached(sql_once!(
                 "SELECT updated_at, last_id FROM {CURSORS_TABLE} WHERE table_name = ?1 AND query_id = ?2"
             ))?;
-            let cursor = stmt.query_row(params![table, query_id], |r| {
-                Ok(PullCursor { updated_at: r.get(0)?, id: r.get(1)? })
-            });
+            let cursor =
+                stmt.query_row(params![table, query_id], |r| Ok(PullCursor { updated_at: r.get(0)?, id: r.get(1)? }));
             Ok(cursor.optional()?)
         })
         .await

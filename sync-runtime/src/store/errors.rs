@@ -6,11 +6,11 @@
 use rusqlite::params;
 
 use crate::error::{Error, Result};
-use super::queue::{OpKind, OpRow};
 use sync_core::SyncEntity;
 use sync_core::Value;
 use sync_core::system::ERRORS_TABLE;
 
+use super::queue::{OpKind, OpRow};
 use super::tx::Tx;
 use super::{Answered, Store, Table};
 

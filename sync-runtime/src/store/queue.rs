@@ -427,7 +427,12 @@ impl Tx<'_> {
     /// Marks an operation as sent, before its request goes out: state `attempted`, one
     /// more attempt, and `sent` added to what the `earlier` attempts sent (from
     /// [`Tx::op_to_send`]), so that a lost answer can be recognized.
-    pub(crate) fn mark_attempted(&self, seq: i64, earlier: Vec<serde_json::Value>, sent: serde_json::Value) -> Result<()> {
+    pub(crate) fn mark_attempted(
+        &self,
+        seq: i64,
+        earlier: Vec<serde_json::Value>,
+        sent: serde_json::Value,
+    ) -> Result<()> {
         mark_attempted_with(&self.tx, seq, earlier, Some(sent))
     }
 

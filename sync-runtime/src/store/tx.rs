@@ -7,12 +7,12 @@ use std::sync::Arc;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params_from_iter};
 
 use crate::error::{Error, Result};
-use super::queue::{self, Collapse, OpKind};
 use sync_core::SyncEntity;
 use sync_core::Value;
 use sync_core::query::Query;
 
 use super::meta::{TableMeta, validate_id};
+use super::queue::{self, Collapse, OpKind};
 use super::{Worker, schema};
 
 /// A transaction on the local store, handed to the closure of

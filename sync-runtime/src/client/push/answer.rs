@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use reqwest::Method;
 
+use crate::client::ClientInner;
+use crate::client::http::{Answer, Request, is_unavailable};
 use crate::error::{Error, Result};
 use crate::op::OpKind;
 use crate::store::{Answered, ErrorInput, QueuedOp, TableMeta, Tx};
 
-use super::super::ClientInner;
-use super::super::http::{Answer, Request, is_unavailable};
 use super::conflict::conflict;
 use super::prepare::{Prepared, prepare};
 use super::report::{PushCancel, PushReport};
@@ -166,4 +166,3 @@ async fn finish(
         Ok(())
     })))
 }
-

@@ -8,18 +8,17 @@ use std::sync::Arc;
 
 use reqwest::Method;
 
+use crate::client::ClientInner;
+use crate::client::conflict_handler::ErasedResolution;
+use crate::client::http::{Answer, Request};
 use crate::error::{Error, Result};
 use crate::op::OpKind;
-use crate::store::{Answered, ErrorInput, TableMeta};
+use crate::store::{Answered, ErrorInput, QueuedOp, TableMeta};
 use sync_core::Value;
 
-use super::super::ClientInner;
-use super::super::conflict_handler::ErasedResolution;
-use super::super::http::{Answer, Request};
 use super::answer::{Step, record};
 use super::prepare::Prepared;
 use super::report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport};
-use crate::store::QueuedOp;
 
 /// The server answered 409 or 412: settle it (see the module's docs).
 pub(super) async fn conflict(

@@ -6,13 +6,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
+use crate::client::ClientInner;
+use crate::client::progress::{SyncEvent, SyncPhase};
 use crate::error::{Error, Result};
 use crate::op::OpState;
 use crate::store::{ErrorInput, QueuedOp, Submitted, Tx};
 use sync_core::ProtocolVersion;
 
-use super::super::ClientInner;
-use super::super::progress::{SyncEvent, SyncPhase};
 use super::answer::{Landed, Step, push_one, record};
 use super::prepare::{Prepared, prepare};
 use super::report::{PushReport, PushStatus};
@@ -307,4 +307,3 @@ fn next_to_send(
     }
     Ok(Next { committed: Vec::new(), after, skipped, ops })
 }
-

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use reqwest::Method;
 
+use crate::client::http::{Request, table_url};
 use crate::error::{Error, Result};
 use crate::op::{OpKind, OpState};
 use crate::store::{OpToSend, QueuedOp, TableMeta, Tx};
 use sync_core::ProtocolVersion;
 use sync_core::Value;
-
-use super::super::http::{Request, table_url};
 
 /// An operation ready to send: its request and what the conflict logic needs.
 pub(super) struct Prepared {
@@ -78,4 +77,3 @@ pub(super) fn prepare(
     };
     Ok(Some(Prepared { meta, request, sent, previous, was: (current.state, stored_sent) }))
 }
-

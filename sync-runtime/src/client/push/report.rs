@@ -110,4 +110,3 @@ impl PushReport {
         self.status == PushStatus::Complete
     }
 }
-
