@@ -56,7 +56,7 @@ async fn client_loop(index: usize, url: String, deadline: Instant, stats: Arc<Mu
             inserted.fetch_add(1, Ordering::Relaxed);
         } else {
             let id = &mine[rng.below(mine.len() as u64) as usize];
-            let mut item = table.get(&id).await.unwrap().unwrap();
+            let mut item = table.get(id).await.unwrap().unwrap();
             item.text = format!("edit {}", rng.next_u64());
             item.complete = !item.complete;
             table.update(&item).await.unwrap();
