@@ -103,7 +103,7 @@ impl Tx<'_> {
     /// Returns the items as stored (with their ids).
     //
     // When no operation of the table is queued as the batch starts, no item of it can
-    /// meet one: the batch queues only inserts, and inserting an id a second time fails
+    // meet one: the batch queues only inserts, and inserting an id a second time fails
     // on its row first. So each item then skips the look at the queue, and its two
     // statements are prepared once for the whole batch. An item whose row insert fails
     // (and every item after it) goes the general way, which reports the exact error.
