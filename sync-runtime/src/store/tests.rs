@@ -814,6 +814,14 @@ fn public_futures_are_send() {
         assert_send(&store.pending_ops());
         assert_send(&Store::open_in_memory());
         assert_send(&store.transaction(|_| Ok(())));
+        // The calls that borrow their arguments.
+        let (item, query) = (todo("x", "b"), Query::new());
+        assert_send(&t.update(&item));
+        assert_send(&t.get("x"));
+        assert_send(&t.delete("x"));
+        assert_send(&t.fetch(&query));
+        assert_send(&t.count(&query));
+        assert_send(&t.purge(&query));
     });
 }
 
