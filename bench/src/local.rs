@@ -197,7 +197,7 @@ pub fn query(rt: &Runtime, dir: &Path, rounds: usize, rows: usize, reps: usize) 
             rt.block_on(async {
                 let started = Instant::now();
                 for rep in chunk_reps(chunk) {
-                    let items = table.fetch(open_items_below(bound(rep))).await.expect("query");
+                    let items = table.fetch(&open_items_below(bound(rep))).await.expect("query");
                     returned_ours += items.len();
                     black_box(items);
                 }
@@ -253,7 +253,7 @@ pub fn queue_read(rt: &Runtime, dir: &Path, rounds: usize, rows: usize, ops: usi
         let store = Store::open(&path).await?;
         let table = store.table::<Item>().await?;
         table.insert_many(Item::many("local", ops)).await?;
-        assert_eq!(table.count().await?, rows as u64);
+        assert_eq!(table.count_all().await?, rows as u64);
         Ok::<_, sync_runtime::Error>(store)
     })?;
     let conn = model::open_raw(&path)?;

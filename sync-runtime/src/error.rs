@@ -1,4 +1,10 @@
 //! The one error type of the runtime.
+//!
+//! A wrapped cause is the error's [`source`](std::error::Error::source), never repeated
+//! in its message: a reporter that walks the chain prints each cause once.
+
+use std::fmt;
+use std::sync::Arc;
 
 use crate::op::OpKind;
 
@@ -125,12 +131,24 @@ pub enum Error {
     },
 
     /// A stored or received value does not fit the struct.
-    #[error("table `{table}`: cannot read the row: {source}")]
+    #[error("table `{table}`: cannot read the row")]
     Decode {
         /// The table.
         table: String,
         /// The field and the problem.
         source: sync_core::DecodeError,
+    },
+
+    /// The item an operation keeps in the queue (a delete's snapshot of the row) does
+    /// not read: the store file was damaged, or written by something else.
+    #[error("table `{table}`, operation {op_id}: the queued item does not read")]
+    InvalidQueuedItem {
+        /// The table.
+        table: String,
+        /// The operation's id (its queue sequence number).
+        op_id: i64,
+        /// What is wrong with it.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// A query that cannot run where it was asked to (e.g. a local-only column in a
@@ -144,12 +162,23 @@ pub enum Error {
 
     /// The server could not be reached, or the connection failed mid-request (a
     /// timeout included). Nothing was lost: the operation stays queued.
-    #[error("cannot reach the server at {}: {message}", shorten(url))]
+    #[error("cannot reach the server at {}", shorten(url))]
     Network {
         /// The request's URL.
         url: String,
-        /// What failed.
+        /// What failed: the HTTP stack's error.
+        source: NetworkCause,
+    },
+
+    /// The client was given something it cannot use (a server URL that does not parse
+    /// or is not `http://` / `https://`). Retrying does not help: this is not
+    /// [`is_network`](Error::is_network).
+    #[error("{message}")]
+    Config {
+        /// What is wrong.
         message: String,
+        /// The underlying error, if any.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The server refused the credentials (401/403), after one token refresh.
@@ -219,6 +248,11 @@ impl Error {
         matches!(self, Error::Network { .. })
     }
 
+    /// The client's configuration is unusable (retrying does not help).
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::Config { .. })
+    }
+
     /// The server refused the credentials.
     pub fn is_auth(&self) -> bool {
         matches!(self, Error::Auth { .. })
@@ -242,6 +276,77 @@ impl From<sync_core::QueryError> for Error {
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// This error and its sources in one line (`a: b: c`), for where it is kept as
+    /// text (an error row's message, the message of another error).
+    pub(crate) fn with_sources(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// Why the server could not be reached: the HTTP stack's own error (a refused
+/// connection, a reset, a timeout), the source of [`Error::Network`]. It is shared
+/// behind an `Arc`, so a [`PushCancel`](crate::PushCancel) holding it stays cheap to
+/// clone. It displays as the stack's error, and its `source()` chain is the stack's;
+/// two causes are equal when their chains read the same.
+#[derive(Clone)]
+pub struct NetworkCause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl NetworkCause {
+    pub(crate) fn new(error: impl std::error::Error + Send + Sync + 'static) -> NetworkCause {
+        NetworkCause(Arc::new(error))
+    }
+
+    /// Whether the request timed out (rather than failing to connect, or being cut).
+    pub fn is_timeout(&self) -> bool {
+        self.0.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)
+    }
+
+    /// The whole chain as text, for comparing causes.
+    fn chain(&self) -> Vec<String> {
+        let mut chain = vec![self.0.to_string()];
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        chain
+    }
+}
+
+impl fmt::Display for NetworkCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Debug for NetworkCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for NetworkCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for NetworkCause {
+    fn eq(&self, other: &NetworkCause) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.chain() == other.chain()
+    }
+}
+
+impl Eq for NetworkCause {}
+
 /// A URL for a message: whole when short, else its start and its length (a pull's
 /// filter can make it hundreds of kilobytes long). The error keeps the whole URL.
 fn shorten(url: &str) -> std::borrow::Cow<'_, str> {
@@ -263,12 +368,53 @@ mod tests {
     #[test]
     fn messages_shorten_long_urls() {
         let url = format!("http://127.0.0.1:8080/tables/T?$filter={}", "(id eq 'é') or ".repeat(20_000));
-        let e = Error::Network { url: url.clone(), message: "the URL is too long".into() };
+        let e = Error::Network {
+            url: url.clone(),
+            source: NetworkCause::new(std::io::Error::other("the URL is too long")),
+        };
         let text = e.to_string();
         assert!(text.len() < 300, "{}", &text[..300.min(text.len())]);
         assert!(text.starts_with("cannot reach the server at http://127.0.0.1:8080/tables/T?$filter=(id eq"), "{text}");
-        assert!(text.contains(&format!("({} bytes)", url.len())) && text.ends_with(": the URL is too long"), "{text}");
+        assert!(text.ends_with(&format!("({} bytes)", url.len())), "{text}");
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("the URL is too long"), "the cause is the source");
         let short = Error::Http { url: "http://h/tables/T".into(), status: 500, message: "boom".into() };
         assert_eq!(short.to_string(), "the server answered HTTP 500 for http://h/tables/T: boom");
+    }
+
+    /// A reporter walking the chain prints every cause once: no message repeats the
+    /// message of its source.
+    #[test]
+    fn no_error_prints_its_source_twice() {
+        let decode = sync_core::DecodeError { field: "complete", message: "expected a bool".into() };
+        let errors = [
+            Error::Decode { table: "T".into(), source: decode.clone() },
+            Error::Network {
+                url: "http://h/tables/T".into(),
+                source: NetworkCause::new(std::io::Error::other("connection refused")),
+            },
+            Error::Config { message: "the server URL `x` does not parse".into(), source: Some("no scheme".into()) },
+            Error::InvalidQueuedItem { table: "T".into(), op_id: 7, source: Box::new(decode) },
+            Error::Sqlite(rusqlite::Error::QueryReturnedNoRows),
+        ];
+        for e in &errors {
+            let mut level: &dyn std::error::Error = e;
+            while let Some(source) = level.source() {
+                let (message, cause) = (level.to_string(), source.to_string());
+                assert!(!message.contains(&cause), "{e:?}: `{message}` repeats its source `{cause}`");
+                level = source;
+            }
+            assert!(std::error::Error::source(e).is_some(), "{e:?} keeps its cause as its source");
+        }
+        assert_eq!(errors[0].with_sources(), "table `T`: cannot read the row: field `complete`: expected a bool");
+    }
+
+    #[test]
+    fn network_causes_compare_by_what_they_say_and_convert_back() {
+        let a = NetworkCause::new(std::io::Error::other("reset"));
+        assert_eq!(a, a.clone());
+        assert_eq!(a, NetworkCause::new(std::io::Error::other("reset")));
+        assert_ne!(a, NetworkCause::new(std::io::Error::other("refused")));
+        assert!(!a.is_timeout());
     }
 }

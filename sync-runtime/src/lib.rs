@@ -68,17 +68,18 @@
 pub mod client;
 mod error;
 mod op;
-pub mod queue;
 mod store;
 
 pub use client::{
     ClientWins, Conflict, ConflictHandler, ConflictOutcome, ConflictResolution, PullReport, PushCancel, PushReport,
     PushStatus, Resolution, RetryPolicy, ServerWins, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
 };
-pub use error::{Error, Result};
+pub use error::{Error, NetworkCause, Result};
 pub use op::{OpKind, OpState};
-pub use queue::PendingOp;
-pub use store::{Durability, ErrorRecord, IntegrityReport, Store, StoreOptions, SyncError, Table, TableQuery, Tx};
+pub use store::queue;
+pub use store::{
+    Durability, ErrorRecord, IntegrityReport, PendingOp, Store, StoreOptions, SyncError, Table, TableQuery, Tx,
+};
 /// OData `$filter` / `$orderby` text: how a query travels to a server.
 pub use sync_core::odata;
 /// The query AST the typed builder makes ([`Filter::expr`], [`Query::spec`]) and its

@@ -292,9 +292,9 @@ async fn the_client_sends_tokens_and_refreshes_after_a_401(b: Backend) {
             notes.sort_by(|a, b| a.text.cmp(&b.text));
             notes.into_iter().map(|n| n.text).collect::<Vec<_>>()
         };
-        assert_eq!(texts(his.fetch(Query::new()).await.unwrap()), ["bob's"]);
+        assert_eq!(texts(his.fetch(&Query::new()).await.unwrap()), ["bob's"]);
         alice_client.sync::<Note>().await.unwrap();
-        assert_eq!(texts(notes.fetch(Query::new()).await.unwrap()), ["alice's", "alice's other"]);
+        assert_eq!(texts(notes.fetch(&Query::new()).await.unwrap()), ["alice's", "alice's other"]);
         assert_eq!(alice_tokens.refreshes.load(Ordering::SeqCst), 1);
 
         // A refresh that does not help: the push stops as refused, the change stays queued.

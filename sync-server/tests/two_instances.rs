@@ -77,7 +77,7 @@ async fn clients_alternating_between_two_instances_converge(b: Backend) {
                 let mut rng = Rng::new(0xC0FFEE ^ (round << 8) ^ i as u64);
                 let notes = device.store.table::<Note>().await.unwrap();
                 for op in 0..1 + rng.below(4) {
-                    let local = notes.fetch(Query::new()).await.unwrap();
+                    let local = notes.fetch(&Query::new()).await.unwrap();
                     match (rng.below(10), local.is_empty()) {
                         (0..=3, _) | (_, true) => {
                             notes
@@ -89,11 +89,11 @@ async fn clients_alternating_between_two_instances_converge(b: Backend) {
                             let mut note = local[rng.below(local.len() as u64) as usize].clone();
                             note.text = format!("edited by d{i} in r{round}");
                             note.n += 1;
-                            notes.update(note).await.unwrap();
+                            notes.update(&note).await.unwrap();
                         }
                         _ => {
                             let note = &local[rng.below(local.len() as u64) as usize];
-                            notes.delete(note.id.clone()).await.unwrap();
+                            notes.delete(&note.id).await.unwrap();
                         }
                     }
                 }
@@ -132,7 +132,7 @@ async fn clients_alternating_between_two_instances_converge(b: Backend) {
             .table::<Note>()
             .await
             .unwrap()
-            .fetch(Query::new())
+            .fetch(&Query::new())
             .await
             .unwrap()
             .into_iter()

@@ -224,9 +224,9 @@ impl ServerHarness {
                     .await
                     .map_err(|e| format!("a typed client cannot pull what the server accepted ({protocol}): {e}"))?;
                 // Every stored row reads back as a typed item.
-                let all = store.table::<Everything>().await.map_err(|e| e.to_string())?.fetch(Query::new()).await;
+                let all = store.table::<Everything>().await.map_err(|e| e.to_string())?.fetch(&Query::new()).await;
                 all.map_err(|e| format!("a row the server accepted does not read back as `Everything`: {e}"))?;
-                let all = store.table::<TodoItem>().await.map_err(|e| e.to_string())?.fetch(Query::new()).await;
+                let all = store.table::<TodoItem>().await.map_err(|e| e.to_string())?.fetch(&Query::new()).await;
                 all.map_err(|e| format!("a row the server accepted does not read back as `TodoItem`: {e}"))?;
             }
             Ok(())
@@ -373,13 +373,13 @@ impl ClientHarness {
             };
             self.set(vec![page(good_page(protocol)), page(empty)]);
             client.pull(Query::<TodoItem>::new(), None).await.map_err(|e| format!("harness pull: {e}"))?;
-            if todos.count().await.map_err(err)? != 3 {
+            if todos.count_all().await.map_err(err)? != 3 {
                 return Err("harness: the synced rows are missing".into());
             }
             if push {
                 let mut item = todos.get("r0").await.map_err(err)?.ok_or("harness: r0")?;
                 item.text = "edited".into();
-                todos.update(item).await.map_err(err)?;
+                todos.update(&item).await.map_err(err)?;
                 todos.delete("r1").await.map_err(err)?;
                 todos.insert(TodoItem::new("new", "made offline")).await.map_err(err)?;
             }
@@ -402,13 +402,16 @@ impl ClientHarness {
             if !report.is_ok() {
                 return Err(format!("{answer:?}: the store is not sound: {:?}", report.problems));
             }
-            todos.fetch(Query::new()).await.map_err(|e| format!("{answer:?}: a stored row does not read back: {e}"))?;
+            todos
+                .fetch(&Query::new())
+                .await
+                .map_err(|e| format!("{answer:?}: a stored row does not read back: {e}"))?;
             store.errors().await.map_err(|e| format!("{answer:?}: an error row does not read back: {e}"))?;
 
             // The queue: an operation leaves it only on an answer that is a success.
             let after = store.pending_ops().await.map_err(err)?;
             for op in &before {
-                if after.iter().any(|o| o.id == op.id) {
+                if after.iter().any(|o| o.op_id == op.op_id) {
                     continue;
                 }
                 let allowed = match op.kind {

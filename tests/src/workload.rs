@@ -213,9 +213,9 @@ impl EventLog {
 /// 3 left to the app (error rows settled by [`Actor::settle_errors`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
-    /// `Resolution::TakeServer`.
+    /// `Resolution::ServerWins`.
     ServerWins,
-    /// `Resolution::KeepClient`.
+    /// `Resolution::ClientWins`.
     ClientWins,
     /// `Resolution::Merged` (for a delete: the delete wins).
     Merge,
@@ -255,8 +255,8 @@ pub fn build_client(store: Store, config: &ClientConfig, log: &EventLog) -> Sync
     let prefix = config.prefix.clone();
     let handler = move |c: &Conflict<TodoItem>| -> Resolution<TodoItem> {
         let (decision, resolution) = match (policy, c.kind) {
-            (Policy::ServerWins, _) => (Decision::Server, Resolution::TakeServer),
-            (Policy::ClientWins, _) | (Policy::Merge, OpKind::Delete) => (Decision::Client, Resolution::KeepClient),
+            (Policy::ServerWins, _) => (Decision::Server, Resolution::ServerWins),
+            (Policy::ClientWins, _) | (Policy::Merge, OpKind::Delete) => (Decision::Client, Resolution::ClientWins),
             (Policy::Merge, _) => {
                 let n = merges.fetch_add(1, Ordering::SeqCst);
                 let mut merged = c.server.clone();
@@ -388,7 +388,7 @@ impl Actor {
             (Kind::Update, Some(mut item)) => {
                 item.text = text.unwrap_or_default();
                 item.complete = complete;
-                self.table.update(item).await
+                self.table.update(&item).await
             }
             (_, _) => self.table.delete(id).await,
         };

@@ -25,7 +25,7 @@ fn apply(model: &mut Model, kind: &str, id: &str, text: &str) {
 
 async fn actual(store: &Store) -> Model {
     let table = store.table::<TodoItem>().await.unwrap();
-    table.fetch(sync_runtime::Query::new()).await.unwrap().into_iter().map(|i| (i.id, Some(i.text))).collect()
+    table.fetch(&sync_runtime::Query::new()).await.unwrap().into_iter().map(|i| (i.id, Some(i.text))).collect()
 }
 
 #[test]

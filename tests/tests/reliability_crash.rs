@@ -99,8 +99,7 @@ fn parse_run(lines: &[String], round: u64) -> Result<Run, String> {
 async fn committed(dir: &std::path::Path, event: &Event) -> Result<bool, String> {
     let Event::Write { client, id, kind, text, .. } = event else { return Ok(false) };
     let store = Store::open(dir.join(format!("c{client}.db"))).await.map_err(|e| e.to_string())?;
-    let row =
-        store.table::<TodoItem>().await.map_err(|e| e.to_string())?.get(id.clone()).await.map_err(|e| e.to_string())?;
+    let row = store.table::<TodoItem>().await.map_err(|e| e.to_string())?.get(id).await.map_err(|e| e.to_string())?;
     store.close().await.map_err(|e| e.to_string())?;
     Ok(match kind {
         Kind::Delete => row.is_none(),

@@ -124,7 +124,7 @@ fn an_update_whose_answer_is_lost_is_not_a_false_conflict() {
             assert!(a.client.push().await.unwrap().is_complete());
             let mut item = t.get("x").await.unwrap().unwrap();
             item.text = "a2".into();
-            t.update(item).await.unwrap();
+            t.update(&item).await.unwrap();
             rig.proxy.force(&[Fault::DropAfterApplied]);
             assert!(cancelled(&a.client.push().await.unwrap()));
             let report = a.client.push().await.unwrap();
@@ -155,7 +155,7 @@ fn a_gateway_timeout_after_the_server_applied_is_not_a_false_conflict() {
 
             let mut item = t.get("x").await.unwrap().unwrap();
             item.text = "a2".into();
-            t.update(item).await.unwrap();
+            t.update(&item).await.unwrap();
             rig.proxy.force(&[Fault::GatewayAfterApplied]);
             let report = a.client.push().await.unwrap();
             assert_eq!((report.pushed, report.errors), (1, 0), "{protocol} update: {report:?}");
@@ -180,7 +180,7 @@ fn a_delete_after_a_lost_update_answer_deletes_over_the_landed_version() {
             assert!(a.client.push().await.unwrap().is_complete());
             let mut item = t.get("x").await.unwrap().unwrap();
             item.text = "a2".into();
-            t.update(item).await.unwrap();
+            t.update(&item).await.unwrap();
             rig.proxy.force(&[Fault::DropAfterApplied]);
             assert!(cancelled(&a.client.push().await.unwrap()));
             t.delete("x").await.unwrap();
@@ -262,7 +262,7 @@ fn a_lost_insert_answer_is_recognized_after_an_attempt_that_never_arrived() {
                 assert!(cancelled(&a.client.push().await.unwrap()));
                 let mut item = t.get("x").await.unwrap().unwrap();
                 item.text = "a2".into();
-                t.update(item).await.unwrap();
+                t.update(&item).await.unwrap();
                 rig.proxy.force(&times(between));
                 assert!(cancelled(&a.client.push().await.unwrap()), "{protocol} {between:?}");
                 let report = a.client.push().await.unwrap();

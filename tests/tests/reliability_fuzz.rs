@@ -607,7 +607,7 @@ fn regression_a_pull_refuses_a_row_that_does_not_fit_the_struct() {
         assert!(matches!(err, sync_runtime::Error::Protocol { .. }), "{err:?}");
         assert!(err.to_string().contains("n32"), "the error names the field: {err}");
         // The table still reads: the page holding the bad row was not applied.
-        let rows = store.table::<Everything>().await.unwrap().fetch(Query::new()).await.unwrap();
+        let rows = store.table::<Everything>().await.unwrap().fetch(&Query::new()).await.unwrap();
         assert!(rows.is_empty(), "{rows:?}");
         handle.shutdown().await.unwrap();
     });

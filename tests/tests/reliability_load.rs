@@ -56,10 +56,10 @@ async fn client_loop(index: usize, url: String, deadline: Instant, stats: Arc<Mu
             inserted.fetch_add(1, Ordering::Relaxed);
         } else {
             let id = &mine[rng.below(mine.len() as u64) as usize];
-            let mut item = table.get(id.clone()).await.unwrap().unwrap();
+            let mut item = table.get(id).await.unwrap().unwrap();
             item.text = format!("edit {}", rng.next_u64());
             item.complete = !item.complete;
-            table.update(item).await.unwrap();
+            table.update(&item).await.unwrap();
         }
         let t = Instant::now();
         match client.push().await {
@@ -164,7 +164,7 @@ fn hundred_clients_push_and_pull_for_thirty_seconds() {
         let client = SyncClient::builder(store.clone(), url.clone()).protocol(ProtocolVersion::V3).build().unwrap();
         let r = client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
         assert_eq!(r.received, inserted, "every inserted item once");
-        assert_eq!(store.table::<TodoItem>().await.unwrap().count().await.unwrap(), inserted);
+        assert_eq!(store.table::<TodoItem>().await.unwrap().count_all().await.unwrap(), inserted);
     });
     server_rt.block_on(handle.shutdown()).unwrap();
 }

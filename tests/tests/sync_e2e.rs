@@ -57,7 +57,7 @@ fn full_lifecycle_between_two_devices() {
         // B edits, A sees it.
         let mut edited = tb.get("bread").await.unwrap().unwrap();
         edited.complete = true;
-        tb.update(edited).await.unwrap();
+        tb.update(&edited).await.unwrap();
         assert_eq!(b.client.push().await.unwrap().pushed, 1);
         let r = a.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
         assert_eq!(r.applied, 1, "{protocol}: only the changed row comes back");
@@ -66,11 +66,11 @@ fn full_lifecycle_between_two_devices() {
         // Both edit the same item: B's push meets a conflict, left to the app.
         let mut on_a = ta.get(&milk.id).await.unwrap().unwrap();
         on_a.text = "buy oat milk".into();
-        ta.update(on_a).await.unwrap();
+        ta.update(&on_a).await.unwrap();
         a.client.push().await.unwrap();
         let mut on_b = tb.get(&milk.id).await.unwrap().unwrap();
         on_b.text = "buy soy milk".into();
-        tb.update(on_b).await.unwrap();
+        tb.update(&on_b).await.unwrap();
         let report = b.client.push().await.unwrap();
         assert_eq!(report.errors, 1, "{protocol}");
         assert_eq!(report.conflicts[0].resolution, ConflictResolution::Unresolved);
@@ -88,7 +88,7 @@ fn full_lifecycle_between_two_devices() {
         assert_eq!(b.store.pending_count().await.unwrap(), 0);
 
         // A deletes; B pulls the tombstone.
-        ta.delete(milk.id.clone()).await.unwrap();
+        ta.delete(&milk.id).await.unwrap();
         assert_eq!(a.client.push().await.unwrap().pushed, 1);
         let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
         assert_eq!(r.deleted, 1);
@@ -97,10 +97,10 @@ fn full_lifecycle_between_two_devices() {
 
         // Purge: refused with pending ops, then clears rows and cursors.
         tb.insert(TodoItem::new("local", "not pushed")).await.unwrap();
-        let err = b.client.purge(Query::<TodoItem>::new()).await.unwrap_err();
+        let err = tb.purge(&Query::<TodoItem>::new()).await.unwrap_err();
         assert!(err.to_string().contains("pending"), "{err}");
         b.client.push().await.unwrap();
-        assert_eq!(b.client.purge(Query::<TodoItem>::new()).await.unwrap(), 2);
+        assert_eq!(tb.purge(&Query::<TodoItem>::new()).await.unwrap(), 2);
         assert!(b.items().await.is_empty());
         let r = b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
         assert_eq!(r.applied, 2, "after a purge the next pull starts over");
@@ -138,12 +138,12 @@ async fn diverged(
     b.client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
     let mut on_a = ta.get("x").await.unwrap().unwrap();
     on_a.text = "from a".into();
-    ta.update(on_a).await.unwrap();
+    ta.update(&on_a).await.unwrap();
     a.client.push().await.unwrap();
     let mut on_b = tb.get("x").await.unwrap().unwrap();
     on_b.text = "from b".into();
     on_b.complete = true;
-    tb.update(on_b).await.unwrap();
+    tb.update(&on_b).await.unwrap();
     (a, b)
 }
 
@@ -259,7 +259,7 @@ fn server_stopped_mid_push_keeps_the_op_and_never_duplicates() {
             let tstop = stopper.store.table::<TodoItem>().await.unwrap();
             let mut third = tstop.get("i2").await.unwrap().unwrap();
             third.text = "edited offline".into();
-            tstop.update(third).await.unwrap();
+            tstop.update(&third).await.unwrap();
             assert_eq!(stopper.store.pending_count().await.unwrap(), 4, "{protocol}: the edit collapsed");
             assert_eq!(a.store.error_count().await.unwrap(), 0, "network failures record no error");
 
@@ -351,6 +351,37 @@ fn a_pull_keeps_pending_local_edits() {
     });
 }
 
+/// A panic inside a store transaction (an app bug) rolls that transaction back and
+/// leaves the store whole: a push afterwards sends what was queued before it, for a
+/// table the app opened before the panic and not since.
+#[test]
+fn a_push_after_a_panic_in_a_transaction_sends_the_queue() {
+    on_each_protocol(async |protocol, dir, url| {
+        let a = Device::new(dir, "a", url, protocol).await;
+        let ta = a.store.table::<TodoItem>().await.unwrap();
+        ta.insert(TodoItem::new("before", "queued before the panic")).await.unwrap();
+        let store = a.store.clone();
+        let panicked = tokio::spawn(async move {
+            store
+                .transaction(|tx| -> sync_runtime::Result<()> {
+                    tx.insert(TodoItem::new("inside", "rolled back"))?;
+                    panic!("app bug");
+                })
+                .await
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+
+        let report = a.client.push().await.unwrap();
+        assert!(report.is_complete(), "{protocol}: {report:?}");
+        assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
+        assert_eq!(a.store.pending_count().await.unwrap(), 0);
+        let b = Device::new(dir, "b", url, protocol).await;
+        b.client.pull(Query::<TodoItem>::new(), None).await.unwrap();
+        assert_eq!(texts(&b.items().await), [("before".into(), "queued before the panic".into(), false)]);
+    });
+}
+
 /// Two pushes of one store at once (a sync button pressed while a background sync
 /// runs): each operation is sent once, by one of them; neither meets the other's
 /// requests as conflicts.
@@ -424,7 +455,7 @@ fn edits_during_a_push_follow_the_operations_in_its_batch() {
         assert_eq!(plain.push().await.unwrap().pushed, 20);
         for mut item in table.query().all().await.unwrap() {
             item.text = "v1".into();
-            table.update(item).await.unwrap();
+            table.update(&item).await.unwrap();
         }
         let (answered_tx, answered_rx) = std::sync::mpsc::channel::<()>();
         let (edited_tx, edited_rx) = std::sync::mpsc::channel::<()>();
@@ -445,7 +476,7 @@ fn edits_during_a_push_follow_the_operations_in_its_batch() {
         for id in ["i05", "i12", "i18"] {
             let mut item = table.get(id).await.unwrap().unwrap();
             item.text = "v2".into();
-            table.update(item).await.unwrap();
+            table.update(&item).await.unwrap();
         }
         let queued: Vec<(String, OpKind)> =
             store.pending_ops().await.unwrap().into_iter().map(|o| (o.item_id, o.kind)).collect();

@@ -124,7 +124,7 @@ async fn capped_bare_array_pages_with_malformed_links_are_read_whole() {
     let report = client.pull(Query::<TodoItem>::new(), Some("all")).await.unwrap();
     assert_eq!((report.received, report.applied), (30, 30));
     assert_eq!(report.pages, 6, "five capped pages of at most 7 rows, then an empty one");
-    let items = store.table::<TodoItem>().await.unwrap().count().await.unwrap();
+    let items = store.table::<TodoItem>().await.unwrap().count_all().await.unwrap();
     assert_eq!(items, 30);
     // Versions of any shape (quotes included) are kept as sent.
     let one = store.table::<TodoItem>().await.unwrap().get("q004").await.unwrap().unwrap();

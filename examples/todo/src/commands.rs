@@ -48,7 +48,7 @@ pub async fn set_complete(ctx: &Ctx, id: &str, complete: bool) -> Result<()> {
     let changed = item.complete != complete;
     if changed {
         item.complete = complete;
-        device.todos.update(item.clone()).await?;
+        device.todos.update(&item).await?;
     }
     if ctx.json {
         return print_json(&item.to_json());
@@ -69,7 +69,7 @@ pub async fn edit(ctx: &Ctx, id: &str, words: &[String]) -> Result<()> {
     let mut item = device.find(id).await?;
     if item.text != text {
         item.text = text;
-        device.todos.update(item.clone()).await?;
+        device.todos.update(&item).await?;
     }
     if ctx.json {
         return print_json(&item.to_json());
@@ -82,7 +82,7 @@ pub async fn edit(ctx: &Ctx, id: &str, words: &[String]) -> Result<()> {
 pub async fn remove(ctx: &Ctx, id: &str) -> Result<()> {
     let device = ctx.device().await?;
     let item = device.find(id).await?;
-    device.todos.delete(item.id.clone()).await?;
+    device.todos.delete(&item.id).await?;
     if ctx.json {
         return print_json(&json!({ "id": item.id }));
     }

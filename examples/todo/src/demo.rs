@@ -108,11 +108,11 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
     out.step("Both edit `buy milk` while apart: A writes `buy oat milk`, B writes `buy soy milk` and ticks it.");
     let mut on_a = a.find_text("buy milk").await?;
     on_a.text = "buy oat milk".into();
-    a.device.todos.update(on_a).await?;
+    a.device.todos.update(&on_a).await?;
     let mut on_b = b.find_text("buy milk").await?;
     on_b.text = "buy soy milk".into();
     on_b.complete = true;
-    b.device.todos.update(on_b.clone()).await?;
+    b.device.todos.update(&on_b).await?;
     a.sync(&out).await?;
     let outcome = b.sync(&out).await?;
     if outcome.conflicts != 1 {
@@ -130,7 +130,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
 
     out.step("A removes `call mum`; the delete travels through the server to B.");
     let mum = a.find_text("call mum").await?;
-    a.device.todos.delete(mum.id).await?;
+    a.device.todos.delete(&mum.id).await?;
     a.sync(&out).await?;
     b.sync(&out).await?;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sync_runtime::{ProtocolVersion, Store, SyncClient, Table};
 
-use crate::failure::{Failure, Result};
+use crate::failure::{Failure, Result, chain};
 use crate::model::TodoItem;
 
 /// The application's name in the user's data directory.
@@ -84,10 +84,8 @@ impl Device {
             builder = builder.on_progress(sink);
         }
         builder.build().map_err(|e| match e {
-            sync_runtime::Error::Network { message, .. } => {
-                Failure::new("bad-url", format!("the server URL `{server}` is not usable: {message}"))
-                    .hint("give an http:// or https:// URL, e.g. --server http://127.0.0.1:8080")
-            }
+            e @ sync_runtime::Error::Config { .. } => Failure::new("bad-url", chain(&e))
+                .hint("give an http:// or https:// URL, e.g. --server http://127.0.0.1:8080"),
             other => Failure::from_sync(other, Some(server)),
         })
     }

@@ -77,7 +77,8 @@ impl Failure {
         use sync_runtime::Error;
         let at = |url: &str| server.map_or_else(|| url.to_owned(), str::to_owned);
         match error {
-            Error::Network { url, message } => {
+            Error::Network { url, source } => {
+                let message = chain(&source);
                 let detail = network_detail(&message);
                 Failure::new("network", format!("cannot reach the server at {} ({detail})", at(&url))).hint(
                     "local changes are kept; check the URL (--server / TODO_SERVER) and that the server runs, then sync again",

@@ -55,7 +55,8 @@ impl Bars {
                     ProgressStyle::with_template("pushing {bar:30} {pos}/{len} changes ({elapsed})")
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 ),
-                SyncPhase::Pull => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                // A pull, or a phase newer than this app: a spinner with no total.
+                _ => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
                     ProgressStyle::with_template("pulling {spinner} {pos} items, {msg} ({elapsed})")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 ),

@@ -216,7 +216,7 @@ pub async fn settle(device: &Device, id: &str, side: Side) -> Result<String> {
             device.todos.resolve_take_server(&error).await?;
         }
         Side::Mine => {
-            let local = match device.todos.get(item_id.clone()).await? {
+            let local = match device.todos.get(&item_id).await? {
                 Some(item) => item,
                 None => error.client_item.clone().ok_or_else(|| {
                     Failure::new("no-local-copy", format!("there is no local copy of `{item_id}` to send"))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NetworkCause, Result};
 use sync_core::ProtocolVersion;
 
 use super::ClientInner;
@@ -131,7 +131,8 @@ impl ClientInner {
         if let Some(body) = &req.body {
             builder = builder.json(body);
         }
-        let network = |e: reqwest::Error| Error::Network { url: url.clone(), message: describe(&e) };
+        // The HTTP stack's error stays whole, as the source: its chain says what failed.
+        let network = |e: reqwest::Error| Error::Network { url: url.clone(), source: NetworkCause::new(e) };
         let response = builder.send().await.map_err(network)?;
         let status = response.status().as_u16();
         let retry_after = response
@@ -158,16 +159,4 @@ impl ClientInner {
             None => jittered,
         }
     }
-}
-
-/// The error's chain in one line (reqwest puts the useful part in the sources).
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }

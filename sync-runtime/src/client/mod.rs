@@ -1,5 +1,5 @@
 //! The sync client: push the operations queue to a server, pull server changes into the
-//! local tables, purge, and settle conflicts, over the Azure Mobile Apps (v2) /
+//! local tables, and settle conflicts, over the Azure Mobile Apps (v2) /
 //! Datasync (v3) table protocol.
 //!
 //! ```no_run
@@ -20,7 +20,7 @@
 //! # }
 //! ```
 
-mod conflict;
+mod conflict_handler;
 mod http;
 mod progress;
 mod pull;
@@ -38,7 +38,7 @@ use sync_core::ProtocolVersion;
 use sync_core::SyncEntity;
 use sync_core::query::Query;
 
-pub use conflict::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
+pub use conflict_handler::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
 pub use progress::{SyncEvent, SyncPhase};
 pub use pull::PullReport;
 pub use push::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
@@ -76,6 +76,7 @@ impl RetryPolicy {
 
 /// The result of [`SyncClient::sync`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SyncReport {
     /// What the push did.
     pub push: PushReport,
@@ -93,7 +94,7 @@ pub struct SyncClientBuilder {
     connect_timeout: Duration,
     page_size: u32,
     retry: RetryPolicy,
-    handlers: HashMap<&'static str, Arc<dyn conflict::ErasedHandler>>,
+    handlers: HashMap<&'static str, Arc<dyn conflict_handler::ErasedHandler>>,
     progress: Option<ProgressSink>,
 }
 
@@ -153,7 +154,7 @@ impl SyncClientBuilder {
     /// closure `|c: &Conflict<E>| -> Resolution<E>`. Without one, conflicts become error
     /// rows for the app to resolve.
     pub fn conflict_handler<E: SyncEntity>(mut self, handler: impl ConflictHandler<E>) -> Self {
-        self.handlers.insert(E::TABLE, conflict::erase::<E>(handler));
+        self.handlers.insert(E::TABLE, conflict_handler::erase::<E>(handler));
         self
     }
 
@@ -164,17 +165,23 @@ impl SyncClientBuilder {
         self
     }
 
-    /// Builds the client (one `reqwest::Client`, reused for every request).
+    /// Builds the client (one `reqwest::Client`, reused for every request). A base URL
+    /// that does not parse, or is not `http://` / `https://`, is an [`Error::Config`].
     pub fn build(self) -> Result<SyncClient> {
         let base = self.base.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| Error::Network { url: base.clone(), message: format!("invalid server URL: {e}") })?;
+        let parsed = reqwest::Url::parse(&base).map_err(|e| Error::Config {
+            message: format!("the server URL `{base}` does not parse"),
+            source: Some(Box::new(e)),
+        })?;
         if parsed.cannot_be_a_base() || !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::Network { url: base, message: "the server URL must be http:// or https://".into() });
+            return Err(Error::Config {
+                message: format!("the server URL `{base}` is not http:// or https://"),
+                source: None,
+            });
         }
         let http =
             reqwest::Client::builder().timeout(self.timeout).connect_timeout(self.connect_timeout).build().map_err(
-                |e| Error::Network { url: base.clone(), message: format!("cannot build the HTTP client: {e}") },
+                |e| Error::Config { message: "cannot build the HTTP client".into(), source: Some(Box::new(e)) },
             )?;
         Ok(SyncClient {
             inner: Arc::new(ClientInner {
@@ -200,7 +207,7 @@ pub(crate) struct ClientInner {
     pub(crate) token: Option<TokenProvider>,
     pub(crate) page_size: u32,
     pub(crate) retry: RetryPolicy,
-    pub(crate) handlers: HashMap<&'static str, Arc<dyn conflict::ErasedHandler>>,
+    pub(crate) handlers: HashMap<&'static str, Arc<dyn conflict_handler::ErasedHandler>>,
     pub(crate) progress: Option<ProgressSink>,
 }
 
@@ -283,16 +290,61 @@ impl SyncClient {
         let pull = self.pull::<E>(Query::new(), Some(pull::DEFAULT_QUERY_ID)).await?;
         Ok(SyncReport { push, pull })
     }
+}
 
-    /// Deletes the local rows a query selects, and the table's pull cursors (so the
-    /// next pull fetches them again). Refused while the table has queued operations.
-    pub async fn purge<E: SyncEntity>(&self, query: Query<E>) -> Result<u64> {
-        pull::purge::<E>(&self.inner.store, query, false).await
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[derive(crate::SyncEntity, Clone, Debug, PartialEq)]
+    #[sync(crate = "crate")]
+    struct Note {
+        id: String,
+        text: String,
     }
 
-    /// Deletes all of the table's rows, queued operations, errors and cursors: the next
-    /// pull starts over.
-    pub async fn force_purge<E: SyncEntity>(&self) -> Result<u64> {
-        pull::purge::<E>(&self.inner.store, Query::new(), true).await
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn an_unusable_server_url_is_a_configuration_error() {
+        rt().block_on(async {
+            let store = Store::open_in_memory().await.unwrap();
+            for url in ["not a url", "ftp://example.com", "mailto:me@example.com"] {
+                let err = SyncClient::builder(store.clone(), url).build().unwrap_err();
+                assert!(err.is_config() && !err.is_network(), "{url}: {err:?}");
+                assert!(err.to_string().contains(url), "{url}: {err}");
+            }
+            let err = SyncClient::builder(store.clone(), "no scheme").build().unwrap_err();
+            assert!(std::error::Error::source(&err).is_some(), "the parse error is the source: {err:?}");
+        });
+    }
+
+    #[test]
+    fn a_network_failure_keeps_its_cause_as_the_source() {
+        rt().block_on(async {
+            let store = Store::open_in_memory().await.unwrap();
+            store.table::<Note>().await.unwrap().insert(Note { id: "n".into(), text: "a".into() }).await.unwrap();
+            // A port nothing listens on.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let client = SyncClient::builder(store.clone(), format!("http://127.0.0.1:{port}"))
+                .retry(RetryPolicy::none())
+                .build()
+                .unwrap();
+            let report = client.push().await.unwrap();
+            let PushStatus::Cancelled(cancel @ PushCancel::Network { .. }) = &report.status else {
+                panic!("expected a push cancelled by the network: {report:?}");
+            };
+            assert_eq!(cancel, &cancel.clone(), "a cancel compares equal to its clone");
+            let err = cancel.to_error();
+            assert!(err.is_network(), "{err:?}");
+            let source = std::error::Error::source(&err).expect("the cause is kept as the source");
+            let message = err.to_string();
+            assert!(!message.contains(&source.to_string()), "`{message}` repeats its source");
+            assert!(err.with_sources().len() > message.len(), "{}", err.with_sources());
+            assert_eq!(store.pending_count().await.unwrap(), 1, "the operation stays queued");
+        });
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// Which part of a sync an event belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncPhase {
     /// Sending queued operations.
     Push,
@@ -13,6 +14,7 @@ pub enum SyncPhase {
 
 /// One step of a push (one operation done) or a pull (one page applied).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SyncEvent {
     /// Push or pull.
     pub phase: SyncPhase,

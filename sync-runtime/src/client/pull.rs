@@ -1,4 +1,4 @@
-//! `pull()` and `purge()` (DESIGN.md section 8).
+//! `pull()` (DESIGN.md section 8).
 //!
 //! A pull pages through the server's rows in `(updatedAt, id)` order, asking each page
 //! for the rows after the last one seen:
@@ -16,15 +16,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::Method;
-use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::store::{Store, TableMeta};
+use crate::store::{Answered, PullCursor, ServerCopy, TableMeta, Tx};
 use sync_core::ProtocolVersion;
 use sync_core::Value;
 use sync_core::odata;
 use sync_core::query::{BinaryOp, Expr, Query};
-use sync_core::system::{CURSORS_TABLE, ERRORS_TABLE, ID, OPERATIONS_TABLE, UPDATED_AT};
+use sync_core::system::{ID, UPDATED_AT};
 use sync_core::{FieldRole, SyncEntity};
 
 use super::http::Request;
@@ -36,6 +35,7 @@ pub(crate) const DEFAULT_QUERY_ID: &str = "__all";
 
 /// What a pull did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PullReport {
     /// Rows received from the server.
     pub received: u64,
@@ -51,13 +51,6 @@ pub struct PullReport {
     pub bytes: u64,
 }
 
-/// The position of a pull: the `(updatedAt, id)` of the last row seen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Cursor {
-    updated_at: String,
-    id: String,
-}
-
 fn columns_in(expr: &Expr, out: &mut Vec<String>) {
     match expr {
         Expr::Column(name) => out.push(name.clone()),
@@ -71,7 +64,7 @@ fn columns_in(expr: &Expr, out: &mut Vec<String>) {
     }
 }
 
-fn cursor_filter(cursor: &Cursor) -> Result<Expr> {
+fn cursor_filter(cursor: &PullCursor) -> Result<Expr> {
     let t = sync_core::datetime::parse(&cursor.updated_at).ok_or_else(|| Error::Protocol {
         url: String::new(),
         message: format!("the server's updatedAt `{}` is not an RFC 3339 timestamp", cursor.updated_at),
@@ -148,10 +141,7 @@ pub(crate) async fn pull<E: SyncEntity>(
 
     let query_id = query_id.map(str::to_owned);
     let mut position = match &query_id {
-        Some(qid) => {
-            let (name, qid) = (meta.name, qid.clone());
-            inner.store.call(move |w| load_cursor(&w.conn, name, &qid)).await?
-        }
+        Some(qid) => inner.store.pull_cursor(meta.name, qid).await?,
         None => None,
     };
     let mut report = PullReport::default();
@@ -205,7 +195,7 @@ pub(crate) async fn pull<E: SyncEntity>(
             }
             let row = meta.row_from_json(item).map_err(|e| Error::Protocol {
                 url: answer.url.clone(),
-                message: format!("a row does not fit table `{}`: {e}", meta.name),
+                message: format!("a row does not fit: {}", e.with_sources()),
             })?;
             // A value of the right JSON type may still not fit the field (2^31 for an
             // `i32`, other text for a `Uuid`); stored, it would make every query of the
@@ -213,12 +203,12 @@ pub(crate) async fn pull<E: SyncEntity>(
             if !meta.is_deleted(&row) {
                 meta.decode::<E>(&row).map_err(|e| Error::Protocol {
                     url: answer.url.clone(),
-                    message: format!("a row does not fit table `{}`: {e}", meta.name),
+                    message: format!("a row does not fit: {}", e.with_sources()),
                 })?;
             }
             let cursor = match (&row[0], meta.column_index(UPDATED_AT).map(|i| &row[i])) {
                 (Value::String(id), Some(Value::String(at))) if !id.is_empty() => {
-                    Cursor { updated_at: at.clone(), id: id.clone() }
+                    PullCursor { updated_at: at.clone(), id: id.clone() }
                 }
                 _ => {
                     return Err(Error::Protocol {
@@ -286,105 +276,42 @@ pub(crate) async fn pull<E: SyncEntity>(
 }
 
 /// Whether `a` comes after `b` in `(updatedAt, id)` order.
-fn after(a: &Cursor, b: &Cursor) -> bool {
+fn after(a: &PullCursor, b: &PullCursor) -> bool {
     match (sync_core::datetime::parse(&a.updated_at), sync_core::datetime::parse(&b.updated_at)) {
         (Some(x), Some(y)) if x != y => x > y,
         _ => a.id > b.id,
     }
 }
 
-fn load_cursor(conn: &rusqlite::Connection, table: &str, query_id: &str) -> Result<Option<Cursor>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT updated_at, last_id FROM {CURSORS_TABLE} WHERE table_name = ?1 AND query_id = ?2"
-        ))?
-        .query_row(params![table, query_id], |r| Ok(Cursor { updated_at: r.get(0)?, id: r.get(1)? }))
-        .optional()?)
-}
-
 /// Applies one page: upserts, tombstones, skips, and the cursor, in one transaction.
 fn apply_page(
-    tx: &mut crate::store::Tx<'_>,
+    tx: &mut Tx<'_>,
     meta: &TableMeta,
-    rows: Vec<(Vec<Value>, Cursor)>,
+    rows: Vec<(Vec<Value>, PullCursor)>,
     query_id: Option<&str>,
     mut skipping: bool,
 ) -> Result<(u64, u64, u64)> {
     let (mut applied, mut deleted, mut skipped) = (0, 0, 0);
-    let mut save: Option<Cursor> = None;
+    let mut save: Option<PullCursor> = None;
     // One look at the queue for the whole page: when nothing of this table is queued
     // (the usual pull), no row needs a look of its own.
-    let table_queued: bool = tx
-        .conn()
-        .prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1)"))?
-        .query_row([meta.name], |r| r.get(0))?;
-    let local_only = meta.has_local_only();
-    for (mut row, cursor) in rows {
-        let id = cursor.id.clone();
-        let pending: bool = table_queued
-            && tx
-                .conn()
-                .prepare_cached(&format!(
-                    "SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1 AND item_id = ?2)"
-                ))?
-                .query_row(params![meta.name, id], |r| r.get(0))?;
-        if pending {
+    let table_queued = tx.table_has_ops(meta.name)?;
+    for (row, cursor) in rows {
+        if table_queued && tx.item_has_ops(meta.name, &cursor.id)? {
             skipped += 1;
             skipping = true;
             continue;
         }
-        if meta.is_deleted(&row) {
-            tx.delete_row_unqueued(meta, &id)?;
-            deleted += 1;
-        } else {
-            if local_only {
-                if let Some(local) = tx.read_row(meta, &id)? {
-                    meta.keep_local_only(&mut row, &local);
-                }
-            }
-            tx.upsert_row_unqueued(meta, &row)?;
-            applied += 1;
+        match tx.apply_server_copy(meta, &cursor.id, row, Answered::NothingQueued)? {
+            ServerCopy::Deleted => deleted += 1,
+            ServerCopy::Written | ServerCopy::ServerColumnsTaken => applied += 1,
         }
         if !skipping {
             save = Some(cursor);
         }
     }
     if let (Some(qid), Some(c)) = (query_id, save) {
-        tx.conn()
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {CURSORS_TABLE} (table_name, query_id, updated_at, last_id) VALUES (?1, ?2, ?3, ?4)"
-            ))?
-            .execute(params![meta.name, qid, c.updated_at, c.id])?;
+        tx.save_pull_cursor(meta.name, qid, &c)?;
     }
     Ok((applied, deleted, skipped))
-}
-
-pub(crate) async fn purge<E: SyncEntity>(store: &Store, query: Query<E>, force: bool) -> Result<u64> {
-    store
-        .transaction(move |tx| {
-            let meta = tx.meta::<E>()?;
-            let conn = tx.conn();
-            let table = sync_core::sql::quote_ident(meta.name);
-            if force {
-                conn.execute(&format!("DELETE FROM {OPERATIONS_TABLE} WHERE table_name = ?1"), [meta.name])?;
-                conn.execute(&format!("DELETE FROM {ERRORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
-            } else {
-                let pending: i64 = conn.query_row(
-                    &format!("SELECT count(*) FROM {OPERATIONS_TABLE} WHERE table_name = ?1"),
-                    [meta.name],
-                    |r| r.get(0),
-                )?;
-                if pending > 0 {
-                    return Err(Error::PendingOperations { table: meta.name.to_owned(), pending: pending as u64 });
-                }
-            }
-            let ids = sync_core::sql::select(&sync_core::sql::Sqlite, meta.name, &[ID], query.spec(), &*meta)?;
-            let removed = conn.execute(
-                &format!("DELETE FROM {table} WHERE \"id\" IN ({})", ids.sql),
-                rusqlite::params_from_iter(ids.params.iter()),
-            )?;
-            conn.execute(&format!("DELETE FROM {CURSORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
-            Ok(removed as u64)
-        })
-        .await
 }

@@ -240,7 +240,7 @@ mod tests {
             assert!(len <= bound, "log of {len} bytes, bound {bound}; {runs} background checkpoints");
 
             // Everything committed reads back, from the store and from another connection.
-            let stored = store.table::<Note>().await.unwrap().count().await.unwrap();
+            let stored = store.table::<Note>().await.unwrap().count_all().await.unwrap();
             assert_eq!(stored, 4 * HARD_PAGES as u64);
             let raw = rusqlite::Connection::open(path).unwrap();
             let check: String = raw.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
@@ -263,7 +263,7 @@ mod tests {
             // Removed by the last connection to close: the checkpointer's is gone too.
             assert_eq!(wal_len(path), None, "the log is removed when the store closes");
             let store = Store::open(path).await.unwrap();
-            let stored = store.table::<Note>().await.unwrap().count().await.unwrap();
+            let stored = store.table::<Note>().await.unwrap().count_all().await.unwrap();
             assert_eq!(stored, 2 * SOFT_PAGES as u64);
             store.close().await.unwrap();
         });

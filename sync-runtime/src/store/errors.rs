@@ -6,16 +6,17 @@
 use rusqlite::params;
 
 use crate::error::{Error, Result};
-use crate::queue::{self, OpKind, OpRow};
 use sync_core::SyncEntity;
 use sync_core::Value;
 use sync_core::system::ERRORS_TABLE;
 
+use super::queue::{OpKind, OpRow};
 use super::tx::Tx;
-use super::{Store, Table};
+use super::{Answered, Store, Table};
 
 /// An error row, untyped: what [`Store::errors`] lists across all tables.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ErrorRecord {
     /// The refused operation's id (its queue sequence number).
     pub op_id: i64,
@@ -184,7 +185,7 @@ impl<E: SyncEntity> Table<E> {
                 if let Some(base) = base {
                     meta.copy_server_columns(&mut row, &base);
                 }
-                queue::remove_op(tx.conn(), op.seq)?;
+                tx.remove_op(op.seq)?;
                 tx.upsert_row_unqueued(&meta, &row)
             })
             .await
@@ -205,17 +206,10 @@ impl<E: SyncEntity> Table<E> {
                         reason: "the error has no server item to take".into(),
                     });
                 };
-                let mut row = meta.row_from_json(server)?;
-                set_id(&mut row, &record.item_id);
-                if let Some(local) = tx.read_row(&meta, &record.item_id)? {
-                    meta.keep_local_only(&mut row, &local);
-                }
-                queue::remove_op(tx.conn(), op.seq)?;
-                if meta.is_deleted(&row) {
-                    tx.delete_row_unqueued(&meta, &record.item_id)
-                } else {
-                    tx.upsert_row_unqueued(&meta, &row)
-                }
+                let server = meta.row_from_json(server)?;
+                tx.remove_op(op.seq)?;
+                tx.apply_server_copy(&meta, &record.item_id, server, Answered::Op(op.seq))?;
+                Ok(())
             })
             .await
     }
@@ -227,7 +221,7 @@ impl<E: SyncEntity> Table<E> {
             .transaction(move |tx| {
                 let meta = tx.meta::<E>()?;
                 let op = check_op(tx, &record)?;
-                queue::remove_op(tx.conn(), op.seq)?;
+                tx.remove_op(op.seq)?;
                 tx.delete_row_unqueued(&meta, &record.item_id)
             })
             .await
@@ -247,8 +241,7 @@ impl<E: SyncEntity> Table<E> {
                 if let Some(local) = tx.read_row(&meta, &record.item_id)? {
                     meta.copy_server_columns(&mut row, &local);
                 } else if let Some(snapshot) = op.item.as_deref() {
-                    let json = serde_json::from_str(snapshot).unwrap_or(serde_json::Value::Null);
-                    meta.copy_server_columns(&mut row, &meta.row_from_json(&json)?);
+                    meta.copy_server_columns(&mut row, &meta.row_from_queued_item(op.seq, snapshot)?);
                 }
                 if let Some(server) = &record.server_item {
                     let server_row = meta.row_from_json(server)?;
@@ -258,7 +251,7 @@ impl<E: SyncEntity> Table<E> {
                 }
                 if op.kind == OpKind::Delete {
                     let snapshot = meta.row_to_json(&row).to_string();
-                    queue::rewrite_op(tx.conn(), op.seq, op.kind, Some(&snapshot))
+                    tx.rewrite_op(op.seq, op.kind, Some(&snapshot))
                 } else {
                     // An insert the server already has would only meet the same 409
                     // again: over the server's version, it is an update.
@@ -267,7 +260,7 @@ impl<E: SyncEntity> Table<E> {
                         other => other,
                     };
                     tx.upsert_row_unqueued(&meta, &row)?;
-                    queue::rewrite_op(tx.conn(), op.seq, kind, None)
+                    tx.rewrite_op(op.seq, kind, None)
                 }
             })
             .await
@@ -290,7 +283,7 @@ impl<E: SyncEntity> Table<E> {
                             None => op.item.clone(),
                         };
                         tx.delete_row_unqueued(&meta, &record.item_id)?;
-                        queue::rewrite_op(tx.conn(), op.seq, kind, snapshot.as_deref())
+                        tx.rewrite_op(op.seq, kind, snapshot.as_deref())
                     }
                     (OpKind::Delete, _) => {
                         if local.is_none() {
@@ -300,16 +293,12 @@ impl<E: SyncEntity> Table<E> {
                                     reason: "the delete keeps no item to restore".into(),
                                 });
                             };
-                            let json = serde_json::from_str(snapshot).map_err(|e| Error::StaleOperation {
-                                op_id: op.seq,
-                                reason: format!("the queued item does not parse: {e}"),
-                            })?;
-                            let row = meta.row_from_json(&json)?;
+                            let row = meta.row_from_queued_item(op.seq, snapshot)?;
                             tx.upsert_row_unqueued(&meta, &row)?;
                         }
-                        queue::rewrite_op(tx.conn(), op.seq, kind, None)
+                        tx.rewrite_op(op.seq, kind, None)
                     }
-                    _ => queue::rewrite_op(tx.conn(), op.seq, kind, None),
+                    _ => tx.rewrite_op(op.seq, kind, None),
                 }
             })
             .await
@@ -318,7 +307,7 @@ impl<E: SyncEntity> Table<E> {
 
 /// The operation behind an error, refused when it is gone or changed since.
 fn check_op(tx: &Tx<'_>, record: &ErrorRecord) -> Result<OpRow> {
-    match queue::op_by_seq(tx.conn(), record.op_id)? {
+    match tx.op(record.op_id)? {
         None => Err(Error::StaleOperation { op_id: record.op_id, reason: "the operation no longer exists".into() }),
         Some(op) if op.version != record.op_version => Err(Error::StaleOperation {
             op_id: record.op_id,

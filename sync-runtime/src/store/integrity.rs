@@ -10,6 +10,7 @@ use super::Store;
 
 /// What [`Store::check_integrity`] found. Empty `problems` means the store is sound.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IntegrityReport {
     /// One line per problem.
     pub problems: Vec<String>,

@@ -264,19 +264,38 @@ impl TableMeta {
     /// A full row from a JSON object keyed by column name (missing keys are null).
     /// Column types are checked; nullability is not (the caller decides).
     pub(crate) fn row_from_json(&self, json: &serde_json::Value) -> Result<Vec<Value>> {
+        self.json_to_row(json).map_err(|source| Error::Decode { table: self.name.to_owned(), source })
+    }
+
+    fn json_to_row(&self, json: &serde_json::Value) -> Result<Vec<Value>, sync_core::DecodeError> {
         let mut row = self.empty_row();
         for (i, c) in self.columns.iter().enumerate() {
             if let Some(j) = json.get(&c.name) {
-                let v = Value::from_json(j, c.ty).map_err(|e| Error::Decode {
-                    table: self.name.to_owned(),
-                    source: sync_core::DecodeError { field: self.field_name(i), message: e.0 },
-                })?;
+                let v = Value::from_json(j, c.ty)
+                    .map_err(|e| sync_core::DecodeError { field: self.field_name(i), message: e.0 })?;
                 if !(c.role == FieldRole::Deleted && v.is_null()) {
                     row[i] = v;
                 }
             }
         }
         Ok(row)
+    }
+
+    /// The row operation `op_id` keeps in the queue (a delete's item, as
+    /// [`TableMeta::row_to_json`] wrote it). One that does not read is an
+    /// [`Error::InvalidQueuedItem`] naming the table and the operation, never a row of
+    /// nulls.
+    pub(crate) fn row_from_queued_item(&self, op_id: i64, text: &str) -> Result<Vec<Value>> {
+        let invalid = |source: Box<dyn std::error::Error + Send + Sync>| Error::InvalidQueuedItem {
+            table: self.name.to_owned(),
+            op_id,
+            source,
+        };
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(Box::new(e)))?;
+        if !json.is_object() {
+            return Err(invalid("it is not a JSON object".into()));
+        }
+        self.json_to_row(&json).map_err(|e| invalid(Box::new(e)))
     }
 
     /// The struct from a JSON object keyed by column name.

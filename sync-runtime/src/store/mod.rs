@@ -3,11 +3,15 @@
 //! tokio worker.
 
 mod checkpoint;
+mod cursor;
 mod errors;
 mod integrity;
 mod meta;
 mod pending;
+mod purge;
+pub mod queue;
 mod schema;
+mod server_copy;
 mod table;
 mod tx;
 
@@ -24,9 +28,13 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use sync_core::SyncEntity;
 
+pub(crate) use cursor::PullCursor;
 pub use errors::{ErrorRecord, SyncError};
 pub use integrity::IntegrityReport;
 pub(crate) use meta::TableMeta;
+pub use queue::PendingOp;
+pub(crate) use queue::{ErrorInput, OpToSend, QueuedOp};
+pub(crate) use server_copy::{Answered, ServerCopy};
 pub use table::{Table, TableQuery};
 pub use tx::Tx;
 
@@ -77,11 +85,11 @@ impl StoreOptions {
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
 /// State owned by the store thread.
-pub(crate) struct Worker {
-    pub(crate) conn: Connection,
-    pub(crate) tables: HashMap<&'static str, Arc<TableMeta>>,
+struct Worker {
+    conn: Connection,
+    tables: HashMap<&'static str, Arc<TableMeta>>,
     /// Operations whose HTTP request is out right now; never collapsed into.
-    pub(crate) in_flight: HashSet<i64>,
+    in_flight: HashSet<i64>,
     /// Set by [`Store::close`]: told once the connection is closed.
     close_ack: Option<oneshot::Sender<()>>,
     /// Runs the WAL checkpoints of a store file off this thread.
@@ -90,7 +98,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// The metadata of `E`'s table, creating or migrating the table on first use.
-    pub(crate) fn meta<E: SyncEntity>(&mut self) -> Result<Arc<TableMeta>> {
+    fn meta<E: SyncEntity>(&mut self) -> Result<Arc<TableMeta>> {
         if let Some(meta) = self.tables.get(E::TABLE) {
             return Ok(Arc::clone(meta));
         }
@@ -237,7 +245,7 @@ impl Store {
     }
 
     /// Runs `f` on the store thread and returns its result.
-    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
+    async fn call<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,

@@ -1,9 +1,9 @@
 //! Reading the queue: what an app shows on a "not yet synced" badge.
 
 use crate::error::Result;
-use crate::queue::{self, PendingOp};
 
 use super::Store;
+use super::queue::{self, PendingOp};
 
 impl Store {
     /// Every queued operation, across all tables, in push order.

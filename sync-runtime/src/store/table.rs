@@ -4,10 +4,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::queue::PendingOp;
 use sync_core::SyncEntity;
 use sync_core::query::{Filter, Order, Query};
 
+use super::queue::{self, PendingOp};
 use super::{Store, TableMeta, tx};
 
 /// A typed handle on the local table of `E`: local reads and writes, each write with its
@@ -58,14 +58,16 @@ impl<E: SyncEntity> Table<E> {
         self.store.transaction(move |tx| tx.insert_many(items)).await
     }
 
-    /// Updates an item and queues its update.
-    pub async fn update(&self, item: E) -> Result<()> {
-        self.store.transaction(move |tx| tx.update(&item)).await
+    /// Updates an item's own columns and queues its update (the system columns are the
+    /// store's to keep).
+    pub async fn update(&self, item: &E) -> Result<()> {
+        let (id, values) = (item.id().to_owned(), item.to_values());
+        self.store.transaction(move |tx| tx.update_values::<E>(&id, values)).await
     }
 
-    /// Deletes an item and queues its delete.
-    pub async fn delete(&self, id: impl Into<String>) -> Result<()> {
-        let id = id.into();
+    /// Deletes the item with this id and queues its delete.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
         self.store.transaction(move |tx| tx.delete::<E>(&id)).await
     }
 
@@ -74,26 +76,34 @@ impl<E: SyncEntity> Table<E> {
     // exists: `Store::table` made it before handing out this handle.
 
     /// The item with this id, if any.
-    pub async fn get(&self, id: impl Into<String>) -> Result<Option<E>> {
-        let (id, meta) = (id.into(), Arc::clone(&self.meta));
+    pub async fn get(&self, id: &str) -> Result<Option<E>> {
+        let (id, meta) = (id.to_owned(), Arc::clone(&self.meta));
         self.store.call(move |w| tx::get_on(&w.conn, &meta, &id)).await
     }
 
-    /// Runs a query.
-    pub async fn fetch(&self, query: Query<E>) -> Result<Vec<E>> {
+    /// The items a query selects, in its order.
+    pub async fn fetch(&self, query: &Query<E>) -> Result<Vec<E>> {
+        self.fetch_owned(query.clone()).await
+    }
+
+    async fn fetch_owned(&self, query: Query<E>) -> Result<Vec<E>> {
         let meta = Arc::clone(&self.meta);
         self.store.call(move |w| tx::fetch_on(&w.conn, &meta, &query)).await
     }
 
-    /// Counts the rows a query's filter selects.
-    pub async fn count_where(&self, query: Query<E>) -> Result<u64> {
-        let meta = Arc::clone(&self.meta);
-        self.store.call(move |w| tx::count_on(&w.conn, &meta, &query)).await
+    /// How many items a query's filter selects (its order, limit and offset ignored).
+    pub async fn count(&self, query: &Query<E>) -> Result<u64> {
+        self.count_owned(query.clone()).await
     }
 
-    /// Counts every row.
-    pub async fn count(&self) -> Result<u64> {
-        self.count_where(Query::new()).await
+    /// How many items the table holds.
+    pub async fn count_all(&self) -> Result<u64> {
+        self.count_owned(Query::new()).await
+    }
+
+    async fn count_owned(&self, query: Query<E>) -> Result<u64> {
+        let meta = Arc::clone(&self.meta);
+        self.store.call(move |w| tx::count_on(&w.conn, &meta, &query)).await
     }
 
     /// Starts a query on this table:
@@ -105,13 +115,13 @@ impl<E: SyncEntity> Table<E> {
     /// The queued operations of this table, in push order.
     pub async fn pending_ops(&self) -> Result<Vec<PendingOp>> {
         let name = self.meta.name;
-        self.store.call(move |w| crate::queue::list_ops(&w.conn, Some(name))).await
+        self.store.call(move |w| queue::list_ops(&w.conn, Some(name))).await
     }
 
     /// How many operations of this table are queued.
     pub async fn pending_count(&self) -> Result<u64> {
         let name = self.meta.name;
-        self.store.call(move |w| crate::queue::count_ops(&w.conn, Some(name))).await
+        self.store.call(move |w| queue::count_ops(&w.conn, Some(name))).await
     }
 
     /// Whether any operation of this table is queued.
@@ -169,16 +179,16 @@ impl<E: SyncEntity> TableQuery<E> {
 
     /// Every matching item.
     pub async fn all(self) -> Result<Vec<E>> {
-        self.table.fetch(self.query).await
+        self.table.fetch_owned(self.query).await
     }
 
     /// The first matching item.
     pub async fn first(self) -> Result<Option<E>> {
-        Ok(self.table.fetch(self.query.limit(1)).await?.into_iter().next())
+        Ok(self.table.fetch_owned(self.query.limit(1)).await?.into_iter().next())
     }
 
     /// How many items match (limit and offset ignored).
     pub async fn count(self) -> Result<u64> {
-        self.table.count_where(self.query).await
+        self.table.count_owned(self.query).await
     }
 }

@@ -1,7 +1,8 @@
 //! Store and queue tests on real SQLite (in memory, or files in a temp dir).
 
-use crate::queue::{self, ErrorInput, OpKind, OpState, PendingOp};
 use crate::{Error, Query, Store, StoreOptions};
+
+use super::queue::{self, ErrorInput, OpKind, OpState, PendingOp};
 
 #[derive(crate::SyncEntity, Clone, Debug, PartialEq)]
 #[sync(crate = "crate", table = "TodoItem")]
@@ -85,7 +86,7 @@ fn none_then_insert_queues_insert() {
             (q[0].kind, q[0].state, q[0].item_id.as_str()),
             (OpKind::Insert, OpState::Pending, item.id.as_str())
         );
-        assert_eq!(q[0].version, 1);
+        assert_eq!(q[0].op_version, 1);
         assert_eq!(t.get(&item.id).await.unwrap(), Some(item));
     });
 }
@@ -96,7 +97,7 @@ fn none_then_update_queues_update() {
         let store = Store::open_in_memory().await.unwrap();
         let t = store.table::<TodoItem>().await.unwrap();
         seed_synced(&store, todo("x", "a"), "v1").await;
-        t.update(todo("x", "b")).await.unwrap();
+        t.update(&todo("x", "b")).await.unwrap();
         let q = ops(&store).await;
         assert_eq!(q.len(), 1);
         assert_eq!((q[0].kind, q[0].item_id.as_str()), (OpKind::Update, "x"));
@@ -115,7 +116,7 @@ fn none_then_delete_queues_delete_with_item() {
         let q = ops(&store).await;
         assert_eq!(q.len(), 1);
         assert_eq!(q[0].kind, OpKind::Delete);
-        let item = queued_item(&store, q[0].id).await.expect("a delete keeps its item");
+        let item = queued_item(&store, q[0].op_id).await.expect("a delete keeps its item");
         assert_eq!((item["text"].as_str(), item["version"].as_str()), (Some("a"), Some("v1")));
         assert_eq!(t.get("x").await.unwrap(), None);
     });
@@ -131,7 +132,7 @@ fn insert_pending_then_insert_is_refused() {
         assert!(err.is_queue_conflict(), "{err}");
         assert!(err.to_string().contains("already inserted"), "{err}");
         let q = ops(&store).await;
-        assert_eq!((q.len(), q[0].kind, q[0].version), (1, OpKind::Insert, 1));
+        assert_eq!((q.len(), q[0].kind, q[0].op_version), (1, OpKind::Insert, 1));
         assert_eq!(t.get("x").await.unwrap().unwrap().text, "a");
     });
 }
@@ -142,11 +143,11 @@ fn insert_pending_then_update_stays_one_insert() {
         let store = Store::open_in_memory().await.unwrap();
         let t = store.table::<TodoItem>().await.unwrap();
         t.insert(todo("x", "a")).await.unwrap();
-        let seq = ops(&store).await[0].id;
-        t.update(todo("x", "b")).await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        t.update(&todo("x", "b")).await.unwrap();
         let q = ops(&store).await;
         assert_eq!(q.len(), 1);
-        assert_eq!((q[0].id, q[0].kind, q[0].version), (seq, OpKind::Insert, 2));
+        assert_eq!((q[0].op_id, q[0].kind, q[0].op_version), (seq, OpKind::Insert, 2));
         assert_eq!(t.get("x").await.unwrap().unwrap().text, "b");
     });
 }
@@ -170,7 +171,7 @@ fn insert_attempted_or_failed_then_insert_is_refused() {
             let store = Store::open_in_memory().await.unwrap();
             let t = store.table::<TodoItem>().await.unwrap();
             t.insert(todo("x", "a")).await.unwrap();
-            set_state(&store, ops(&store).await[0].id, state).await;
+            set_state(&store, ops(&store).await[0].op_id, state).await;
             assert!(t.insert(todo("x", "b")).await.unwrap_err().is_queue_conflict());
             let q = ops(&store).await;
             assert_eq!((q.len(), q[0].kind, q[0].state), (1, OpKind::Insert, state));
@@ -185,12 +186,12 @@ fn insert_attempted_or_failed_then_update_stays_one_insert() {
             let store = Store::open_in_memory().await.unwrap();
             let t = store.table::<TodoItem>().await.unwrap();
             t.insert(todo("x", "a")).await.unwrap();
-            let seq = ops(&store).await[0].id;
+            let seq = ops(&store).await[0].op_id;
             set_state(&store, seq, state).await;
-            t.update(todo("x", "b")).await.unwrap();
+            t.update(&todo("x", "b")).await.unwrap();
             let q = ops(&store).await;
             assert_eq!(q.len(), 1);
-            assert_eq!((q[0].id, q[0].kind, q[0].version), (seq, OpKind::Insert, 2));
+            assert_eq!((q[0].op_id, q[0].kind, q[0].op_version), (seq, OpKind::Insert, 2));
             assert_eq!(q[0].state, OpState::Attempted, "an attempted insert may have landed: it stays attempted");
             assert_eq!(store.error_count().await.unwrap(), 0, "collapsing removes the error row");
             assert_eq!(t.get("x").await.unwrap().unwrap().text, "b");
@@ -205,12 +206,12 @@ fn insert_attempted_or_failed_then_delete_becomes_delete() {
             let store = Store::open_in_memory().await.unwrap();
             let t = store.table::<TodoItem>().await.unwrap();
             t.insert(todo("x", "a")).await.unwrap();
-            let seq = ops(&store).await[0].id;
+            let seq = ops(&store).await[0].op_id;
             set_state(&store, seq, state).await;
             t.delete("x").await.unwrap();
             let q = ops(&store).await;
             assert_eq!(q.len(), 1);
-            assert_eq!((q[0].id, q[0].kind, q[0].version), (seq, OpKind::Delete, 2));
+            assert_eq!((q[0].op_id, q[0].kind, q[0].op_version), (seq, OpKind::Delete, 2));
             assert_eq!(queued_item(&store, seq).await.unwrap()["text"], "a");
             assert_eq!(store.error_count().await.unwrap(), 0);
             assert_eq!(t.get("x").await.unwrap(), None);
@@ -224,11 +225,11 @@ fn update_then_insert_is_refused() {
         let store = Store::open_in_memory().await.unwrap();
         let t = store.table::<TodoItem>().await.unwrap();
         seed_synced(&store, todo("x", "a"), "v1").await;
-        t.update(todo("x", "b")).await.unwrap();
+        t.update(&todo("x", "b")).await.unwrap();
         let err = t.insert(todo("x", "c")).await.unwrap_err();
         assert!(err.is_queue_conflict() && err.to_string().contains("already exists"), "{err}");
         let q = ops(&store).await;
-        assert_eq!((q.len(), q[0].kind, q[0].version), (1, OpKind::Update, 1));
+        assert_eq!((q.len(), q[0].kind, q[0].op_version), (1, OpKind::Update, 1));
         assert_eq!(t.get("x").await.unwrap().unwrap().text, "b");
     });
 }
@@ -239,12 +240,12 @@ fn update_then_update_stays_one_update() {
         let store = Store::open_in_memory().await.unwrap();
         let t = store.table::<TodoItem>().await.unwrap();
         seed_synced(&store, todo("x", "a"), "v1").await;
-        t.update(todo("x", "b")).await.unwrap();
-        let seq = ops(&store).await[0].id;
-        t.update(todo("x", "c")).await.unwrap();
+        t.update(&todo("x", "b")).await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        t.update(&todo("x", "c")).await.unwrap();
         let q = ops(&store).await;
         assert_eq!(q.len(), 1);
-        assert_eq!((q[0].id, q[0].kind, q[0].version), (seq, OpKind::Update, 2));
+        assert_eq!((q[0].op_id, q[0].kind, q[0].op_version), (seq, OpKind::Update, 2));
         assert_eq!(t.get("x").await.unwrap().unwrap().text, "c");
     });
 }
@@ -255,12 +256,12 @@ fn update_then_delete_becomes_delete() {
         let store = Store::open_in_memory().await.unwrap();
         let t = store.table::<TodoItem>().await.unwrap();
         seed_synced(&store, todo("x", "a"), "v1").await;
-        t.update(todo("x", "b")).await.unwrap();
-        let seq = ops(&store).await[0].id;
+        t.update(&todo("x", "b")).await.unwrap();
+        let seq = ops(&store).await[0].op_id;
         t.delete("x").await.unwrap();
         let q = ops(&store).await;
         assert_eq!(q.len(), 1);
-        assert_eq!((q[0].id, q[0].kind, q[0].version), (seq, OpKind::Delete, 2));
+        assert_eq!((q[0].op_id, q[0].kind, q[0].op_version), (seq, OpKind::Delete, 2));
         let item = queued_item(&store, seq).await.unwrap();
         assert_eq!((item["text"].as_str(), item["version"].as_str()), (Some("b"), Some("v1")));
         assert_eq!(t.get("x").await.unwrap(), None);
@@ -274,11 +275,11 @@ fn delete_then_insert_becomes_update() {
         let t = store.table::<TodoItem>().await.unwrap();
         seed_synced(&store, todo("x", "a"), "v1").await;
         t.delete("x").await.unwrap();
-        let seq = ops(&store).await[0].id;
+        let seq = ops(&store).await[0].op_id;
         t.insert(todo("x", "again")).await.unwrap();
         let q = ops(&store).await;
         assert_eq!(q.len(), 1);
-        assert_eq!((q[0].id, q[0].kind, q[0].version), (seq, OpKind::Update, 2));
+        assert_eq!((q[0].op_id, q[0].kind, q[0].op_version), (seq, OpKind::Update, 2));
         assert_eq!(queued_item(&store, seq).await, None, "an update re-reads the row at push time");
         let row = t.get("x").await.unwrap().unwrap();
         assert_eq!(row.text, "again");
@@ -293,10 +294,10 @@ fn delete_then_update_is_refused() {
         let t = store.table::<TodoItem>().await.unwrap();
         seed_synced(&store, todo("x", "a"), "v1").await;
         t.delete("x").await.unwrap();
-        let err = t.update(todo("x", "b")).await.unwrap_err();
+        let err = t.update(&todo("x", "b")).await.unwrap_err();
         assert!(err.is_queue_conflict() && err.to_string().contains("is deleted"), "{err}");
         let q = ops(&store).await;
-        assert_eq!((q.len(), q[0].kind, q[0].version), (1, OpKind::Delete, 1));
+        assert_eq!((q.len(), q[0].kind, q[0].op_version), (1, OpKind::Delete, 1));
         assert_eq!(t.get("x").await.unwrap(), None);
     });
 }
@@ -320,15 +321,15 @@ fn in_flight_op_is_never_collapsed_into() {
         let store = Store::open_in_memory().await.unwrap();
         let t = store.table::<TodoItem>().await.unwrap();
         t.insert(todo("x", "a")).await.unwrap();
-        let first = ops(&store).await[0].id;
+        let first = ops(&store).await[0].op_id;
         store.set_in_flight(first, true).await.unwrap();
-        t.update(todo("x", "b")).await.unwrap();
-        t.update(todo("x", "c")).await.unwrap();
+        t.update(&todo("x", "b")).await.unwrap();
+        t.update(&todo("x", "c")).await.unwrap();
         let q = ops(&store).await;
         assert_eq!(q.len(), 2, "a second op queues behind the in-flight one");
-        assert_eq!((q[0].id, q[0].kind, q[0].version), (first, OpKind::Insert, 1));
-        assert!(q[1].id > first);
-        assert_eq!((q[1].kind, q[1].version), (OpKind::Update, 2), "later writes collapse into the second op");
+        assert_eq!((q[0].op_id, q[0].kind, q[0].op_version), (first, OpKind::Insert, 1));
+        assert!(q[1].op_id > first);
+        assert_eq!((q[1].kind, q[1].op_version), (OpKind::Update, 2), "later writes collapse into the second op");
         t.delete("x").await.unwrap();
         let q = ops(&store).await;
         assert_eq!((q.len(), q[1].kind), (2, OpKind::Delete));
@@ -342,7 +343,7 @@ fn unknown_rows_are_not_found() {
     rt().block_on(async {
         let store = Store::open_in_memory().await.unwrap();
         let t = store.table::<TodoItem>().await.unwrap();
-        assert!(t.update(todo("nope", "b")).await.unwrap_err().is_not_found());
+        assert!(t.update(&todo("nope", "b")).await.unwrap_err().is_not_found());
         assert!(t.delete("nope").await.unwrap_err().is_not_found());
         seed_synced(&store, todo("x", "a"), "v1").await;
         assert!(matches!(t.insert(todo("x", "b")).await.unwrap_err(), Error::AlreadyExists { .. }));
@@ -355,8 +356,8 @@ fn unknown_rows_are_not_found() {
 async fn failed_update(store: &Store, server: serde_json::Value) -> crate::SyncError<TodoItem> {
     let t = store.table::<TodoItem>().await.unwrap();
     seed_synced(store, todo("x", "local base"), "v1").await;
-    t.update(todo("x", "mine")).await.unwrap();
-    let seq = ops(store).await[0].id;
+    t.update(&todo("x", "mine")).await.unwrap();
+    let seq = ops(store).await[0].op_id;
     store
         .call(move |w| {
             queue::mark_attempted(&w.conn, seq, None)?;
@@ -452,7 +453,7 @@ fn resolve_retry_with_keeps_op_with_server_version() {
         let t = store.table::<TodoItem>().await.unwrap();
         t.resolve_retry_with(&err, todo("x", "mine, again")).await.unwrap();
         let q = ops(&store).await;
-        assert_eq!((q.len(), q[0].kind, q[0].version, q[0].state), (1, OpKind::Update, 2, OpState::Attempted));
+        assert_eq!((q.len(), q[0].kind, q[0].op_version, q[0].state), (1, OpKind::Update, 2, OpState::Attempted));
         assert_eq!(store.error_count().await.unwrap(), 0);
         let row = t.get("x").await.unwrap().unwrap();
         assert_eq!((row.text.as_str(), row.version.as_deref()), ("mine, again", Some("v2")), "client wins");
@@ -485,10 +486,119 @@ fn a_local_write_after_the_error_makes_the_handle_stale() {
         let store = Store::open_in_memory().await.unwrap();
         let err = failed_update(&store, server_copy()).await;
         let t = store.table::<TodoItem>().await.unwrap();
-        t.update(todo("x", "edited again")).await.unwrap();
+        t.update(&todo("x", "edited again")).await.unwrap();
         assert_eq!(store.error_count().await.unwrap(), 0, "the collapse removed the error");
         assert!(t.resolve_take_server(&err).await.unwrap_err().is_stale_operation());
         assert_eq!(t.get("x").await.unwrap().unwrap().text, "edited again");
+    });
+}
+
+/// Operation `seq` sent and refused with a 412 carrying `server`.
+async fn refuse(store: &Store, seq: i64, server: serde_json::Value) {
+    store
+        .call(move |w| {
+            queue::mark_attempted(&w.conn, seq, None)?;
+            let input = ErrorInput {
+                status: Some(412),
+                message: "precondition failed".into(),
+                server_item: Some(server),
+                ..ErrorInput::default()
+            };
+            queue::record_error(&w.conn, seq, &input)
+        })
+        .await
+        .unwrap();
+}
+
+#[test]
+fn resolve_take_server_keeps_an_edit_queued_behind_the_failed_op() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        seed_synced(&store, todo("x", "local base"), "v1").await;
+        t.update(&todo("x", "mine")).await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        // An edit made while the update was in flight queues an update of its own.
+        store.set_in_flight(seq, true).await.unwrap();
+        t.update(&todo("x", "later edit")).await.unwrap();
+        store.set_in_flight(seq, false).await.unwrap();
+        refuse(&store, seq, server_copy()).await;
+
+        let err = t.errors().await.unwrap().remove(0);
+        t.resolve_take_server(&err).await.unwrap();
+        let q = ops(&store).await;
+        assert_eq!((q.len(), q[0].kind), (1, OpKind::Update), "the later edit stays queued");
+        let row = t.get("x").await.unwrap().unwrap();
+        assert_eq!(
+            (row.text.as_str(), row.complete, row.version.as_deref()),
+            ("later edit", false, Some("v2")),
+            "the app's data is kept, over the server's version"
+        );
+    });
+}
+
+#[test]
+fn an_unreadable_queued_item_is_an_error_naming_table_and_operation() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        seed_synced(&store, todo("x", "a"), "v1").await;
+        t.delete("x").await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        refuse(&store, seq, server_copy()).await;
+        let sql = format!("UPDATE {} SET item = 'not json' WHERE seq = ?1", sync_core::system::OPERATIONS_TABLE);
+        store.call(move |w| Ok(w.conn.execute(&sql, [seq])?)).await.unwrap();
+        let err = t.errors().await.unwrap().remove(0);
+
+        let unreadable = |e: Error| match e {
+            Error::InvalidQueuedItem { ref table, op_id, .. } if table == "TodoItem" && op_id == seq => {
+                let text = e.to_string();
+                assert!(text.contains("TodoItem") && text.contains(&seq.to_string()), "{text}");
+            }
+            other => panic!("expected the queued item to be refused: {other:?}"),
+        };
+        // Keeping the delete with an edited item reads the snapshot for its system
+        // columns (the row is gone): never a row of nulls.
+        unreadable(t.resolve_retry_with(&err, todo("x", "again")).await.unwrap_err());
+        // Turning the delete back into an update restores the row from the snapshot.
+        unreadable(t.resolve_change_kind(&err, OpKind::Update).await.unwrap_err());
+        // Re-creating the item keeps the deleted item's system columns.
+        unreadable(t.insert(todo("x", "back")).await.unwrap_err());
+        let q = ops(&store).await;
+        assert_eq!((q.len(), q[0].kind, q[0].state), (1, OpKind::Delete, OpState::Failed), "nothing changed");
+        assert_eq!(t.get("x").await.unwrap(), None);
+    });
+}
+
+#[test]
+fn purge_is_refused_while_ops_are_queued_and_force_purge_forgets_everything() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        for id in ["a", "b", "c"] {
+            seed_synced(&store, todo(id, "pulled"), "v1").await;
+        }
+        let cursor = super::PullCursor { updated_at: "2026-01-01T00:00:00.000Z".into(), id: "c".into() };
+        store.transaction(move |tx| tx.save_pull_cursor("TodoItem", "all", &cursor)).await.unwrap();
+
+        // A purge by query deletes the rows it selects, and the table's cursors.
+        assert_eq!(t.purge(&Query::new().filter(TodoItem::FIELDS.id.eq("c".to_owned()))).await.unwrap(), 1);
+        assert_eq!(t.count_all().await.unwrap(), 2);
+        assert_eq!(store.pull_cursor("TodoItem", "all").await.unwrap(), None, "the next pull starts over");
+        assert!(ops(&store).await.is_empty(), "a purge queues nothing");
+
+        t.update(&todo("a", "edited")).await.unwrap();
+        let seq = ops(&store).await[0].op_id;
+        refuse(&store, seq, server_copy()).await;
+        let err = t.purge(&Query::new()).await.unwrap_err();
+        assert!(matches!(err, Error::PendingOperations { pending: 1, .. }), "{err:?}");
+        assert_eq!(t.count_all().await.unwrap(), 2, "a refused purge deletes nothing");
+
+        assert_eq!(t.force_purge().await.unwrap(), 2);
+        assert_eq!(t.count_all().await.unwrap(), 0);
+        assert!(ops(&store).await.is_empty());
+        assert_eq!(store.error_count().await.unwrap(), 0);
+        assert!(store.check_integrity().await.unwrap().is_ok());
     });
 }
 
@@ -525,7 +635,7 @@ fn invalid_ids_are_refused() {
         t.insert(todo(&"y".repeat(255), "a")).await.unwrap();
         t.insert(todo("Mixed-Case", "a")).await.unwrap();
         t.insert(todo("mixed-case", "b")).await.unwrap();
-        assert_eq!(t.count().await.unwrap(), 3, "ids compare exactly, case-sensitively");
+        assert_eq!(t.count_all().await.unwrap(), 3, "ids compare exactly, case-sensitively");
         assert_eq!(ops(&store).await.len(), 3, "refused writes queue nothing");
     });
 }
@@ -538,7 +648,7 @@ fn rows_over_the_size_limit_are_refused() {
         let err = t.insert(todo("big", &"z".repeat(20_000))).await.unwrap_err();
         assert!(matches!(err, Error::RowTooLarge { .. }), "{err}");
         assert!(err.to_string().contains("too large"), "{err}");
-        assert_eq!(t.count().await.unwrap(), 0);
+        assert_eq!(t.count_all().await.unwrap(), 0);
         assert!(ops(&store).await.is_empty());
         t.insert(todo("small", "ok")).await.unwrap();
     });
@@ -571,7 +681,7 @@ fn batch_insert_is_all_or_nothing() {
         assert_eq!(store.pending_count().await.unwrap(), 100);
         let bad = vec![todo("new1", "a"), todo("id000", "dup")];
         assert!(t.insert_many(bad).await.is_err());
-        assert_eq!(t.count().await.unwrap(), 100);
+        assert_eq!(t.count_all().await.unwrap(), 100);
         assert_eq!(t.get("new1").await.unwrap(), None);
         assert_eq!(store.pending_count().await.unwrap(), 100);
     });
@@ -612,7 +722,7 @@ fn batch_insert_does_what_one_insert_at_a_time_does() {
             let new: Vec<_> = q.iter().filter(|op| op.kind == OpKind::Insert).collect();
             assert_eq!(new.len(), 2);
             assert_eq!((new[0].item_id.as_str(), new[1].item_id.as_str()), (stored[0].id.as_str(), "d"));
-            assert!(new.iter().all(|op| op.state == OpState::Pending && op.version == 1));
+            assert!(new.iter().all(|op| op.state == OpState::Pending && op.op_version == 1));
             assert_eq!(new[0].created_at, new[1].created_at, "one timestamp per transaction");
             if queued_before {
                 // The queued delete and the re-insert collapse into one update that keeps
@@ -650,8 +760,8 @@ fn multi_table_transaction_commits_or_rolls_back_together() {
             .unwrap_err();
         assert!(err.is_not_found());
         assert_eq!(store.pending_count().await.unwrap(), 2, "no op of the failed transaction remains");
-        assert_eq!(store.table::<TodoItem>().await.unwrap().count().await.unwrap(), 1);
-        assert_eq!(store.table::<Tag>().await.unwrap().count().await.unwrap(), 1);
+        assert_eq!(store.table::<TodoItem>().await.unwrap().count_all().await.unwrap(), 1);
+        assert_eq!(store.table::<Tag>().await.unwrap().count_all().await.unwrap(), 1);
         assert_eq!(store.pending_count_for("Tag").await.unwrap(), 1);
         let next = store.next_op().await.unwrap().unwrap();
         assert_eq!((next.table.as_str(), next.kind), ("TodoItem", OpKind::Insert));
@@ -670,7 +780,7 @@ fn queries_run_as_sql() {
         let open = t.query().filter(f.complete.eq(false)).order_by(f.text.desc()).all().await.unwrap();
         assert_eq!(open.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["3", "1"]);
         assert_eq!(t.query().filter(f.text.is_in(["a", "c"])).count().await.unwrap(), 2);
-        let first = t.fetch(Query::new().order_by(f.text.asc()).limit(1).offset(1)).await.unwrap();
+        let first = t.fetch(&Query::new().order_by(f.text.asc()).limit(1).offset(1)).await.unwrap();
         assert_eq!(first[0].id, "1");
         assert!(t.has_pending().await.unwrap());
         assert_eq!(t.pending_count().await.unwrap(), 3);
@@ -704,6 +814,14 @@ fn public_futures_are_send() {
         assert_send(&store.pending_ops());
         assert_send(&Store::open_in_memory());
         assert_send(&store.transaction(|_| Ok(())));
+        // The calls that borrow their arguments.
+        let (item, query) = (todo("x", "b"), Query::new());
+        assert_send(&t.update(&item));
+        assert_send(&t.get("x"));
+        assert_send(&t.delete("x"));
+        assert_send(&t.fetch(&query));
+        assert_send(&t.count(&query));
+        assert_send(&t.purge(&query));
     });
 }
 
@@ -721,8 +839,12 @@ fn a_panic_in_a_transaction_rolls_back_and_the_store_lives_on() {
             .await
         });
         assert!(handle.await.unwrap_err().is_panic());
-        assert_eq!(t.count().await.unwrap(), 0, "rolled back");
+        assert_eq!(t.count_all().await.unwrap(), 0, "rolled back");
         assert!(ops(&store).await.is_empty());
+        // The tables opened before the panic are still known: a push (which finds a
+        // queued operation's table by name) can still send their operations.
+        let known = store.transaction(|tx| Ok(tx.meta_by_name("TodoItem").is_some())).await.unwrap();
+        assert!(known, "the panic kept the store's table registry");
         t.insert(todo("q", "b")).await.unwrap();
     });
 }
@@ -820,7 +942,7 @@ fn an_added_option_field_becomes_a_new_column() {
         // Reopening with the same struct changes nothing.
         let store = Store::open(&path).await.unwrap();
         let t = store.table::<v2::Note>().await.unwrap();
-        assert_eq!(t.count().await.unwrap(), 2);
+        assert_eq!(t.count_all().await.unwrap(), 2);
     });
 }
 
@@ -948,7 +1070,7 @@ fn is_in_with_many_values_stays_shallow() {
                     sync_core::odata::print_filter(query.spec().filter.as_ref().unwrap(), crate::ProtocolVersion::V3);
                 let parsed = sync_core::odata::parse_filter(&text, None).expect("the server's parser takes it");
                 assert_eq!(&parsed, query.spec().filter.as_ref().unwrap());
-                let found = todos.fetch(query.clone()).await.unwrap();
+                let found = todos.fetch(&query).await.unwrap();
                 assert_eq!(found.len(), 300);
                 drop((query, parsed));
             });
@@ -989,11 +1111,11 @@ fn one_query_shape_with_other_values_reads_its_own_rows() {
                 .order_by(TodoItem::FIELDS.id.asc())
         };
         let ids = |items: Vec<TodoItem>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
-        assert_eq!(ids(t.fetch(by(false, "")).await.unwrap()), ["a", "c"]);
-        assert_eq!(ids(t.fetch(by(true, "")).await.unwrap()), ["b"]);
-        assert_eq!(ids(t.fetch(by(false, "a")).await.unwrap()), ["c"]);
+        assert_eq!(ids(t.fetch(&by(false, "")).await.unwrap()), ["a", "c"]);
+        assert_eq!(ids(t.fetch(&by(true, "")).await.unwrap()), ["b"]);
+        assert_eq!(ids(t.fetch(&by(false, "a")).await.unwrap()), ["c"]);
         // With an offset, the offset is the query's own too.
-        assert_eq!(ids(t.fetch(by(false, "").offset(1)).await.unwrap()), ["c"]);
-        assert_eq!(ids(t.fetch(by(false, "").offset(0)).await.unwrap()), ["a", "c"]);
+        assert_eq!(ids(t.fetch(&by(false, "").offset(1)).await.unwrap()), ["c"]);
+        assert_eq!(ids(t.fetch(&by(false, "").offset(0)).await.unwrap()), ["a", "c"]);
     });
 }

@@ -7,21 +7,24 @@ use std::sync::Arc;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params_from_iter};
 
 use crate::error::{Error, Result};
-use crate::queue::{self, Collapse, OpKind};
 use sync_core::SyncEntity;
 use sync_core::Value;
 use sync_core::query::Query;
 
 use super::meta::{TableMeta, validate_id};
+use super::queue::{self, Collapse, OpKind};
 use super::{Worker, schema};
 
 /// A transaction on the local store, handed to the closure of
 /// [`Store::transaction`](super::Store::transaction). Every write records its queue
 /// operation in this same transaction.
 pub struct Tx<'a> {
-    pub(crate) tx: Transaction<'a>,
-    tables: HashMap<&'static str, Arc<TableMeta>>,
-    pub(crate) in_flight: HashSet<i64>,
+    pub(super) tx: Transaction<'a>,
+    /// The store's tables, as they were when the transaction began: borrowed, never
+    /// moved out, so a panic in the closure cannot leave the store without them.
+    tables: &'a HashMap<&'static str, Arc<TableMeta>>,
+    /// Operations whose request is out (see [`Tx::set_in_flight`]).
+    in_flight: HashSet<i64>,
     registered: Vec<Arc<TableMeta>>,
     /// The time this transaction queues its operations at, taken on first use: one
     /// timestamp for every operation of one commit.
@@ -34,31 +37,32 @@ impl std::fmt::Debug for Tx<'_> {
     }
 }
 
-/// Runs `f` in one transaction: commit when it returns `Ok`, roll back otherwise.
-pub(crate) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+/// Runs `f` in one transaction: commit when it returns `Ok`, roll back otherwise (and
+/// when it panics: the store's state is then left as it was).
+pub(super) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
     // IMMEDIATE: take the write lock up front, waiting (busy timeout) for another
     // process holding it; a deferred transaction that reads and then writes fails at
     // once with "database is locked" when another process wrote in between.
     let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // The transaction borrows the connection; the table cache and the in-flight set
-    // move into it for its duration and come back whatever happens. Changes to the
-    // in-flight marks are part of the transaction: kept on commit, undone on rollback.
-    let tables = std::mem::take(&mut w.tables);
-    let in_flight = w.in_flight.clone();
-    let mut t = Tx { tx, tables, in_flight, registered: Vec::new(), now: None };
-    let out = f(&mut t);
-    let Tx { tx, mut tables, in_flight, registered, .. } = t;
-    let committed = match out {
-        Ok(out) => tx.commit().map(|()| out).map_err(Error::from),
-        Err(e) => Err(e),
+    // The transaction borrows the connection and the table cache; the in-flight set is
+    // copied into it. Tables it creates and changes to the in-flight marks are part of
+    // the transaction: kept on commit, dropped on rollback or panic.
+    let (committed, in_flight, registered) = {
+        let mut t = Tx { tx, tables: &w.tables, in_flight: w.in_flight.clone(), registered: Vec::new(), now: None };
+        let out = f(&mut t);
+        let Tx { tx, in_flight, registered, .. } = t;
+        let committed = match out {
+            Ok(out) => tx.commit().map(|()| out).map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        (committed, in_flight, registered)
     };
     if committed.is_ok() {
         for meta in registered {
-            tables.insert(meta.name, meta);
+            w.tables.insert(meta.name, meta);
         }
         w.in_flight = in_flight;
     }
-    w.tables = tables;
     committed
 }
 
@@ -96,13 +100,14 @@ impl Tx<'_> {
     }
 
     /// Inserts many items: exactly what [`Tx::insert`] of each in turn does, faster.
-    ///
-    /// When no operation of the table is queued as the batch starts, no item of it can
-    /// meet one: the batch queues only inserts, and inserting an id a second time fails
-    /// on its row first. So each item then skips the look at the queue, and its two
-    /// statements are prepared once for the whole batch. An item whose row insert fails
-    /// (and every item after it) goes the general way, which reports the exact error.
-    pub(crate) fn insert_many<E: SyncEntity>(&mut self, items: Vec<E>) -> Result<Vec<E>> {
+    /// Returns the items as stored (with their ids).
+    //
+    // When no operation of the table is queued as the batch starts, no item of it can
+    // meet one: the batch queues only inserts, and inserting an id a second time fails
+    // on its row first. So each item then skips the look at the queue, and its two
+    // statements are prepared once for the whole batch. An item whose row insert fails
+    // (and every item after it) goes the general way, which reports the exact error.
+    pub fn insert_many<E: SyncEntity>(&mut self, items: Vec<E>) -> Result<Vec<E>> {
         let meta = self.meta::<E>()?;
         let mut out = Vec::with_capacity(items.len());
         let mut items = items.into_iter();
@@ -142,9 +147,14 @@ impl Tx<'_> {
 
     /// Updates an item's own columns (the system columns are the store's to keep).
     pub fn update<E: SyncEntity>(&mut self, item: &E) -> Result<()> {
+        self.update_values::<E>(item.id(), item.to_values())
+    }
+
+    /// [`Tx::update`] of the item with this id and these field values.
+    pub(super) fn update_values<E: SyncEntity>(&mut self, id: &str, values: Vec<Value>) -> Result<()> {
         let meta = self.meta::<E>()?;
-        let row = meta.row_from_fields(item.to_values());
-        self.write(&meta, OpKind::Update, item.id(), Some(row))
+        let row = meta.row_from_fields(values);
+        self.write(&meta, OpKind::Update, id, Some(row))
     }
 
     /// Deletes an item.
@@ -169,6 +179,11 @@ impl Tx<'_> {
     pub fn count<E: SyncEntity>(&mut self, query: &Query<E>) -> Result<u64> {
         let meta = self.meta::<E>()?;
         count_on(&self.tx, &meta, query)
+    }
+
+    /// How many items the table holds.
+    pub fn count_all<E: SyncEntity>(&mut self) -> Result<u64> {
+        self.count(&Query::<E>::new())
     }
 
     pub(crate) fn read_row(&self, meta: &TableMeta, id: &str) -> Result<Option<Vec<Value>>> {
@@ -206,7 +221,10 @@ impl Tx<'_> {
                 if let (Collapse::Become(OpKind::Update), Some(op)) = (decision, existing) {
                     // Re-creating an item whose delete is still queued: the server still
                     // has it, so keep its system columns for the update's If-Match.
-                    restore_system_columns(meta, &mut row, op.item.as_deref())?;
+                    if let Some(snapshot) = op.item.as_deref() {
+                        let deleted = meta.row_from_queued_item(op.seq, snapshot)?;
+                        meta.copy_server_columns(&mut row, &deleted);
+                    }
                     if meta.version_of(&row).is_none() {
                         // The deleted item never got a version from the server (its insert
                         // was only attempted): an update would have no If-Match and could
@@ -296,9 +314,15 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The raw connection of this transaction (queue and error-table statements).
-    pub(crate) fn conn(&self) -> &rusqlite::Connection {
-        &self.tx
+    /// Marks an operation as in flight (its request is out) or no longer, as part of
+    /// this transaction: a write to its item queues a second operation instead of
+    /// collapsing into it.
+    pub(crate) fn set_in_flight(&mut self, seq: i64, in_flight: bool) {
+        if in_flight {
+            self.in_flight.insert(seq);
+        } else {
+            self.in_flight.remove(&seq);
+        }
     }
 }
 
@@ -330,21 +354,4 @@ pub(crate) fn count_on<E: SyncEntity>(conn: &Connection, meta: &TableMeta, query
     let q = sync_core::sql::count(&sync_core::sql::Sqlite, meta.name, query.spec(), meta)?;
     let n: i64 = conn.prepare_cached(&q.sql)?.query_row(params_from_iter(q.params.iter()), |r| r.get(0))?;
     Ok(n as u64)
-}
-
-/// Copies `version`, `updatedAt` and `createdAt` from a queued item snapshot.
-fn restore_system_columns(meta: &TableMeta, row: &mut [Value], snapshot: Option<&str>) -> Result<()> {
-    let Some(snapshot) = snapshot else { return Ok(()) };
-    let json: serde_json::Value = serde_json::from_str(snapshot).map_err(|e| Error::InvalidValue {
-        table: meta.name.to_owned(),
-        column: "<queued item>".into(),
-        reason: format!("the queued snapshot does not parse: {e}"),
-    })?;
-    let old = meta.row_from_json(&json)?;
-    for (i, c) in meta.columns.iter().enumerate() {
-        if c.role.is_server_managed() {
-            row[i] = old[i].clone();
-        }
-    }
-    Ok(())
 }

@@ -19,7 +19,7 @@ async fn run(path: &str, seed: u64, out: &mut impl Write) -> sync_runtime::Resul
     let mut n = 0u64;
     loop {
         let id = format!("item-{}", rng.below(IDS));
-        let exists = table.get(id.clone()).await?.is_some();
+        let exists = table.get(&id).await?.is_some();
         n += 1;
         let text = format!("{seed}-{n}");
         let (kind, result) = if !exists {
@@ -27,10 +27,10 @@ async fn run(path: &str, seed: u64, out: &mut impl Write) -> sync_runtime::Resul
             ("insert", table.insert(TodoItem::new(&id, &text)).await.map(drop))
         } else if rng.below(3) == 0 {
             report(out, &format!("B {n} delete {id} -"));
-            ("delete", table.delete(id.clone()).await)
+            ("delete", table.delete(&id).await)
         } else {
             report(out, &format!("B {n} update {id} {text}"));
-            ("update", table.update(TodoItem::new(&id, &text)).await)
+            ("update", table.update(&TodoItem::new(&id, &text)).await)
         };
         result?;
         report(out, &format!("C {n} {kind}"));

@@ -177,9 +177,9 @@ impl App {
             },
             Write::Toggle(mut item) => {
                 item.complete = !item.complete;
-                todos.update(item).await
+                todos.update(&item).await
             }
-            Write::Delete(id) => todos.delete(id).await,
+            Write::Delete(id) => todos.delete(&id).await,
         };
         if let Err(e) = result {
             self.notice = Some(Failure::from(e).message);

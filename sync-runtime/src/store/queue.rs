@@ -21,11 +21,15 @@ use crate::error::{Error, Result};
 pub use crate::op::{OpKind, OpState};
 use sync_core::system::{ERRORS_TABLE, OPERATIONS_TABLE};
 
+use super::tx::Tx;
+
 /// One queued operation, as the app sees it ("not yet synced").
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PendingOp {
-    /// The global sequence number: push order across all tables.
-    pub id: i64,
+    /// The operation's id: its global sequence number, push order across all tables
+    /// (what [`ErrorRecord::op_id`](crate::ErrorRecord::op_id) refers to).
+    pub op_id: i64,
     /// What will be sent.
     pub kind: OpKind,
     /// The table.
@@ -36,15 +40,16 @@ pub struct PendingOp {
     pub state: OpState,
     /// How many times it was sent.
     pub attempts: u32,
-    /// Bumped on every collapse or edit; error-resolution calls check it.
-    pub version: i64,
+    /// Bumped on every collapse or edit; error-resolution calls check it (see
+    /// [`ErrorRecord::op_version`](crate::ErrorRecord::op_version)).
+    pub op_version: i64,
     /// When it was first queued (RFC 3339, UTC).
     pub created_at: String,
 }
 
 /// What a new local write does to the queue, given the item's latest operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Collapse {
+pub(super) enum Collapse {
     /// Queue a new operation of this kind.
     Append(OpKind),
     /// Keep the existing operation (new data is re-read at push time).
@@ -57,7 +62,7 @@ pub(crate) enum Collapse {
 
 /// The collapse table. `existing` is the item's latest operation unless it is in
 /// flight (then `None`: the new operation queues behind it).
-pub(crate) fn collapse(existing: Option<(OpKind, OpState)>, new: OpKind) -> Result<Collapse, &'static str> {
+pub(super) fn collapse(existing: Option<(OpKind, OpState)>, new: OpKind) -> Result<Collapse, &'static str> {
     use OpKind::{Delete, Insert, Update};
     let Some((kind, state)) = existing else {
         return Ok(Collapse::Append(new));
@@ -74,7 +79,7 @@ pub(crate) fn collapse(existing: Option<(OpKind, OpState)>, new: OpKind) -> Resu
     }
 }
 
-/// The latest operation of one item, as the write path needs it.
+/// One operation, as the write path, the push and the error resolutions need it.
 #[derive(Clone, Debug)]
 pub(crate) struct OpRow {
     pub(crate) seq: i64,
@@ -99,6 +104,26 @@ fn parse_col<T: FromStr<Err = String>>(idx: usize, s: String) -> rusqlite::Resul
     s.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into()))
 }
 
+/// An operation as the push walks the queue: which item, and where it stands.
+#[derive(Clone, Debug)]
+pub(crate) struct QueuedOp {
+    pub(crate) seq: i64,
+    pub(crate) state: OpState,
+    pub(crate) table: String,
+    pub(crate) item_id: String,
+}
+
+/// An operation as a push prepares it: the operation, and what its earlier attempts
+/// sent (any of them may have landed although its answer was lost).
+#[derive(Clone, Debug)]
+pub(crate) struct OpToSend {
+    pub(crate) op: OpRow,
+    /// The bodies earlier attempts sent, oldest first (see [`sent_items`]).
+    pub(crate) earlier: Vec<serde_json::Value>,
+    /// The same as stored, to put back when this attempt is undone.
+    pub(crate) stored_sent: Option<String>,
+}
+
 /// SQL text formatted once per process (the table names are constants, but `concat!`
 /// takes only literals): the hot statements are looked up in the statement cache by
 /// this text, so building it anew for every call would be pure waste.
@@ -108,13 +133,13 @@ macro_rules! sql_once {
         SQL.as_str()
     }};
 }
-pub(crate) use sql_once;
+pub(super) use sql_once;
 
-pub(crate) fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     sync_core::datetime::format(time::OffsetDateTime::now_utc())
 }
 
-pub(crate) fn latest_op(conn: &Connection, table: &str, id: &str) -> Result<Option<OpRow>> {
+pub(super) fn latest_op(conn: &Connection, table: &str, id: &str) -> Result<Option<OpRow>> {
     let mut stmt = conn.prepare_cached(sql_once!(
         "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE}
          WHERE table_name = ?1 AND item_id = ?2 ORDER BY seq DESC LIMIT 1"
@@ -122,25 +147,25 @@ pub(crate) fn latest_op(conn: &Connection, table: &str, id: &str) -> Result<Opti
     Ok(stmt.query_row(params![table, id], op_row).optional()?)
 }
 
-pub(crate) fn op_by_seq(conn: &Connection, seq: i64) -> Result<Option<OpRow>> {
+pub(super) fn op_by_seq(conn: &Connection, seq: i64) -> Result<Option<OpRow>> {
     let mut stmt = conn.prepare_cached(sql_once!(
         "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE} WHERE seq = ?1"
     ))?;
     Ok(stmt.query_row([seq], op_row).optional()?)
 }
 
-/// An operation as a push prepares it: [`op_by_seq`], and what earlier attempts sent
-/// (the stored text of [`sent_items`]).
-pub(crate) fn op_to_send(conn: &Connection, seq: i64) -> Result<Option<(OpRow, Option<String>)>> {
+/// An operation as a push prepares it: [`op_by_seq`], and what earlier attempts sent.
+fn op_to_send(conn: &Connection, seq: i64) -> Result<Option<OpToSend>> {
     let mut stmt = conn.prepare_cached(sql_once!(
         "SELECT seq, kind, state, op_version, item, sent_item FROM {OPERATIONS_TABLE} WHERE seq = ?1"
     ))?;
-    Ok(stmt.query_row([seq], |r| Ok((op_row(r)?, r.get(5)?))).optional()?)
+    let read = stmt.query_row([seq], |r| Ok((op_row(r)?, r.get::<_, Option<String>>(5)?))).optional()?;
+    Ok(read.map(|(op, stored_sent)| OpToSend { op, earlier: sent_items(stored_sent.as_deref()), stored_sent }))
 }
 
 /// The statement of [`append_op`]: `?1` kind, `?2` table, `?3` item id, `?4` item
 /// snapshot, `?5` created at.
-pub(crate) fn append_sql() -> &'static str {
+pub(super) fn append_sql() -> &'static str {
     sql_once!(
         "INSERT INTO {OPERATIONS_TABLE} (kind, state, table_name, item_id, item, op_version, attempts, created_at)
          VALUES (?1, 'pending', ?2, ?3, ?4, 1, 0, ?5)"
@@ -148,14 +173,14 @@ pub(crate) fn append_sql() -> &'static str {
 }
 
 /// Whether any operation of `table` is queued.
-pub(crate) fn table_has_ops(conn: &Connection, table: &str) -> Result<bool> {
+pub(super) fn table_has_ops(conn: &Connection, table: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached(sql_once!("SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1)"))?
         .query_row([table], |r| r.get(0))?)
 }
 
 /// Queues a new operation; `created_at` is the time of the transaction that queues it.
-pub(crate) fn append_op(
+pub(super) fn append_op(
     conn: &Connection,
     kind: OpKind,
     table: &str,
@@ -170,7 +195,7 @@ pub(crate) fn append_op(
 
 /// Rewrites an operation after a collapse or an edit: new kind and item, version
 /// bumped, its error row removed (a failed operation goes back to attempted).
-pub(crate) fn rewrite_op(conn: &Connection, seq: i64, kind: OpKind, item: Option<&str>) -> Result<()> {
+pub(super) fn rewrite_op(conn: &Connection, seq: i64, kind: OpKind, item: Option<&str>) -> Result<()> {
     let mut stmt = conn.prepare_cached(sql_once!(
         "UPDATE {OPERATIONS_TABLE}
          SET kind = ?2, item = ?3, op_version = op_version + 1,
@@ -182,12 +207,12 @@ pub(crate) fn rewrite_op(conn: &Connection, seq: i64, kind: OpKind, item: Option
 }
 
 /// Removes an operation and its error row.
-pub(crate) fn remove_op(conn: &Connection, seq: i64) -> Result<()> {
+pub(super) fn remove_op(conn: &Connection, seq: i64) -> Result<()> {
     conn.prepare_cached(sql_once!("DELETE FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?.execute([seq])?;
     delete_error(conn, seq)
 }
 
-pub(crate) fn delete_error(conn: &Connection, seq: i64) -> Result<()> {
+fn delete_error(conn: &Connection, seq: i64) -> Result<()> {
     conn.prepare_cached(sql_once!("DELETE FROM {ERRORS_TABLE} WHERE op_seq = ?1"))?.execute([seq])?;
     Ok(())
 }
@@ -201,7 +226,7 @@ const MAX_SENT_ITEMS: usize = 8;
 /// went out as inserts or with the same `If-Match`. All are kept, not just the last:
 /// an attempt that never reached the server (a refused connection) must not hide an
 /// earlier one that landed.
-pub(crate) fn sent_items(stored: Option<&str>) -> Vec<serde_json::Value> {
+fn sent_items(stored: Option<&str>) -> Vec<serde_json::Value> {
     match stored.and_then(|s| serde_json::from_str(s).ok()) {
         Some(serde_json::Value::Array(items)) => items,
         Some(item @ serde_json::Value::Object(_)) => vec![item],
@@ -214,7 +239,7 @@ pub(crate) fn sent_items(stored: Option<&str>) -> Vec<serde_json::Value> {
 /// [`sent_items`]), so a lost answer can be recognized.
 /// (The push, which holds both already, calls [`mark_attempted_with`].)
 #[cfg(test)]
-pub(crate) fn mark_attempted(conn: &Connection, seq: i64, sent_item: Option<&str>) -> Result<()> {
+pub(super) fn mark_attempted(conn: &Connection, seq: i64, sent_item: Option<&str>) -> Result<()> {
     let stored: Option<String> = conn
         .prepare_cached(sql_once!("SELECT sent_item FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?
         .query_row([seq], |r| r.get(0))
@@ -226,7 +251,7 @@ pub(crate) fn mark_attempted(conn: &Connection, seq: i64, sent_item: Option<&str
 
 /// [`mark_attempted`] for a caller that has read what earlier attempts sent
 /// (`earlier`, from [`sent_items`]) and holds what this one sends as JSON.
-pub(crate) fn mark_attempted_with(
+fn mark_attempted_with(
     conn: &Connection,
     seq: i64,
     mut earlier: Vec<serde_json::Value>,
@@ -249,7 +274,7 @@ pub(crate) fn mark_attempted_with(
 
 /// Undoes [`mark_attempted`] for an operation prepared but never sent: its state and
 /// what earlier attempts sent go back to what they were, and the attempt is not counted.
-pub(crate) fn unmark_attempted(conn: &Connection, seq: i64, state: OpState, sent_item: Option<&str>) -> Result<()> {
+fn unmark_attempted(conn: &Connection, seq: i64, state: OpState, sent_item: Option<&str>) -> Result<()> {
     conn.prepare_cached(sql_once!(
         "UPDATE {OPERATIONS_TABLE} SET state = ?2, attempts = max(attempts - 1, 0), sent_item = ?3
          WHERE seq = ?1 AND state = 'attempted'"
@@ -260,7 +285,6 @@ pub(crate) fn unmark_attempted(conn: &Connection, seq: i64, state: OpState, sent
 
 /// What the push records when the server refuses an operation.
 #[derive(Clone, Debug, Default)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct ErrorInput {
     pub(crate) status: Option<u16>,
     pub(crate) message: String,
@@ -270,8 +294,7 @@ pub(crate) struct ErrorInput {
 }
 
 /// Records (or replaces) the error row of an operation and marks it failed.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn record_error(conn: &Connection, seq: i64, input: &ErrorInput) -> Result<()> {
+pub(super) fn record_error(conn: &Connection, seq: i64, input: &ErrorInput) -> Result<()> {
     let Some(op) = op_by_seq(conn, seq)? else {
         return Err(Error::StaleOperation { op_id: seq, reason: "the operation no longer exists".into() });
     };
@@ -305,19 +328,19 @@ const PENDING_COLUMNS: &str = "seq, kind, table_name, item_id, state, attempts, 
 
 fn read_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingOp> {
     Ok(PendingOp {
-        id: r.get(0)?,
+        op_id: r.get(0)?,
         kind: parse_col(1, r.get(1)?)?,
         table: r.get(2)?,
         item_id: r.get(3)?,
         state: parse_col(4, r.get(4)?)?,
         attempts: r.get(5)?,
-        version: r.get(6)?,
+        op_version: r.get(6)?,
         created_at: r.get(7)?,
     })
 }
 
 /// Every queued operation (of one table, or all), in push order.
-pub(crate) fn list_ops(conn: &Connection, table: Option<&str>) -> Result<Vec<PendingOp>> {
+pub(super) fn list_ops(conn: &Connection, table: Option<&str>) -> Result<Vec<PendingOp>> {
     let rows = match table {
         Some(t) => conn
             .prepare_cached(&format!(
@@ -334,7 +357,7 @@ pub(crate) fn list_ops(conn: &Connection, table: Option<&str>) -> Result<Vec<Pen
 }
 
 /// The first operation in push order, if any.
-pub(crate) fn next_op(conn: &Connection) -> Result<Option<PendingOp>> {
+pub(super) fn next_op(conn: &Connection) -> Result<Option<PendingOp>> {
     Ok(conn
         .prepare_cached(sql_once!("SELECT {PENDING_COLUMNS} FROM {OPERATIONS_TABLE} ORDER BY seq LIMIT 1"))?
         .query_row([], read_pending)
@@ -342,7 +365,7 @@ pub(crate) fn next_op(conn: &Connection) -> Result<Option<PendingOp>> {
 }
 
 /// How many operations are queued (for one table, or all).
-pub(crate) fn count_ops(conn: &Connection, table: Option<&str>) -> Result<u64> {
+pub(super) fn count_ops(conn: &Connection, table: Option<&str>) -> Result<u64> {
     let n: i64 = match table {
         Some(t) => conn
             .prepare_cached(sql_once!("SELECT count(*) FROM {OPERATIONS_TABLE} WHERE table_name = ?1"))?
@@ -352,6 +375,89 @@ pub(crate) fn count_ops(conn: &Connection, table: Option<&str>) -> Result<u64> {
         }
     };
     Ok(n as u64)
+}
+
+/// The queue as a push and the settling of its answers change it, inside one
+/// transaction of the store.
+impl Tx<'_> {
+    /// The first operation after sequence number `after`, in push order.
+    pub(crate) fn next_op_after(&self, after: i64) -> Result<Option<QueuedOp>> {
+        let mut stmt = self.tx.prepare_cached(sql_once!(
+            "SELECT seq, state, table_name, item_id FROM {OPERATIONS_TABLE}
+             WHERE seq > ?1 ORDER BY seq LIMIT 1"
+        ))?;
+        let op = stmt.query_row([after], |r| {
+            Ok(QueuedOp { seq: r.get(0)?, state: parse_col(1, r.get(1)?)?, table: r.get(2)?, item_id: r.get(3)? })
+        });
+        Ok(op.optional()?)
+    }
+
+    /// The operation `seq`, if it is still queued.
+    pub(crate) fn op(&self, seq: i64) -> Result<Option<OpRow>> {
+        op_by_seq(&self.tx, seq)
+    }
+
+    /// The operation `seq` as a push prepares it, if it is still queued.
+    pub(crate) fn op_to_send(&self, seq: i64) -> Result<Option<OpToSend>> {
+        op_to_send(&self.tx, seq)
+    }
+
+    /// Whether any operation of `table` is queued.
+    pub(crate) fn table_has_ops(&self, table: &str) -> Result<bool> {
+        table_has_ops(&self.tx, table)
+    }
+
+    /// Whether any operation of the item is queued.
+    pub(crate) fn item_has_ops(&self, table: &str, id: &str) -> Result<bool> {
+        let mut stmt = self.tx.prepare_cached(sql_once!(
+            "SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1 AND item_id = ?2)"
+        ))?;
+        Ok(stmt.query_row(params![table, id], |r| r.get(0))?)
+    }
+
+    /// Whether an operation on the item is queued after operation `seq` (written while
+    /// `seq` was in flight).
+    pub(super) fn has_later_op(&self, table: &str, id: &str, seq: i64) -> Result<bool> {
+        let mut stmt = self.tx.prepare_cached(sql_once!(
+            "SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3)"
+        ))?;
+        Ok(stmt.query_row(params![table, id, seq], |r| r.get(0))?)
+    }
+
+    /// Marks an operation as sent, before its request goes out: state `attempted`, one
+    /// more attempt, and `sent` added to what the `earlier` attempts sent (from
+    /// [`Tx::op_to_send`]), so that a lost answer can be recognized.
+    pub(crate) fn mark_attempted(
+        &self,
+        seq: i64,
+        earlier: Vec<serde_json::Value>,
+        sent: serde_json::Value,
+    ) -> Result<()> {
+        mark_attempted_with(&self.tx, seq, earlier, Some(sent))
+    }
+
+    /// Undoes [`Tx::mark_attempted`] for an operation prepared but never sent: its state
+    /// and what earlier attempts sent go back to what they were (`state`, `stored_sent`),
+    /// and the attempt is not counted.
+    pub(crate) fn unmark_attempted(&self, seq: i64, state: OpState, stored_sent: Option<&str>) -> Result<()> {
+        unmark_attempted(&self.tx, seq, state, stored_sent)
+    }
+
+    /// Records (or replaces) the error row of an operation and marks it failed.
+    pub(crate) fn record_error(&self, seq: i64, input: &ErrorInput) -> Result<()> {
+        record_error(&self.tx, seq, input)
+    }
+
+    /// Removes an operation (settled) and its error row.
+    pub(crate) fn remove_op(&self, seq: i64) -> Result<()> {
+        remove_op(&self.tx, seq)
+    }
+
+    /// Rewrites an operation with a new kind and item: its version is bumped and its
+    /// error row removed.
+    pub(crate) fn rewrite_op(&self, seq: i64, kind: OpKind, item: Option<&str>) -> Result<()> {
+        rewrite_op(&self.tx, seq, kind, item)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::queue::OpKind;
+use crate::op::OpKind;
 use crate::store::TableMeta;
 use sync_core::SyncEntity;
 use sync_core::Value;
@@ -26,9 +26,9 @@ pub struct Conflict<E> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resolution<E> {
     /// Take the server's copy locally; the local change is dropped.
-    TakeServer,
+    ServerWins,
     /// Send the local change again over the server's version (it overwrites).
-    KeepClient,
+    ClientWins,
     /// Store this merged item locally and send it over the server's version.
     Merged(E),
     /// Leave it to the app: the operation gets an error row, and the push goes on.
@@ -57,7 +57,7 @@ pub struct ServerWins;
 
 impl<E> ConflictHandler<E> for ServerWins {
     fn resolve(&self, _: &Conflict<E>) -> Resolution<E> {
-        Resolution::TakeServer
+        Resolution::ServerWins
     }
 }
 
@@ -67,14 +67,14 @@ pub struct ClientWins;
 
 impl<E> ConflictHandler<E> for ClientWins {
     fn resolve(&self, _: &Conflict<E>) -> Resolution<E> {
-        Resolution::KeepClient
+        Resolution::ClientWins
     }
 }
 
 /// A handler's decision, untyped (rows in column order).
 pub(crate) enum ErasedResolution {
-    TakeServer,
-    KeepClient,
+    ServerWins,
+    ClientWins,
     Merged(Vec<Value>),
     Unresolved,
 }
@@ -107,8 +107,8 @@ impl<E: SyncEntity, H: ConflictHandler<E>> ErasedHandler for Typed<E, H> {
     ) -> Result<ErasedResolution> {
         let conflict = Conflict { kind, status, client: meta.decode::<E>(client)?, server: meta.decode::<E>(server)? };
         Ok(match self.handler.resolve(&conflict) {
-            Resolution::TakeServer => ErasedResolution::TakeServer,
-            Resolution::KeepClient => ErasedResolution::KeepClient,
+            Resolution::ServerWins => ErasedResolution::ServerWins,
+            Resolution::ClientWins => ErasedResolution::ClientWins,
             Resolution::Merged(item) => ErasedResolution::Merged(meta.row_from_fields(item.to_values())),
             Resolution::Unresolved => ErasedResolution::Unresolved,
         })

@@ -1,0 +1,54 @@
+//! Purge: forget local rows so that the next pull fetches them again (DESIGN.md
+//! section 8). A local operation: nothing is sent to a server.
+
+use crate::error::{Error, Result};
+use sync_core::SyncEntity;
+use sync_core::query::Query;
+use sync_core::system::{ERRORS_TABLE, ID, OPERATIONS_TABLE};
+
+use super::Table;
+use super::queue::sql_once;
+use super::tx::Tx;
+
+impl<E: SyncEntity> Table<E> {
+    /// Deletes the local rows a query selects, and the table's pull cursors (so the
+    /// next pull fetches them again). Nothing is queued. Refused with
+    /// [`Error::PendingOperations`] while the table has queued operations. Returns how
+    /// many rows were deleted.
+    pub async fn purge(&self, query: &Query<E>) -> Result<u64> {
+        let query = query.clone();
+        self.store().transaction(move |tx| purge::<E>(tx, &query, false)).await
+    }
+
+    /// Deletes all of the table's rows, queued operations, errors and pull cursors:
+    /// the next pull starts over. Returns how many rows were deleted.
+    pub async fn force_purge(&self) -> Result<u64> {
+        self.store().transaction(|tx| purge::<E>(tx, &Query::new(), true)).await
+    }
+}
+
+fn purge<E: SyncEntity>(tx: &mut Tx<'_>, query: &Query<E>, force: bool) -> Result<u64> {
+    let meta = tx.meta::<E>()?;
+    let conn = &tx.tx;
+    if force {
+        conn.execute(sql_once!("DELETE FROM {OPERATIONS_TABLE} WHERE table_name = ?1"), [meta.name])?;
+        conn.execute(sql_once!("DELETE FROM {ERRORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
+    } else {
+        let pending: i64 = conn.query_row(
+            sql_once!("SELECT count(*) FROM {OPERATIONS_TABLE} WHERE table_name = ?1"),
+            [meta.name],
+            |r| r.get(0),
+        )?;
+        if pending > 0 {
+            return Err(Error::PendingOperations { table: meta.name.to_owned(), pending: pending as u64 });
+        }
+    }
+    let ids = sync_core::sql::select(&sync_core::sql::Sqlite, meta.name, &[ID], query.spec(), &*meta)?;
+    let table = sync_core::sql::quote_ident(meta.name);
+    let removed = conn.execute(
+        &format!("DELETE FROM {table} WHERE \"id\" IN ({})", ids.sql),
+        rusqlite::params_from_iter(ids.params.iter()),
+    )?;
+    tx.delete_pull_cursors(meta.name)?;
+    Ok(removed as u64)
+}

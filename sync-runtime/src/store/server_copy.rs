@@ -1,0 +1,85 @@
+//! The server's copy of an item, written locally. One rule for every caller: a push's
+//! answer, a conflict the server won, an error resolved by taking the server's copy, a
+//! pulled row.
+//!
+//! - When a later local operation on the item waits in the queue (written while the
+//!   answered one was in flight), only the server-managed columns (version,
+//!   timestamps, `deleted`) are taken: that operation then sends the app's data over the
+//!   server's version, and nothing the app wrote is lost (DESIGN.md section 5).
+//! - Otherwise a tombstone deletes the local row, and any other copy replaces it,
+//!   keeping the row's local-only columns (the server never has them).
+
+use crate::error::Result;
+use sync_core::Value;
+
+use super::meta::TableMeta;
+use super::tx::Tx;
+
+/// What the server's copy answers, which decides whether a later local operation can
+/// be waiting behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// The answer to operation `seq` (settled, or being settled, in this transaction):
+    /// an operation on the item queued after it keeps the app's data.
+    Op(i64),
+    /// No operation: the caller made sure none of the item is queued (a pull skips
+    /// such items).
+    NothingQueued,
+}
+
+/// What writing the server's copy did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ServerCopy {
+    /// The row was written (inserted or replaced).
+    Written,
+    /// A tombstone: the local row was deleted.
+    Deleted,
+    /// A later operation waits: only the server-managed columns were taken (or
+    /// nothing, when the local row is gone).
+    ServerColumnsTaken,
+}
+
+impl Tx<'_> {
+    /// Writes the server's copy of item `id` (a full row, column order) locally, by
+    /// the rule of this module. Nothing is queued.
+    pub(crate) fn apply_server_copy(
+        &mut self,
+        meta: &TableMeta,
+        id: &str,
+        mut server: Vec<Value>,
+        answered: Answered,
+    ) -> Result<ServerCopy> {
+        let later = match answered {
+            Answered::Op(seq) => self.has_later_op(meta.name, id, seq)?,
+            Answered::NothingQueued => false,
+        };
+        if later {
+            self.take_server_columns(meta, id, &server)?;
+            return Ok(ServerCopy::ServerColumnsTaken);
+        }
+        if meta.is_deleted(&server) {
+            self.delete_row_unqueued(meta, id)?;
+            return Ok(ServerCopy::Deleted);
+        }
+        // Without local-only columns there is nothing of the local row to keep: no
+        // need to read it (a pull writes many rows).
+        if meta.has_local_only() {
+            if let Some(local) = self.read_row(meta, id)? {
+                meta.keep_local_only(&mut server, &local);
+            }
+        }
+        server[0] = Value::String(id.to_owned());
+        self.upsert_row_unqueued(meta, &server)?;
+        Ok(ServerCopy::Written)
+    }
+
+    /// Sets the local row's server-managed columns (its version, timestamps and
+    /// `deleted`) to the server's, keeping everything else. Nothing when the row is gone.
+    pub(crate) fn take_server_columns(&mut self, meta: &TableMeta, id: &str, server: &[Value]) -> Result<()> {
+        if let Some(mut local) = self.read_row(meta, id)? {
+            meta.copy_server_columns(&mut local, server);
+            self.upsert_row_unqueued(meta, &local)?;
+        }
+        Ok(())
+    }
+}
