@@ -50,20 +50,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Protocol {
     }
 }
 
-/// The generation a request asks for, read leniently (for the form of an error answer):
-/// the header, else the query parameter; `None` when it names none the server knows.
-pub(crate) fn requested_protocol<B>(request: &axum::http::Request<B>) -> Option<ProtocolVersion> {
-    let value = match request.headers().get(ProtocolVersion::HEADER) {
-        Some(v) => v.to_str().ok()?.to_owned(),
-        None => {
-            let query = request.uri().query()?;
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
-            pairs.into_iter().find(|(n, _)| n.eq_ignore_ascii_case(ProtocolVersion::HEADER))?.1
-        }
-    };
-    ProtocolVersion::from_header(&value)
-}
-
 fn protocol(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<ProtocolVersion, ApiError> {
     const ACCEPTED: &str = "this server accepts 2.0.0 (Azure Mobile Apps) and 3.0.0 (Datasync)";
     let value = match headers.get(ProtocolVersion::HEADER) {

@@ -66,7 +66,7 @@ impl ErrorParts {
 /// Rewrites an error answer's body in the request's protocol form (see the module
 /// docs): v3 when the request says `3.x.y`, else v2.
 pub(crate) async fn shape_for_protocol(request: Request, next: Next) -> Response {
-    let version = crate::preamble::requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
+    let version = requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
     let mut response = next.run(request).await;
     if version != ProtocolVersion::V3 {
         if let Some(parts) = response.extensions_mut().remove::<ErrorParts>() {
@@ -146,6 +146,20 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The generation a request asks for, read leniently (for the form of an error answer):
+/// the header, else the query parameter; `None` when it names none the server knows.
+fn requested_protocol<B>(request: &axum::http::Request<B>) -> Option<ProtocolVersion> {
+    let value = match request.headers().get(ProtocolVersion::HEADER) {
+        Some(v) => v.to_str().ok()?.to_owned(),
+        None => {
+            let query = request.uri().query()?;
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+            pairs.into_iter().find(|(n, _)| n.eq_ignore_ascii_case(ProtocolVersion::HEADER))?.1
+        }
+    };
+    ProtocolVersion::from_header(&value)
 }
 
 /// At most 64 characters of client text, for a message.

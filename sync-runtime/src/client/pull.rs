@@ -41,7 +41,8 @@ pub struct PullReport {
     pub received: u64,
     /// Rows written locally (inserted or updated).
     pub applied: u64,
-    /// Rows deleted locally (server tombstones).
+    /// Rows deleted locally (server tombstones of rows the store had; a tombstone of an
+    /// item the store never had counts in `received` only).
     pub deleted: u64,
     /// Rows skipped because their item has a queued local operation.
     pub skipped: u64,
@@ -109,6 +110,9 @@ fn parse_page(body: &[u8], url: &str) -> Result<Page> {
     }
 }
 
+/// The fewest rows a pull asks for in one page when a server refuses larger pages.
+const MIN_PAGE: u32 = 10;
+
 /// The longest URL a pull sends: the `http` crate's limit for a URI.
 const MAX_URL_BYTES: usize = 65_534;
 
@@ -146,6 +150,11 @@ pub(crate) async fn pull<E: SyncEntity>(
     };
     let mut report = PullReport::default();
     let mut skipped_any = false;
+    // Some servers refuse a `$top` above their maximum with 400 (the Azure Mobile Apps
+    // Node server, below its default `maxTop`) instead of capping it: a refused page is
+    // asked again with half the rows, down to `MIN_PAGE`, and the pull goes on at that
+    // size.
+    let mut page_size = inner.page_size;
     loop {
         let filter = match (&user_filter, &position) {
             (Some(f), Some(c)) => Some(Expr::binary(BinaryOp::And, f.clone(), cursor_filter(c)?)),
@@ -160,7 +169,7 @@ pub(crate) async fn pull<E: SyncEntity>(
                 q.append_pair("$filter", &odata::print_filter(f, inner.protocol));
             }
             q.append_pair("$orderby", "updatedAt,id");
-            q.append_pair("$top", &inner.page_size.to_string());
+            q.append_pair("$top", &page_size.to_string());
             match inner.protocol {
                 ProtocolVersion::V2 => q.append_pair("__includeDeleted", "true"),
                 ProtocolVersion::V3 => q.append_pair("__includedeleted", "true"),
@@ -176,6 +185,11 @@ pub(crate) async fn pull<E: SyncEntity>(
             )));
         }
         let answer = inner.send(&Request { method: Method::GET, url, if_match: None, body: None }).await?;
+        if answer.status == 400 && page_size > MIN_PAGE {
+            page_size = (page_size / 2).max(MIN_PAGE);
+            tracing::debug!(page_size, message = %answer.message(), "the server refused the page; asking for fewer rows");
+            continue;
+        }
         if !answer.is_success() {
             return Err(Error::Http { url: answer.url.clone(), status: answer.status, message: answer.message() });
         }
@@ -251,7 +265,7 @@ pub(crate) async fn pull<E: SyncEntity>(
             elapsed: started.elapsed(),
             finished: false,
         });
-        if page.last && (page.items.len() as u64) < u64::from(inner.page_size) {
+        if page.last && (page.items.len() as u64) < u64::from(page_size) {
             break;
         }
     }
@@ -304,6 +318,8 @@ fn apply_page(
         }
         match tx.apply_server_copy(meta, &cursor.id, row, Answered::NothingQueued)? {
             ServerCopy::Deleted => deleted += 1,
+            // A tombstone of an item this store never had (or already deleted).
+            ServerCopy::AlreadyGone => {}
             ServerCopy::Written | ServerCopy::ServerColumnsTaken => applied += 1,
         }
         if !skipping {

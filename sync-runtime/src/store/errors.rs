@@ -222,7 +222,7 @@ impl<E: SyncEntity> Table<E> {
                 let meta = tx.meta::<E>()?;
                 let op = check_op(tx, &record)?;
                 tx.remove_op(op.seq)?;
-                tx.delete_row_unqueued(&meta, &record.item_id)
+                tx.delete_row_unqueued(&meta, &record.item_id).map(drop)
             })
             .await
     }

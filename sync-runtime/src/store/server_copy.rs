@@ -34,6 +34,8 @@ pub(crate) enum ServerCopy {
     Written,
     /// A tombstone: the local row was deleted.
     Deleted,
+    /// A tombstone of an item the store did not have: nothing changed.
+    AlreadyGone,
     /// A later operation waits: only the server-managed columns were taken (or
     /// nothing, when the local row is gone).
     ServerColumnsTaken,
@@ -58,8 +60,8 @@ impl Tx<'_> {
             return Ok(ServerCopy::ServerColumnsTaken);
         }
         if meta.is_deleted(&server) {
-            self.delete_row_unqueued(meta, id)?;
-            return Ok(ServerCopy::Deleted);
+            let had = self.delete_row_unqueued(meta, id)?;
+            return Ok(if had { ServerCopy::Deleted } else { ServerCopy::AlreadyGone });
         }
         // Without local-only columns there is nothing of the local row to keep: no
         // need to read it (a pull writes many rows).

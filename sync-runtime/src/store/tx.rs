@@ -309,9 +309,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub(crate) fn delete_row_unqueued(&mut self, meta: &TableMeta, id: &str) -> Result<()> {
-        self.tx.prepare_cached(&meta.delete)?.execute([id])?;
-        Ok(())
+    /// Deletes the local row of `id` without queueing anything; whether there was one.
+    pub(crate) fn delete_row_unqueued(&mut self, meta: &TableMeta, id: &str) -> Result<bool> {
+        Ok(self.tx.prepare_cached(&meta.delete)?.execute([id])? > 0)
     }
 
     /// Marks an operation as in flight (its request is out) or no longer, as part of

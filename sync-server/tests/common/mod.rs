@@ -198,6 +198,7 @@ pub const BOTH: [&str; 2] = [V2, V3];
 
 /// The client's struct, written out by hand (the test must not depend on the derive):
 /// two data fields, a local-only field the server must not serve, a view of `version`.
+/// The client tests of the server decode it too.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TodoItem {
     pub id: String,
@@ -236,8 +237,29 @@ impl SyncEntity for TodoItem {
             self.version.clone().map_or(Value::Null, Value::String),
         ]
     }
-    fn from_values(_: Vec<Value>) -> Result<Self, DecodeError> {
-        Err(DecodeError { field: "id", message: "not used by the server tests".into() })
+    fn from_values(values: Vec<Value>) -> Result<Self, DecodeError> {
+        let mut values = values.into_iter();
+        let mut next =
+            |field: &'static str| values.next().ok_or_else(|| DecodeError { field, message: "missing value".into() });
+        let text = |field: &'static str, v: Value| match v {
+            Value::String(s) => Ok(Some(s)),
+            Value::Null => Ok(None),
+            other => Err(DecodeError { field, message: format!("expected text, found {other:?}") }),
+        };
+        let required = |field: &'static str, v: Option<String>| {
+            v.ok_or_else(|| DecodeError { field, message: "expected text, found null".into() })
+        };
+        let id = required("id", text("id", next("id")?)?)?;
+        let text_value = required("text", text("text", next("text")?)?)?;
+        let complete = match next("complete")? {
+            Value::Bool(b) => b,
+            other => {
+                return Err(DecodeError { field: "complete", message: format!("expected a bool, found {other:?}") });
+            }
+        };
+        let draft = text("draft", next("draft")?)?;
+        let version = text("version", next("version")?)?;
+        Ok(TodoItem { id, text: text_value, complete, draft, version })
     }
 }
 

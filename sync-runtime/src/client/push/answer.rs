@@ -124,7 +124,7 @@ fn prepared_kind(method: &Method) -> OpKind {
 
 /// The server accepted the operation: take its copy and remove the operation (in the
 /// push's next store call).
-async fn finish(
+pub(super) async fn finish(
     inner: &ClientInner,
     seq: i64,
     meta: &Arc<TableMeta>,

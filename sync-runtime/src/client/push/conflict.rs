@@ -14,7 +14,7 @@ use crate::client::http::{Answer, Request};
 use crate::error::{Error, Result};
 use crate::op::OpKind;
 use crate::store::{Answered, ErrorInput, QueuedOp, TableMeta};
-use sync_core::Value;
+use sync_core::{ProtocolVersion, Value};
 
 use super::answer::{Step, record};
 use super::prepare::Prepared;
@@ -32,15 +32,13 @@ pub(super) async fn conflict(
     let meta = Arc::clone(&prepared.meta);
     let status = answer.status;
     let raw = String::from_utf8_lossy(&answer.body).into_owned();
-    // The server's copy: from the body when it is one (with a version), else fetched.
+    // The server's copy: from the body when it is one (with a version), else fetched
+    // (a tombstone too: an insert may meet the deleted item of its id).
     let mut server_json = answer.json().filter(|j| j.get("id").is_some() && j.get("version").is_some());
     if server_json.is_none() {
-        let get = Request {
-            method: Method::GET,
-            url: inner.table_url(&op.table, Some(&op.item_id)),
-            if_match: None,
-            body: None,
-        };
+        let mut url = inner.table_url(&op.table, Some(&op.item_id));
+        url.query_pairs_mut().append_pair(include_deleted(inner.protocol), "true");
+        let get = Request { method: Method::GET, url, if_match: None, body: None };
         match inner.send(&get).await {
             Ok(a) if a.is_success() => server_json = a.json().filter(serde_json::Value::is_object),
             Ok(_) => {}
@@ -105,6 +103,11 @@ pub(super) async fn conflict(
             .await;
     }
 
+    if kind == OpKind::Insert && meta.is_deleted(&server) {
+        report.conflicts.push(outcome(ConflictResolution::Recreated));
+        return recreate(inner, op, prepared, &server).await;
+    }
+
     let resolution = match inner.handlers.get(op.table.as_str()) {
         Some(handler) => handler.resolve(&meta, kind, status, &prepared.sent, &server)?,
         None => ErasedResolution::Unresolved,
@@ -142,6 +145,92 @@ pub(super) async fn conflict(
             report.conflicts.push(outcome(ConflictResolution::Merged));
             overwrite(inner, meta, seq, id, kind, &server, Some(merged)).await
         }
+    }
+}
+
+/// The query parameter that asks for tombstones too, in each generation's spelling.
+fn include_deleted(protocol: ProtocolVersion) -> &'static str {
+    match protocol {
+        ProtocolVersion::V2 => "__includeDeleted",
+        ProtocolVersion::V3 => "__includedeleted",
+    }
+}
+
+/// An insert met the tombstone of its id: the item was deleted (here or on another
+/// device) and the app created it again. The tombstone is brought back with the local
+/// item, over the tombstone's version, as each generation's servers offer: v3 replaces
+/// it with `deleted: false` and `__includedeleted=true` (the Datasync toolkit's
+/// undelete), v2 undeletes it (`POST /tables/{t}/{id}`, as the Azure Mobile Apps Node
+/// server offers) and then updates it. Whatever refuses it ends as an error row that
+/// says so; a version that moved meanwhile sends the insert again (it meets the new
+/// tombstone, or the item someone else re-created).
+async fn recreate(inner: &ClientInner, op: &QueuedOp, prepared: Prepared, server: &[Value]) -> Result<Step> {
+    let meta = Arc::clone(&prepared.meta);
+    let version = meta.version_of(server);
+    let url = inner.table_url(&op.table, Some(&op.item_id));
+    let mut body = prepared.request.body.clone().unwrap_or_else(|| meta.push_json(&prepared.sent));
+    let answer = match inner.protocol {
+        ProtocolVersion::V3 => {
+            if let Some(map) = body.as_object_mut() {
+                map.insert(sync_core::system::DELETED.to_owned(), serde_json::Value::Bool(false));
+            }
+            let mut url = url;
+            url.query_pairs_mut().append_pair(include_deleted(ProtocolVersion::V3), "true");
+            send(inner, &Request { method: Method::PUT, url, if_match: version, body: Some(body) }).await?
+        }
+        ProtocolVersion::V2 => {
+            let undelete = Request { method: Method::POST, url: url.clone(), if_match: version, body: None };
+            let undone = send(inner, &undelete).await?;
+            match undone {
+                Sent::Answer(a) if a.is_success() => {
+                    let version = a
+                        .json()
+                        .and_then(|j| j.get(sync_core::system::VERSION).and_then(|v| v.as_str()).map(str::to_owned));
+                    let update = Request { method: Method::PATCH, url, if_match: version, body: Some(body) };
+                    send(inner, &update).await?
+                }
+                other => other,
+            }
+        }
+    };
+    let answer = match answer {
+        Sent::Answer(answer) => answer,
+        Sent::Stopped(cancel) => return Ok(Step::Stop(cancel)),
+    };
+    match answer.status {
+        s if (200..300).contains(&s) => {
+            super::answer::finish(inner, op.seq, &meta, OpKind::Insert, &op.item_id, &answer).await
+        }
+        409 | 412 => Ok(Step::Again),
+        s => {
+            let input = ErrorInput {
+                status: Some(s),
+                message: format!(
+                    "the server holds a deleted item with this id and did not bring it back (HTTP {s}): {}",
+                    answer.message()
+                ),
+                client_item: Some(meta.push_json(&prepared.sent)),
+                server_item: Some(meta.row_to_json(server)),
+                raw_body: Some(String::from_utf8_lossy(&answer.body).into_owned()),
+            };
+            record(inner, op.seq, input).await?;
+            Ok(Step::Error)
+        }
+    }
+}
+
+/// A request's answer, or why the push stops.
+enum Sent {
+    Answer(Answer),
+    Stopped(PushCancel),
+}
+
+async fn send(inner: &ClientInner, request: &Request) -> Result<Sent> {
+    match inner.send(request).await {
+        Ok(answer) => Ok(Sent::Answer(answer)),
+        Err(Error::Network { url, source }) => Ok(Sent::Stopped(PushCancel::Network { url, source })),
+        Err(Error::Auth { url, status }) => Ok(Sent::Stopped(PushCancel::Auth { url, status })),
+        Err(e) => Err(e),
     }
 }
 

@@ -69,6 +69,10 @@ pub enum ConflictResolution {
     Unresolved,
     /// Not a real conflict: an earlier attempt had landed but its answer was lost.
     EarlierAttemptLanded,
+    /// An insert met a deleted item of its id on the server (the item was deleted and
+    /// the app created it again): the server's tombstone was undeleted and the local
+    /// item written over it.
+    Recreated,
 }
 
 /// One conflict met during a push.
