@@ -101,6 +101,9 @@ pub struct Verdict {
     pub live_rows: u64,
 }
 
+/// The version of a tombstone made by a v3 delete, which answers 204 without it.
+const UNKNOWN_VERSION: &str = "<unknown: a v3 delete answers without the tombstone>";
+
 fn item_id(ex: &Exchange) -> Option<String> {
     let path = ex.path();
     let rest = path.strip_prefix("/tables/TodoItem/")?;
@@ -158,10 +161,38 @@ pub fn check(
     let mut replay: BTreeMap<String, ServerRow> = BTreeMap::new();
     let mut applied_texts: HashMap<String, Vec<(u64, String)>> = HashMap::new();
     let mut deleted_on_server: BTreeSet<String> = BTreeSet::new();
+    // Items deleted on the server and later brought back (an insert of a deleted id:
+    // the v2 undelete, or a v3 replace over the tombstone).
+    let mut recreated: BTreeSet<String> = BTreeSet::new();
     for ex in journal.iter().filter(|e| e.is_applied_write()) {
         verdict.applied_writes += 1;
         let response = ex.response_json();
         match ex.method.as_str() {
+            // v2's undelete (`POST /tables/{t}/{id}`), which brings a tombstone back before
+            // an item deleted and created again is written over it.
+            "POST" if item_id(ex).is_some() => {
+                let Some(row) = response.as_ref().and_then(ServerRow::from_json) else {
+                    problems.push(format!("journal {}: an accepted undelete without an item", ex.seq));
+                    continue;
+                };
+                match replay.get(&row.id) {
+                    Some(before)
+                        if before.deleted
+                            && (ex.if_match.as_ref() == Some(&before.version) || before.version == UNKNOWN_VERSION) => {
+                    }
+                    before => problems.push(format!(
+                        "journal {}: undelete of {} accepted with If-Match {:?}, the server had {:?}",
+                        ex.seq,
+                        row.id,
+                        ex.if_match,
+                        before.map(|b| (&b.version, b.deleted))
+                    )),
+                }
+                // It stays in `deleted_on_server`: the server did delete it once, which
+                // explains a 404/410 met before it came back.
+                recreated.insert(row.id.clone());
+                replay.insert(row.id.clone(), row);
+            }
             "POST" => {
                 let Some(row) = response.as_ref().and_then(ServerRow::from_json) else {
                     problems.push(format!("journal {}: an accepted insert without an item: {ex:?}", ex.seq));
@@ -179,7 +210,11 @@ pub fn check(
                     continue;
                 };
                 let before = replay.get(&row.id).map(|r| r.version.clone());
-                if ex.if_match.is_none() || ex.if_match != before {
+                if replay.get(&row.id).is_some_and(|r| r.deleted) && !row.deleted {
+                    recreated.insert(row.id.clone());
+                }
+                let unknown = before.as_deref() == Some(UNKNOWN_VERSION);
+                if ex.if_match.is_none() || (ex.if_match != before && !unknown) {
                     problems.push(format!(
                         "journal {} ({}): blind overwrite of {}: If-Match {:?}, the server had {before:?}",
                         ex.seq, ex.label, row.id, ex.if_match
@@ -213,7 +248,11 @@ pub fn check(
                     )),
                     Some(_) => {}
                 }
-                let mut row = response.as_ref().and_then(ServerRow::from_json).unwrap_or(before);
+                // A v3 delete answers 204 without the tombstone: its new version is unknown.
+                let mut row = response
+                    .as_ref()
+                    .and_then(ServerRow::from_json)
+                    .unwrap_or(ServerRow { version: UNKNOWN_VERSION.to_owned(), ..before });
                 row.deleted = true;
                 deleted_on_server.insert(id.clone());
                 replay.insert(id, row);
@@ -330,7 +369,10 @@ pub fn check(
             // own insert: an item of that id made by another client is not its target.
             (Kind::Delete, _) if seen_version.is_none() => {}
             (Kind::Delete, _) => {
-                if live_ids.contains(id) && explained_by(Some(Kind::Delete)).is_none() {
+                // Deleted on the server, then created again (by an insert of the same id):
+                // the delete happened.
+                let deleted_then_recreated = deleted_on_server.contains(*id) && recreated.contains(*id);
+                if live_ids.contains(id) && explained_by(Some(Kind::Delete)).is_none() && !deleted_then_recreated {
                     problems.push(format!(
                         "client {client}: its delete of {id} vanished: the item is live on the server and no conflict decision explains it"
                     ));
