@@ -20,6 +20,25 @@ pub enum Error {
     #[error("the local store is closed")]
     StoreClosed,
 
+    /// An async runtime is missing where one is needed, or present where it would be
+    /// blocked: the sync client's calls are awaited inside a tokio runtime, or waited
+    /// for (`.wait()`) outside one. The message says which.
+    #[error("{0}")]
+    Runtime(&'static str),
+
+    /// A store or table call was made inside a transaction closure: it would wait for
+    /// the very transaction it runs in. Use the closure's `tx` instead.
+    #[error(
+        "a store or table call was made inside a transaction closure, where it would wait for the transaction itself; use the closure's `tx`"
+    )]
+    CallInTransaction,
+
+    /// The app's own error of a `try_transaction` closure, on its way back to the app
+    /// (never seen by it).
+    #[doc(hidden)]
+    #[error("the transaction's closure failed")]
+    App(Box<dyn std::any::Any + Send>),
+
     /// The store file was written by a newer, incompatible version of this library.
     #[error(
         "the store was created by a newer version of sync-runtime (store schema {found}, this build supports up to {supported}); upgrade the app"

@@ -72,7 +72,8 @@ mod store;
 
 pub use client::{
     ClientWins, Conflict, ConflictHandler, ConflictOutcome, ConflictResolution, PullReport, PushCancel, PushReport,
-    PushStatus, Resolution, RetryPolicy, ServerWins, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
+    PushStatus, Resolution, RetryPolicy, ServerWins, SyncCall, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase,
+    SyncReport,
 };
 pub use error::{Error, NetworkCause, Result};
 pub use op::{OpKind, OpState};

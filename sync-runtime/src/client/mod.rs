@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+mod call;
 mod conflict_handler;
 mod http;
 mod progress;
@@ -38,6 +39,7 @@ use sync_core::ProtocolVersion;
 use sync_core::SyncEntity;
 use sync_core::query::Query;
 
+pub use call::SyncCall;
 pub use conflict_handler::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
 pub use progress::{SyncEvent, SyncPhase};
 pub use pull::PullReport;
@@ -269,26 +271,31 @@ impl SyncClient {
     /// rows and the push goes on. Pushes of one [`Store`] (from any of its clients)
     /// take turns: a second one waits, then sends what the first left. (Two `Store`s
     /// opened separately on one file do not know of each other: open one per file.)
-    pub async fn push(&self) -> Result<PushReport> {
-        push::push(&self.inner).await
+    pub fn push(&self) -> SyncCall<PushReport> {
+        let inner = Arc::clone(&self.inner);
+        SyncCall::new(async move { push::push(&inner).await })
     }
 
     /// Pulls the rows of `query` from the server into `E`'s table (DESIGN.md section 8).
     /// With a `query_id` the pull is incremental and resumable: only rows changed
     /// since the last pull of that id are fetched. Pending local operations are pushed
     /// first; rows that still have one are skipped, so local edits are kept.
-    pub async fn pull<E: SyncEntity>(&self, query: Query<E>, query_id: Option<&str>) -> Result<PullReport> {
-        pull::pull::<E>(self, &self.inner, query, query_id).await
+    pub fn pull<E: SyncEntity>(&self, query: Query<E>, query_id: Option<&str>) -> SyncCall<PullReport> {
+        let (client, query_id) = (self.clone(), query_id.map(str::to_owned));
+        SyncCall::new(async move { pull::pull::<E>(&client, &client.inner, query, query_id.as_deref()).await })
     }
 
     /// Push, then pull every row of `E` incrementally: the quickstart's refresh.
-    pub async fn sync<E: SyncEntity>(&self) -> Result<SyncReport> {
-        let push = self.push().await?;
-        if let PushStatus::Cancelled(reason) = &push.status {
-            return Err(reason.to_error());
-        }
-        let pull = self.pull::<E>(Query::new(), Some(pull::DEFAULT_QUERY_ID)).await?;
-        Ok(SyncReport { push, pull })
+    pub fn sync<E: SyncEntity>(&self) -> SyncCall<SyncReport> {
+        let client = self.clone();
+        SyncCall::new(async move {
+            let push = push::push(&client.inner).await?;
+            if let PushStatus::Cancelled(reason) = &push.status {
+                return Err(reason.to_error());
+            }
+            let pull = pull::pull::<E>(&client, &client.inner, Query::new(), Some(pull::DEFAULT_QUERY_ID)).await?;
+            Ok(SyncReport { push, pull })
+        })
     }
 }
 

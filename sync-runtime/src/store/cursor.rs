@@ -6,9 +6,9 @@ use rusqlite::{OptionalExtension, params};
 use crate::error::Result;
 use sync_core::system::CURSORS_TABLE;
 
-use super::Store;
 use super::queue::sql_once;
 use super::tx::Tx;
+use super::{Store, StoreCall};
 
 /// The position of a pull: the `(updatedAt, id)` of the last row applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,17 +21,16 @@ pub(crate) struct PullCursor {
 
 impl Store {
     /// Where the last pull of `table` with `query_id` stopped, if it saved a cursor.
-    pub(crate) async fn pull_cursor(&self, table: &'static str, query_id: &str) -> Result<Option<PullCursor>> {
+    pub(crate) fn pull_cursor(&self, table: &'static str, query_id: &str) -> StoreCall<Option<PullCursor>> {
         let query_id = query_id.to_owned();
-        self.call(move |w| {
-            let mut stmt = w.conn.prepare_cached(sql_once!(
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql_once!(
                 "SELECT updated_at, last_id FROM {CURSORS_TABLE} WHERE table_name = ?1 AND query_id = ?2"
             ))?;
             let cursor =
                 stmt.query_row(params![table, query_id], |r| Ok(PullCursor { updated_at: r.get(0)?, id: r.get(1)? }));
             Ok(cursor.optional()?)
         })
-        .await
     }
 }
 

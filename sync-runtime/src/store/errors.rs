@@ -12,7 +12,7 @@ use sync_core::system::ERRORS_TABLE;
 
 use super::queue::{OpKind, OpRow};
 use super::tx::Tx;
-use super::{Answered, Store, Table};
+use super::{Answered, Store, StoreCall, Table};
 
 /// An error row, untyped: what [`Store::errors`] lists across all tables.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,176 +132,164 @@ pub(crate) fn count_errors(conn: &rusqlite::Connection, table: Option<&str>) -> 
 
 impl Store {
     /// Every recorded error, across all tables, in push order.
-    pub async fn errors(&self) -> Result<Vec<ErrorRecord>> {
-        self.call(|w| list_errors(&w.conn, None)).await
+    pub fn errors(&self) -> StoreCall<Vec<ErrorRecord>> {
+        self.read(|conn| list_errors(conn, None))
     }
 
     /// How many errors are recorded, across all tables.
-    pub async fn error_count(&self) -> Result<u64> {
-        self.call(|w| count_errors(&w.conn, None)).await
+    pub fn error_count(&self) -> StoreCall<u64> {
+        self.read(|conn| count_errors(conn, None))
     }
 }
 
 impl<E: SyncEntity> Table<E> {
     /// The recorded errors of this table, with typed client and server items.
-    pub async fn errors(&self) -> Result<Vec<SyncError<E>>> {
+    pub fn errors(&self) -> StoreCall<Vec<SyncError<E>>> {
         let meta = std::sync::Arc::clone(self.meta());
-        self.store()
-            .call(move |w| {
-                let records = list_errors(&w.conn, Some(meta.name))?;
-                Ok(records
-                    .into_iter()
-                    .map(|record| SyncError {
-                        client_item: record.client_item.as_ref().and_then(|j| meta.decode_json(j).ok()),
-                        server_item: record.server_item.as_ref().and_then(|j| meta.decode_json(j).ok()),
-                        record,
-                    })
-                    .collect())
-            })
-            .await
+        self.store().read(move |conn| {
+            let records = list_errors(conn, Some(meta.name))?;
+            Ok(records
+                .into_iter()
+                .map(|record| SyncError {
+                    client_item: record.client_item.as_ref().and_then(|j| meta.decode_json(j).ok()),
+                    server_item: record.server_item.as_ref().and_then(|j| meta.decode_json(j).ok()),
+                    record,
+                })
+                .collect())
+        })
     }
 
     /// How many errors this table has.
-    pub async fn error_count(&self) -> Result<u64> {
+    pub fn error_count(&self) -> StoreCall<u64> {
         let name = self.name();
-        self.store().call(move |w| count_errors(&w.conn, Some(name))).await
+        self.store().read(move |conn| count_errors(conn, Some(name)))
     }
 
     /// Cancels the operation and takes `item` as the local row (no operation queued).
     /// The row keeps the server's system columns (its version) when the server sent its
     /// copy, so the next local edit updates that version.
-    pub async fn resolve_take(&self, error: &SyncError<E>, item: E) -> Result<()> {
+    pub fn resolve_take(&self, error: &SyncError<E>, item: E) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store()
-            .transaction(move |tx| {
-                let meta = tx.meta::<E>()?;
-                let op = check_op(tx, &record)?;
-                let mut row = meta.row_from_fields(item.to_values());
-                set_id(&mut row, &record.item_id);
-                let base = match &record.server_item {
-                    Some(server) => Some(meta.row_from_json(server)?),
-                    None => tx.read_row(&meta, &record.item_id)?,
-                };
-                if let Some(base) = base {
-                    meta.copy_server_columns(&mut row, &base);
-                }
-                tx.remove_op(op.seq)?;
-                tx.upsert_row_unqueued(&meta, &row)
-            })
-            .await
+        self.store().transaction(move |tx| {
+            let meta = tx.meta::<E>()?;
+            let op = check_op(tx, &record)?;
+            let mut row = meta.row_from_fields(item.to_values());
+            set_id(&mut row, &record.item_id);
+            let base = match &record.server_item {
+                Some(server) => Some(meta.row_from_json(server)?),
+                None => tx.read_row(&meta, &record.item_id)?,
+            };
+            if let Some(base) = base {
+                meta.copy_server_columns(&mut row, &base);
+            }
+            tx.remove_op(op.seq)?;
+            tx.upsert_row_unqueued(&meta, &row)
+        })
     }
 
     /// Cancels the operation and takes the server's copy from the error as the local
     /// row (a server tombstone deletes the local row). Refused when the server sent no
     /// copy.
-    pub async fn resolve_take_server(&self, error: &SyncError<E>) -> Result<()> {
+    pub fn resolve_take_server(&self, error: &SyncError<E>) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store()
-            .transaction(move |tx| {
-                let meta = tx.meta::<E>()?;
-                let op = check_op(tx, &record)?;
-                let Some(server) = &record.server_item else {
-                    return Err(Error::StaleOperation {
-                        op_id: record.op_id,
-                        reason: "the error has no server item to take".into(),
-                    });
-                };
-                let server = meta.row_from_json(server)?;
-                tx.remove_op(op.seq)?;
-                tx.apply_server_copy(&meta, &record.item_id, server, Answered::Op(op.seq))?;
-                Ok(())
-            })
-            .await
+        self.store().transaction(move |tx| {
+            let meta = tx.meta::<E>()?;
+            let op = check_op(tx, &record)?;
+            let Some(server) = &record.server_item else {
+                return Err(Error::StaleOperation {
+                    op_id: record.op_id,
+                    reason: "the error has no server item to take".into(),
+                });
+            };
+            let server = meta.row_from_json(server)?;
+            tx.remove_op(op.seq)?;
+            tx.apply_server_copy(&meta, &record.item_id, server, Answered::Op(op.seq))?;
+            Ok(())
+        })
     }
 
     /// Cancels the operation and removes the local row, without queueing a delete.
-    pub async fn resolve_discard(&self, error: &SyncError<E>) -> Result<()> {
+    pub fn resolve_discard(&self, error: &SyncError<E>) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store()
-            .transaction(move |tx| {
-                let meta = tx.meta::<E>()?;
-                let op = check_op(tx, &record)?;
-                tx.remove_op(op.seq)?;
-                tx.delete_row_unqueued(&meta, &record.item_id).map(drop)
-            })
-            .await
+        self.store().transaction(move |tx| {
+            let meta = tx.meta::<E>()?;
+            let op = check_op(tx, &record)?;
+            tx.remove_op(op.seq)?;
+            tx.delete_row_unqueued(&meta, &record.item_id).map(drop)
+        })
     }
 
     /// Keeps the operation with an edited item, to be pushed again. When the server
     /// sent its copy, its version is copied in so the next push overwrites it
     /// ("client wins"); a refused insert then becomes an update.
-    pub async fn resolve_retry_with(&self, error: &SyncError<E>, item: E) -> Result<()> {
+    pub fn resolve_retry_with(&self, error: &SyncError<E>, item: E) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store()
-            .transaction(move |tx| {
-                let meta = tx.meta::<E>()?;
-                let op = check_op(tx, &record)?;
-                let mut row = meta.row_from_fields(item.to_values());
-                set_id(&mut row, &record.item_id);
-                if let Some(local) = tx.read_row(&meta, &record.item_id)? {
-                    meta.copy_server_columns(&mut row, &local);
-                } else if let Some(snapshot) = op.item.as_deref() {
-                    meta.copy_server_columns(&mut row, &meta.row_from_queued_item(op.seq, snapshot)?);
+        self.store().transaction(move |tx| {
+            let meta = tx.meta::<E>()?;
+            let op = check_op(tx, &record)?;
+            let mut row = meta.row_from_fields(item.to_values());
+            set_id(&mut row, &record.item_id);
+            if let Some(local) = tx.read_row(&meta, &record.item_id)? {
+                meta.copy_server_columns(&mut row, &local);
+            } else if let Some(snapshot) = op.item.as_deref() {
+                meta.copy_server_columns(&mut row, &meta.row_from_queued_item(op.seq, snapshot)?);
+            }
+            if let Some(server) = &record.server_item {
+                let server_row = meta.row_from_json(server)?;
+                if let Some(v) = meta.column_index(sync_core::system::VERSION) {
+                    row[v] = server_row[v].clone();
                 }
-                if let Some(server) = &record.server_item {
-                    let server_row = meta.row_from_json(server)?;
-                    if let Some(v) = meta.column_index(sync_core::system::VERSION) {
-                        row[v] = server_row[v].clone();
-                    }
-                }
-                if op.kind == OpKind::Delete {
-                    let snapshot = meta.row_to_json(&row).to_string();
-                    tx.rewrite_op(op.seq, op.kind, Some(&snapshot))
-                } else {
-                    // An insert the server already has would only meet the same 409
-                    // again: over the server's version, it is an update.
-                    let kind = match op.kind {
-                        OpKind::Insert if record.server_item.is_some() => OpKind::Update,
-                        other => other,
-                    };
-                    tx.upsert_row_unqueued(&meta, &row)?;
-                    tx.rewrite_op(op.seq, kind, None)
-                }
-            })
-            .await
+            }
+            if op.kind == OpKind::Delete {
+                let snapshot = meta.row_to_json(&row).to_string();
+                tx.rewrite_op(op.seq, op.kind, Some(&snapshot))
+            } else {
+                // An insert the server already has would only meet the same 409
+                // again: over the server's version, it is an update.
+                let kind = match op.kind {
+                    OpKind::Insert if record.server_item.is_some() => OpKind::Update,
+                    other => other,
+                };
+                tx.upsert_row_unqueued(&meta, &row)?;
+                tx.rewrite_op(op.seq, kind, None)
+            }
+        })
     }
 
     /// Changes the operation's kind (e.g. a refused insert into an update). Turning it
     /// into a delete removes the local row (kept in the operation); turning a delete
     /// into an insert or update restores the row from the operation.
-    pub async fn resolve_change_kind(&self, error: &SyncError<E>, kind: OpKind) -> Result<()> {
+    pub fn resolve_change_kind(&self, error: &SyncError<E>, kind: OpKind) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store()
-            .transaction(move |tx| {
-                let meta = tx.meta::<E>()?;
-                let op = check_op(tx, &record)?;
-                let local = tx.read_row(&meta, &record.item_id)?;
-                match (op.kind, kind) {
-                    (_, OpKind::Delete) => {
-                        let snapshot = match &local {
-                            Some(row) => Some(meta.row_to_json(row).to_string()),
-                            None => op.item.clone(),
-                        };
-                        tx.delete_row_unqueued(&meta, &record.item_id)?;
-                        tx.rewrite_op(op.seq, kind, snapshot.as_deref())
-                    }
-                    (OpKind::Delete, _) => {
-                        if local.is_none() {
-                            let Some(snapshot) = op.item.as_deref() else {
-                                return Err(Error::StaleOperation {
-                                    op_id: op.seq,
-                                    reason: "the delete keeps no item to restore".into(),
-                                });
-                            };
-                            let row = meta.row_from_queued_item(op.seq, snapshot)?;
-                            tx.upsert_row_unqueued(&meta, &row)?;
-                        }
-                        tx.rewrite_op(op.seq, kind, None)
-                    }
-                    _ => tx.rewrite_op(op.seq, kind, None),
+        self.store().transaction(move |tx| {
+            let meta = tx.meta::<E>()?;
+            let op = check_op(tx, &record)?;
+            let local = tx.read_row(&meta, &record.item_id)?;
+            match (op.kind, kind) {
+                (_, OpKind::Delete) => {
+                    let snapshot = match &local {
+                        Some(row) => Some(meta.row_to_json(row).to_string()),
+                        None => op.item.clone(),
+                    };
+                    tx.delete_row_unqueued(&meta, &record.item_id)?;
+                    tx.rewrite_op(op.seq, kind, snapshot.as_deref())
                 }
-            })
-            .await
+                (OpKind::Delete, _) => {
+                    if local.is_none() {
+                        let Some(snapshot) = op.item.as_deref() else {
+                            return Err(Error::StaleOperation {
+                                op_id: op.seq,
+                                reason: "the delete keeps no item to restore".into(),
+                            });
+                        };
+                        let row = meta.row_from_queued_item(op.seq, snapshot)?;
+                        tx.upsert_row_unqueued(&meta, &row)?;
+                    }
+                    tx.rewrite_op(op.seq, kind, None)
+                }
+                _ => tx.rewrite_op(op.seq, kind, None),
+            }
+        })
     }
 }
 

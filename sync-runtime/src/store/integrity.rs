@@ -6,7 +6,7 @@ use crate::error::Result;
 use sync_core::sql::quote_ident;
 use sync_core::system::{ERRORS_TABLE, OPERATIONS_TABLE};
 
-use super::Store;
+use super::{Store, StoreCall};
 
 /// What [`Store::check_integrity`] found. Empty `problems` means the store is sound.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,8 +32,8 @@ impl Store {
     /// update refers to an existing row (unless a later delete of the item is queued
     /// behind it), that every queued delete keeps its item, and that every error row
     /// belongs to an existing operation of the same version.
-    pub async fn check_integrity(&self) -> Result<IntegrityReport> {
-        self.call(|w| check(&w.conn)).await
+    pub fn check_integrity(&self) -> StoreCall<IntegrityReport> {
+        self.read(check)
     }
 }
 

@@ -1,7 +1,7 @@
-//! The local store: one SQLite file (or memory), one thread that owns the connection,
-//! and async callers that reach it over a channel, so no SQLite call ever runs on a
-//! tokio worker.
+//! The local store: one SQLite file (or memory), one thread that owns the writer
+//! connection and runs every write, and read connections that callers read on.
 
+mod call;
 mod checkpoint;
 mod cursor;
 mod errors;
@@ -10,6 +10,7 @@ mod meta;
 mod pending;
 mod purge;
 pub mod queue;
+mod readers;
 mod schema;
 mod server_copy;
 mod table;
@@ -20,7 +21,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -28,6 +29,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use sync_core::SyncEntity;
 
+pub use call::StoreCall;
 pub(crate) use cursor::PullCursor;
 pub use errors::{ErrorRecord, SyncError};
 pub use integrity::IntegrityReport;
@@ -82,7 +84,8 @@ impl StoreOptions {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+/// What the store thread runs: a call's job, its answer already wired in.
+type WorkerJob = Box<dyn FnOnce(&mut Worker) + Send>;
 
 /// State owned by the store thread.
 struct Worker {
@@ -91,7 +94,7 @@ struct Worker {
     /// Operations whose HTTP request is out right now; never collapsed into.
     in_flight: HashSet<i64>,
     /// Set by [`Store::close`]: told once the connection is closed.
-    close_ack: Option<oneshot::Sender<()>>,
+    close_ack: Option<oneshot::Sender<call::Answer<()>>>,
     /// Runs the WAL checkpoints of a store file off this thread.
     checkpointer: Option<checkpoint::Checkpointer>,
 }
@@ -112,15 +115,27 @@ impl Worker {
 }
 
 /// The local store: a handle on one SQLite database. Cheap to clone; every clone talks
-/// to the same thread. The thread ends when the last handle is dropped.
+/// to the same store. Its thread ends when the last handle is dropped.
+///
+/// Writes run on the store's thread, which owns the one writer connection: a write is
+/// sent there and its caller sleeps until the answer comes. Reads of a store file run on
+/// the calling thread, on read connections to the same file (WAL lets them read while
+/// the writer writes, and each sees every write that returned before it began), so a
+/// long write never delays a read. Every call is a [`StoreCall`]: `.await` it, or
+/// `.wait()` for it where there is no async runtime. Store calls need no particular
+/// async runtime (any executor polls them).
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<StoreInner>,
 }
 
 struct StoreInner {
-    sender: mpsc::Sender<Job>,
+    /// Tells this store's thread from others (see [`ON_STORE_THREAD`]).
+    id: u64,
+    sender: mpsc::Sender<WorkerJob>,
     path: Option<PathBuf>,
+    /// Read connections to the file (none for an in-memory store).
+    readers: Option<readers::ReaderPool>,
     /// Held by a push for its whole run: pushes of one store take turns.
     push_turn: tokio::sync::Mutex<()>,
 }
@@ -131,39 +146,48 @@ impl std::fmt::Debug for Store {
     }
 }
 
+thread_local! {
+    /// The id of the store whose thread this is (0 elsewhere): a store call made on it,
+    /// from inside a transaction closure, would wait for the transaction it runs in.
+    static ON_STORE_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl Store {
     /// Opens (or creates) the store in a file, with default options.
-    pub async fn open(path: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(path, StoreOptions::default()).await
+    pub fn open(path: impl AsRef<Path>) -> StoreCall<Store> {
+        Store::open_with(path, StoreOptions::default())
     }
 
     /// Opens (or creates) the store in a file.
-    pub async fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> StoreCall<Store> {
         let path = path.as_ref().to_path_buf();
-        Store::start(Some(path), options).await
+        StoreCall::deferred(Box::new(move || Store::start(Some(path), options)))
     }
 
     /// Opens a private in-memory store (for tests and throwaway data).
-    pub async fn open_in_memory() -> Result<Store> {
-        Store::start(None, StoreOptions::default()).await
+    pub fn open_in_memory() -> StoreCall<Store> {
+        Store::open_in_memory_with(StoreOptions::default())
     }
 
     /// Opens a private in-memory store with options.
-    pub async fn open_in_memory_with(options: StoreOptions) -> Result<Store> {
-        Store::start(None, options).await
+    pub fn open_in_memory_with(options: StoreOptions) -> StoreCall<Store> {
+        StoreCall::deferred(Box::new(move || Store::start(None, options)))
     }
 
-    async fn start(path: Option<PathBuf>, options: StoreOptions) -> Result<Store> {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
-        let thread_path = path.clone();
+    /// Spawns the store thread; it opens the file and answers with the store.
+    fn start(path: Option<PathBuf>, options: StoreOptions) -> Result<oneshot::Receiver<call::Answer<Store>>> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = mpsc::channel::<WorkerJob>();
+        let (ready_tx, ready_rx) = oneshot::channel::<call::Answer<Store>>();
         let name = format!("sync-store:{}", path.as_deref().map_or("memory".into(), |p| p.display().to_string()));
         thread::Builder::new()
             .name(name)
             .spawn(move || {
-                let mut worker = match open_connection(thread_path.as_deref(), &options) {
+                ON_STORE_THREAD.with(|on| on.set(id));
+                let mut worker = match open_connection(path.as_deref(), &options) {
                     Ok(conn) => {
-                        let checkpointer = thread_path.as_deref().and_then(|path| {
+                        let checkpointer = path.as_deref().and_then(|path| {
                             checkpoint::Checkpointer::start(&conn, path)
                                 .inspect_err(
                                     |e| tracing::warn!(error = %e, "no background checkpoints: commits run them"),
@@ -179,14 +203,22 @@ impl Store {
                         }
                     }
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e));
+                        let _ = ready_tx.send(Ok(Err(e)));
                         return;
                     }
                 };
-                if ready_tx.send(Ok(())).is_err() {
+                let readers = path.clone().map(|path| readers::ReaderPool::new(path, options.clone()));
+                let store = Store {
+                    inner: Arc::new(StoreInner { id, sender, path, readers, push_turn: tokio::sync::Mutex::new(()) }),
+                };
+                // The store goes to the caller: this thread keeps no handle on it, so it
+                // ends when the app drops its last one.
+                if ready_tx.send(Ok(Ok(store))).is_err() {
                     return;
                 }
-                while let Some(job) = next_job(&receiver) {
+                // Sleeps in `recv` until a job comes: a store with nothing to do costs
+                // nothing.
+                while let Ok(job) = receiver.recv() {
                     job(&mut worker);
                     if worker.close_ack.is_some() {
                         break;
@@ -199,26 +231,27 @@ impl Store {
                 drop(worker);
                 tracing::debug!("store closed");
                 if let Some(ack) = ack {
-                    let _ = ack.send(());
+                    let _ = ack.send(Ok(Ok(())));
                 }
             })
             .map_err(|_| Error::StoreClosed)?;
-        ready_rx.await.map_err(|_| Error::StoreClosed)??;
-        Ok(Store { inner: Arc::new(StoreInner { sender, path, push_turn: tokio::sync::Mutex::new(()) }) })
+        Ok(ready_rx)
     }
 
-    /// Closes the store: waits for the operations already sent to it, then closes the
-    /// SQLite connection (checkpointing the WAL into the file). Other handles on the
-    /// same store get [`Error::StoreClosed`] afterwards. Dropping every handle also
-    /// closes the store, but without waiting.
-    pub async fn close(self) -> Result<()> {
-        let (ack_tx, ack_rx) = oneshot::channel();
-        self.call(move |w| {
-            w.close_ack = Some(ack_tx);
-            Ok(())
-        })
-        .await?;
-        ack_rx.await.map_err(|_| Error::StoreClosed)
+    /// Closes the store: waits for the calls already sent to it, then closes the SQLite
+    /// connections (checkpointing the WAL into the file). Other handles on the same
+    /// store get [`Error::StoreClosed`] afterwards. Dropping every handle also closes the
+    /// store, but without waiting.
+    pub fn close(self) -> StoreCall<()> {
+        StoreCall::deferred(Box::new(move || {
+            if let Some(readers) = &self.inner.readers {
+                readers.close();
+            }
+            let (ack_tx, ack_rx) = oneshot::channel();
+            let job: WorkerJob = Box::new(move |w| w.close_ack = Some(ack_tx));
+            self.inner.sender.send(job).map_err(|_| Error::StoreClosed)?;
+            Ok(ack_rx)
+        }))
     }
 
     /// The file this store lives in (`None` in memory).
@@ -226,57 +259,58 @@ impl Store {
         self.inner.path.as_deref()
     }
 
-    /// Sends `f` to the store thread; its result comes back through the receiver.
-    fn submit<R, F>(&self, f: F) -> Result<oneshot::Receiver<thread::Result<Result<R>>>>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
-    {
+    /// Refuses a call made on this store's own thread: from inside a transaction
+    /// closure, where it would wait for the transaction it runs in.
+    fn refuse_from_own_thread(&self) -> Result<()> {
+        if ON_STORE_THREAD.with(|on| on.get()) == self.inner.id {
+            return Err(Error::CallInTransaction);
+        }
+        Ok(())
+    }
+
+    /// Sends `job` to the store thread; its answer comes back through the receiver.
+    fn submit<R: Send + 'static>(&self, job: call::Job<R>) -> Result<oneshot::Receiver<call::Answer<R>>> {
+        self.refuse_from_own_thread()?;
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |worker| {
-            // A panic in `f` (an app closure) must not take the store thread down: any
+        let job: WorkerJob = Box::new(move |worker| {
+            // A panic in `job` (an app closure) must not take the store thread down: any
             // open transaction rolls back while unwinding, and the panic is raised
-            // again in the caller, as if `f` had run there.
-            let out = panic::catch_unwind(AssertUnwindSafe(|| f(worker)));
+            // again in the caller, as if the closure had run there.
+            let out = panic::catch_unwind(AssertUnwindSafe(|| job(worker)));
             let _ = tx.send(out);
         });
         self.inner.sender.send(job).map_err(|_| Error::StoreClosed)?;
         Ok(rx)
     }
 
-    /// Runs `f` on the store thread and returns its result.
-    async fn call<R, F>(&self, f: F) -> Result<R>
+    /// Runs `read` here, on a read connection, when the store has them; otherwise
+    /// gives it back as a job for the store thread (an in-memory store).
+    fn run_read<R: Send + 'static>(&self, read: call::Read<R>) -> std::result::Result<Result<R>, call::Job<R>> {
+        if let Err(e) = self.refuse_from_own_thread() {
+            return Ok(Err(e));
+        }
+        match &self.inner.readers {
+            Some(readers) => Ok(readers.with(read)),
+            None => Err(Box::new(move |w| read(&w.conn))),
+        }
+    }
+
+    /// A job for the store thread, as a call.
+    fn call<R, F>(&self, f: F) -> StoreCall<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
     {
-        let mut rx = self.submit(f)?;
-        // Look for the answer for a moment (letting the executor run other tasks in
-        // between) before parking: a small call is answered within microseconds, and
-        // catching it saves a wake-up of this thread (see `CALLER_LINGER`).
-        let started = Instant::now();
-        let mut looks = 0u32;
-        let answer = loop {
-            match rx.try_recv() {
-                Ok(answer) => break answer,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(Error::StoreClosed),
-                Err(oneshot::error::TryRecvError::Empty) if started.elapsed() < CALLER_LINGER => {
-                    // Mostly spin; now and then give the CPU to the store thread in case
-                    // it waits for this one (a single core), then let the executor run
-                    // other ready tasks. (Yielding the thread on every look cost a
-                    // system call each time: the store thread's query ran slower.)
-                    looks = looks.wrapping_add(1);
-                    if looks % SPINS_PER_YIELD == 0 {
-                        thread::yield_now();
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                    yield_once().await;
-                }
-                Err(oneshot::error::TryRecvError::Empty) => return Submitted { rx: Ok(rx) }.wait().await,
-            }
-        };
-        settle(answer)
+        StoreCall::job(self.clone(), Box::new(f))
+    }
+
+    /// A read, as a call (see [`Store::run_read`]).
+    fn read<R, F>(&self, f: F) -> StoreCall<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        StoreCall::read(self.clone(), Box::new(f))
     }
 
     /// Waits for this store's turn to push: two pushes at once (from clones of one
@@ -287,7 +321,7 @@ impl Store {
 
     /// Marks an operation as in flight (its request is out) or no longer: a write to
     /// its item then queues a second operation instead of collapsing into it.
-    pub(crate) async fn set_in_flight(&self, seq: i64, in_flight: bool) -> Result<()> {
+    pub(crate) fn set_in_flight(&self, seq: i64, in_flight: bool) -> StoreCall<()> {
         self.call(move |w| {
             if in_flight {
                 w.in_flight.insert(seq);
@@ -296,20 +330,24 @@ impl Store {
             }
             Ok(())
         })
-        .await
     }
 
     /// The typed handle on `E`'s table, creating the table (or adding new columns) on
     /// first use. Fails with [`Error::SchemaMismatch`] when a stored column was removed
     /// or changed type; the file is then left untouched.
-    pub async fn table<E: SyncEntity>(&self) -> Result<Table<E>> {
-        let meta = self.call(|w| w.meta::<E>()).await?;
-        Ok(Table::new(self.clone(), meta))
+    pub fn table<E: SyncEntity>(&self) -> StoreCall<Table<E>> {
+        let store = self.clone();
+        self.call(move |w| w.meta::<E>().map(|meta| Table::new(store, meta)))
     }
 
     /// Runs `f` in one SQLite transaction on the store thread: every insert, update and
     /// delete it makes, across any tables, commits together with its queue operations,
-    /// or none of them does (when `f` returns an error).
+    /// or none of them does (when `f` returns an error, or panics).
+    ///
+    /// The closure gets the transaction's [`Tx`]: calling the store or a table handle
+    /// from inside it is refused with [`Error::CallInTransaction`] (it would wait for
+    /// the very transaction it runs in). For a closure that ends with an error type of
+    /// the app's own, see [`Store::try_transaction`].
     ///
     /// ```
     /// # use sync_runtime::{Store, SyncEntity};
@@ -317,118 +355,116 @@ impl Store {
     /// # struct TodoItem { id: String, text: String }
     /// # #[derive(SyncEntity, Clone, Debug)]
     /// # struct Tag { id: String, name: String }
-    /// # tokio_test(async {
-    /// let store = Store::open_in_memory().await?;
+    /// # fn main() -> sync_runtime::Result<()> {
+    /// let store = Store::open_in_memory().wait()?;
     /// store
     ///     .transaction(|tx| {
     ///         let todo = tx.insert(TodoItem { id: String::new(), text: "buy milk".into() })?;
     ///         tx.insert(Tag { id: todo.id.clone(), name: "shopping".into() })?;
     ///         Ok(())
     ///     })
-    ///     .await?;
-    /// assert_eq!(store.pending_count().await?, 2);
-    /// # Ok::<_, sync_runtime::Error>(())
-    /// # });
-    /// # fn tokio_test<F: std::future::Future<Output = sync_runtime::Result<()>>>(f: F) {
-    /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f).unwrap()
+    ///     .wait()?;
+    /// assert_eq!(store.pending_count().wait()?, 2);
+    /// # Ok(())
     /// # }
     /// ```
-    pub async fn transaction<R, F>(&self, f: F) -> Result<R>
+    pub fn transaction<R, F>(&self, f: F) -> StoreCall<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
     {
-        self.call(move |w| tx::run(w, f)).await
+        self.call(move |w| tx::run(w, f))
+    }
+
+    /// [`Store::transaction`] for a closure that ends with the app's own error type:
+    /// everything rolls back and the error comes back to the app unchanged. The store's
+    /// own errors (from `tx` calls with `?`, or the commit) become `E` through
+    /// `From<Error>`.
+    ///
+    /// ```
+    /// # use sync_runtime::{Store, SyncEntity};
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct Account { id: String, balance: i64 }
+    /// #[derive(Debug)]
+    /// enum TransferError {
+    ///     Insufficient { balance: i64 },
+    ///     Store(sync_runtime::Error),
+    /// }
+    /// impl From<sync_runtime::Error> for TransferError {
+    ///     fn from(e: sync_runtime::Error) -> Self {
+    ///         TransferError::Store(e)
+    ///     }
+    /// }
+    /// # fn main() -> sync_runtime::Result<()> {
+    /// let store = Store::open_in_memory().wait()?;
+    /// let accounts = store.table::<Account>().wait()?;
+    /// accounts.insert(Account { id: "a".into(), balance: 5 }).wait()?;
+    /// let outcome = store
+    ///     .try_transaction(|tx| {
+    ///         let mut a: Account = tx.get("a")?.expect("inserted above");
+    ///         if a.balance < 10 {
+    ///             return Err(TransferError::Insufficient { balance: a.balance });
+    ///         }
+    ///         a.balance -= 10;
+    ///         tx.update(&a)?;
+    ///         Ok(())
+    ///     })
+    ///     .wait();
+    /// assert!(matches!(outcome, Err(TransferError::Insufficient { balance: 5 })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_transaction<R, E, F>(&self, f: F) -> StoreCall<R, E>
+    where
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
+    {
+        self.call(move |w| tx::run(w, |tx| f(tx).map_err(|e| Error::App(Box::new(e))))).convert_err(app_error::<E>)
     }
 
     /// Like [`Store::transaction`], but sent to the store thread now and awaited
     /// later: the caller goes on with other work (a push sends its requests) while the
     /// store runs it. Calls made meanwhile run after it.
-    pub(crate) fn transaction_now<R, F>(&self, f: F) -> Submitted<R>
+    pub(crate) fn transaction_now<R, F>(&self, f: F) -> StoreCall<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
     {
-        Submitted { rx: self.submit(move |w| tx::run(w, f)) }
-    }
-}
-
-/// A store call sent and not awaited yet (see [`Store::transaction_now`]).
-pub(crate) struct Submitted<R> {
-    rx: Result<oneshot::Receiver<thread::Result<Result<R>>>>,
-}
-
-impl<R> Submitted<R> {
-    /// The call's result: at once when it is done, else once it is.
-    pub(crate) async fn wait(self) -> Result<R> {
-        settle(self.rx?.await.map_err(|_| Error::StoreClosed)?)
-    }
-}
-
-/// A call's result, or its panic raised again in the caller.
-fn settle<R>(answer: thread::Result<Result<R>>) -> Result<R> {
-    answer.unwrap_or_else(|payload| panic::resume_unwind(payload))
-}
-
-/// Returns `Pending` once (after waking its task), then `Ready`: lets the executor run
-/// other tasks before the caller looks again.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
-// Waking a sleeping thread costs tens of microseconds on many machines (an idle core of
-// a virtual machine: about 100 us), more than a small store call itself (a `get`, a
-// `pending_count`: a few us of SQLite). Each call crosses threads twice, so both ends
-// look for a moment before they sleep, yielding the CPU between looks: a caller that
-// only yielded to its executor measured worse on a busy machine (it kept the store
-// thread from running). Measured with `cargo bench -p sync-bench` (`queue_read`,
-// `insert_one`, `query`): a `next_op` went from about 100 us to under 10 us.
-
-/// How long the store thread keeps looking for the next job before it sleeps: an app
-/// awaiting one call after another sends the next within microseconds of getting the
-/// last answer.
-const LINGER: Duration = Duration::from_micros(50);
-
-/// How long a caller keeps looking for its answer before its task parks: long enough
-/// for a single insert (one commit) or a query of a hundred rows. A call that takes
-/// longer costs this much extra CPU time of yielding, not latency.
-const CALLER_LINGER: Duration = Duration::from_micros(500);
-
-/// How many looks of a lingering caller or store thread spin for each one that yields
-/// the thread (to the other side, should it wait for this core).
-const SPINS_PER_YIELD: u32 = 16;
-
-/// The next job, or `None` once every handle is gone.
-fn next_job(receiver: &mpsc::Receiver<Job>) -> Option<Job> {
-    let started = Instant::now();
-    let mut looks = 0u32;
-    loop {
-        match receiver.try_recv() {
-            Ok(job) => return Some(job),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if started.elapsed() < LINGER => {
-                looks = looks.wrapping_add(1);
-                if looks % SPINS_PER_YIELD == 0 {
-                    thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            Err(mpsc::TryRecvError::Empty) => return receiver.recv().ok(),
+        match self.submit(Box::new(move |w| tx::run(w, f))) {
+            Ok(rx) => StoreCall::sent(rx),
+            Err(e) => StoreCall::ready(Err(e)),
         }
     }
 }
 
+/// The app's own error of a [`Store::try_transaction`], back from its carrier; any other
+/// error made into `E`.
+fn app_error<E: From<Error> + 'static>(e: Error) -> E {
+    match e {
+        Error::App(payload) => match payload.downcast::<E>() {
+            Ok(app) => *app,
+            // Only `try_transaction` carries app errors, always of its own `E`.
+            Err(_) => E::from(Error::StoreClosed),
+        },
+        other => E::from(other),
+    }
+}
+
+/// Sets up any connection of the store, the writer's or a reader's: the value size
+/// limit, the busy timeout, and the SQL functions compiled queries call.
+fn configure_connection(conn: &Connection, options: &StoreOptions) -> Result<()> {
+    if let Some(max) = options.max_value_bytes {
+        let max = i32::try_from(max).unwrap_or(i32::MAX);
+        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max)?;
+    }
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    sync_core::sql::sqlite::register_functions(conn)?;
+    Ok(())
+}
+
+/// The writer connection: opened (or created), checked, in WAL mode, with the system
+/// tables.
 fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -438,12 +474,7 @@ fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connec
         Some(p) => Connection::open_with_flags(p, flags)?,
         None => Connection::open_in_memory()?,
     };
-    if let Some(max) = options.max_value_bytes {
-        let max = i32::try_from(max).unwrap_or(i32::MAX);
-        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max)?;
-    }
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    sync_core::sql::sqlite::register_functions(&conn)?;
+    configure_connection(&conn, options)?;
     let found_version = schema::check_version(&conn)?;
     if path.is_some() {
         let mode = sync_core::sql::sqlite::switch_to_wal(&conn, Duration::from_secs(5))?;

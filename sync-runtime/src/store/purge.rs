@@ -6,24 +6,24 @@ use sync_core::SyncEntity;
 use sync_core::query::Query;
 use sync_core::system::{ERRORS_TABLE, ID, OPERATIONS_TABLE};
 
-use super::Table;
 use super::queue::sql_once;
 use super::tx::Tx;
+use super::{StoreCall, Table};
 
 impl<E: SyncEntity> Table<E> {
     /// Deletes the local rows a query selects, and the table's pull cursors (so the
     /// next pull fetches them again). Nothing is queued. Refused with
     /// [`Error::PendingOperations`] while the table has queued operations. Returns how
     /// many rows were deleted.
-    pub async fn purge(&self, query: &Query<E>) -> Result<u64> {
+    pub fn purge(&self, query: &Query<E>) -> StoreCall<u64> {
         let query = query.clone();
-        self.store().transaction(move |tx| purge::<E>(tx, &query, false)).await
+        self.store().transaction(move |tx| purge::<E>(tx, &query, false))
     }
 
     /// Deletes all of the table's rows, queued operations, errors and pull cursors:
     /// the next pull starts over. Returns how many rows were deleted.
-    pub async fn force_purge(&self) -> Result<u64> {
-        self.store().transaction(|tx| purge::<E>(tx, &Query::new(), true)).await
+    pub fn force_purge(&self) -> StoreCall<u64> {
+        self.store().transaction(|tx| purge::<E>(tx, &Query::new(), true))
     }
 }
 

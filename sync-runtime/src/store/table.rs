@@ -3,12 +3,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::error::Result;
 use sync_core::SyncEntity;
 use sync_core::query::{Filter, Order, Query};
 
 use super::queue::{self, PendingOp};
-use super::{Store, TableMeta, tx};
+use super::{Store, StoreCall, TableMeta, tx};
 
 /// A typed handle on the local table of `E`: local reads and writes, each write with its
 /// queue operation in the same transaction. Get one with [`Store::table`]; cheap to
@@ -48,62 +47,62 @@ impl<E: SyncEntity> Table<E> {
 
     /// Inserts an item and queues its insert; an empty id is replaced by a new lowercase
     /// UUID v4. Returns the item as stored.
-    pub async fn insert(&self, item: E) -> Result<E> {
-        self.store.transaction(move |tx| tx.insert(item)).await
+    pub fn insert(&self, item: E) -> StoreCall<E> {
+        self.store.transaction(move |tx| tx.insert(item))
     }
 
     /// Inserts many items in one transaction (each with its queue operation): all of
     /// them or none. Returns the items as stored.
-    pub async fn insert_many(&self, items: Vec<E>) -> Result<Vec<E>> {
-        self.store.transaction(move |tx| tx.insert_many(items)).await
+    pub fn insert_many(&self, items: Vec<E>) -> StoreCall<Vec<E>> {
+        self.store.transaction(move |tx| tx.insert_many(items))
     }
 
     /// Updates an item's own columns and queues its update (the system columns are the
     /// store's to keep).
-    pub async fn update(&self, item: &E) -> Result<()> {
+    pub fn update(&self, item: &E) -> StoreCall<()> {
         let (id, values) = (item.id().to_owned(), item.to_values());
-        self.store.transaction(move |tx| tx.update_values::<E>(&id, values)).await
+        self.store.transaction(move |tx| tx.update_values::<E>(&id, values))
     }
 
     /// Deletes the item with this id and queues its delete.
-    pub async fn delete(&self, id: &str) -> Result<()> {
+    pub fn delete(&self, id: &str) -> StoreCall<()> {
         let id = id.to_owned();
-        self.store.transaction(move |tx| tx.delete::<E>(&id)).await
+        self.store.transaction(move |tx| tx.delete::<E>(&id))
     }
 
-    // Reads are one statement each: they run on the connection as they are (one
+    // Reads are one statement each: they run on a read connection as they are (one
     // statement reads one snapshot), without a BEGIN / COMMIT around them. The table
     // exists: `Store::table` made it before handing out this handle.
 
     /// The item with this id, if any.
-    pub async fn get(&self, id: &str) -> Result<Option<E>> {
+    pub fn get(&self, id: &str) -> StoreCall<Option<E>> {
         let (id, meta) = (id.to_owned(), Arc::clone(&self.meta));
-        self.store.call(move |w| tx::get_on(&w.conn, &meta, &id)).await
+        self.store.read(move |conn| tx::get_on(conn, &meta, &id))
     }
 
     /// The items a query selects, in its order.
-    pub async fn fetch(&self, query: &Query<E>) -> Result<Vec<E>> {
-        self.fetch_owned(query.clone()).await
+    pub fn fetch(&self, query: &Query<E>) -> StoreCall<Vec<E>> {
+        self.fetch_owned(query.clone())
     }
 
-    async fn fetch_owned(&self, query: Query<E>) -> Result<Vec<E>> {
+    fn fetch_owned(&self, query: Query<E>) -> StoreCall<Vec<E>> {
         let meta = Arc::clone(&self.meta);
-        self.store.call(move |w| tx::fetch_on(&w.conn, &meta, &query)).await
+        self.store.read(move |conn| tx::fetch_on(conn, &meta, &query))
     }
 
     /// How many items a query's filter selects (its order, limit and offset ignored).
-    pub async fn count(&self, query: &Query<E>) -> Result<u64> {
-        self.count_owned(query.clone()).await
+    pub fn count(&self, query: &Query<E>) -> StoreCall<u64> {
+        self.count_owned(query.clone())
     }
 
     /// How many items the table holds.
-    pub async fn count_all(&self) -> Result<u64> {
-        self.count_owned(Query::new()).await
+    pub fn count_all(&self) -> StoreCall<u64> {
+        self.count_owned(Query::new())
     }
 
-    async fn count_owned(&self, query: Query<E>) -> Result<u64> {
+    fn count_owned(&self, query: Query<E>) -> StoreCall<u64> {
         let meta = Arc::clone(&self.meta);
-        self.store.call(move |w| tx::count_on(&w.conn, &meta, &query)).await
+        self.store.read(move |conn| tx::count_on(conn, &meta, &query))
     }
 
     /// Starts a query on this table:
@@ -113,20 +112,21 @@ impl<E: SyncEntity> Table<E> {
     }
 
     /// The queued operations of this table, in push order.
-    pub async fn pending_ops(&self) -> Result<Vec<PendingOp>> {
+    pub fn pending_ops(&self) -> StoreCall<Vec<PendingOp>> {
         let name = self.meta.name;
-        self.store.call(move |w| queue::list_ops(&w.conn, Some(name))).await
+        self.store.read(move |conn| queue::list_ops(conn, Some(name)))
     }
 
     /// How many operations of this table are queued.
-    pub async fn pending_count(&self) -> Result<u64> {
+    pub fn pending_count(&self) -> StoreCall<u64> {
         let name = self.meta.name;
-        self.store.call(move |w| queue::count_ops(&w.conn, Some(name))).await
+        self.store.read(move |conn| queue::count_ops(conn, Some(name)))
     }
 
     /// Whether any operation of this table is queued.
-    pub async fn has_pending(&self) -> Result<bool> {
-        Ok(self.pending_count().await? > 0)
+    pub fn has_pending(&self) -> StoreCall<bool> {
+        let name = self.meta.name;
+        self.store.read(move |conn| Ok(queue::count_ops(conn, Some(name))? > 0))
     }
 
     pub(crate) fn meta(&self) -> &Arc<TableMeta> {
@@ -178,17 +178,18 @@ impl<E: SyncEntity> TableQuery<E> {
     }
 
     /// Every matching item.
-    pub async fn all(self) -> Result<Vec<E>> {
-        self.table.fetch_owned(self.query).await
+    pub fn all(self) -> StoreCall<Vec<E>> {
+        self.table.fetch_owned(self.query)
     }
 
     /// The first matching item.
-    pub async fn first(self) -> Result<Option<E>> {
-        Ok(self.table.fetch_owned(self.query.limit(1)).await?.into_iter().next())
+    pub fn first(self) -> StoreCall<Option<E>> {
+        let (meta, query) = (Arc::clone(&self.table.meta), self.query.limit(1));
+        self.table.store.read(move |conn| Ok(tx::fetch_on(conn, &meta, &query)?.into_iter().next()))
     }
 
     /// How many items match (limit and offset ignored).
-    pub async fn count(self) -> Result<u64> {
-        self.table.count_owned(self.query).await
+    pub fn count(self) -> StoreCall<u64> {
+        self.table.count_owned(self.query)
     }
 }

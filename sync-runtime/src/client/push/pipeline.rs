@@ -10,7 +10,7 @@ use crate::client::ClientInner;
 use crate::client::progress::{SyncEvent, SyncPhase};
 use crate::error::{Error, Result};
 use crate::op::OpState;
-use crate::store::{ErrorInput, QueuedOp, Submitted, Tx};
+use crate::store::{ErrorInput, QueuedOp, StoreCall, Tx};
 use sync_core::ProtocolVersion;
 
 use super::answer::{Landed, Step, push_one, record};
@@ -106,18 +106,18 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     let mut after = 0i64;
     let mut done = 0u64;
     let mut landed: Vec<(i64, Landed)> = Vec::new();
-    let mut next: Option<Submitted<Next>> = None;
+    let mut next: Option<StoreCall<Next>> = None;
 
     let result = loop {
         if held.ready.is_empty() {
             // Nothing left to send: the batch prepared meanwhile; if that one is empty
             // (it stopped at an item that was in flight), or none was, one prepared now.
             if let Some(submitted) = next.take() {
-                take_batch(held, submitted.wait().await?, &mut after, &mut blocked, &mut report);
+                take_batch(held, submitted.await?, &mut after, &mut blocked, &mut report);
             }
             if held.ready.is_empty() {
                 let work = side_work(inner, std::mem::take(&mut landed), after, &blocked, HashSet::new());
-                take_batch(held, work.wait().await?, &mut after, &mut blocked, &mut report);
+                take_batch(held, work.await?, &mut after, &mut blocked, &mut report);
             }
         }
         let Some((op, prepared)) = held.ready.pop_front() else { break Ok(()) };
@@ -189,9 +189,7 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     // `push`), its landings are committed; if it failed, its landings were not, and
     // the push fails with it.
     let pending = match next.take() {
-        Some(submitted) => {
-            submitted.wait().await.map(|work| take_batch(held, work, &mut after, &mut blocked, &mut report))
-        }
+        Some(submitted) => submitted.await.map(|work| take_batch(held, work, &mut after, &mut blocked, &mut report)),
         None => Ok(()),
     };
     if let (Err(_), Err(e)) = (&result, &pending) {
@@ -242,7 +240,7 @@ fn side_work(
     after: i64,
     blocked: &HashSet<(String, String)>,
     exclude: HashSet<(String, String)>,
-) -> Submitted<Next> {
+) -> StoreCall<Next> {
     let (base, protocol, blocked) = (inner.base.clone(), inner.protocol, blocked.clone());
     inner.store.transaction_now(move |tx| {
         let mut committed = Vec::with_capacity(landed.len());
