@@ -106,6 +106,13 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
     if wanted("query") {
         show(&mut figures, local::query(&rt, d, sizes.short_rounds, sizes.query_rows, sizes.query_reps)?);
     }
+    if wanted("query_during_pull") {
+        let db = Db::Sqlite(d.join("query-during-pull-server.db"));
+        show(&mut figures, remote::query_during_pull(&rt, d, sizes.pull_rows, 4, &db)?);
+    }
+    if wanted("idle") {
+        show(&mut figures, local::idle(&rt, d, sizes.idle_secs)?);
+    }
     if wanted("pull") {
         let db = Db::Sqlite(d.join("pull-server.db"));
         show(&mut figures, remote::pull(&rt, d, r, sizes.pull_rows, "pull", Some(0.7), &db)?);

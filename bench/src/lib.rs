@@ -48,6 +48,8 @@ pub struct Sizes {
     pub queue_ops: usize,
     /// `queue_read`: calls of each function per round.
     pub queue_calls: usize,
+    /// `idle`: seconds of measured idleness.
+    pub idle_secs: u64,
 }
 
 impl Sizes {
@@ -65,6 +67,7 @@ impl Sizes {
         queue_rows: 100_000,
         queue_ops: 10_000,
         queue_calls: 2_000,
+        idle_secs: 10,
     };
 
     /// Small sizes: the whole run takes well under a minute.
@@ -81,5 +84,6 @@ impl Sizes {
         queue_rows: 100_000,
         queue_ops: 10_000,
         queue_calls: 1_000,
+        idle_secs: 2,
     };
 }

@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::params;
 use sync_runtime::query::QuerySpec;
@@ -236,7 +236,7 @@ pub fn query(rt: &Runtime, dir: &Path, rounds: usize, rows: usize, reps: usize) 
     drop(stmt);
     drop(conn);
     rt.block_on(store.close())?;
-    Ok(Figure::new("query", reps as u64, "queries", Some(0.9), rounds)
+    Ok(Figure::new("query", reps as u64, "queries", Some(0.95), rounds)
         .with("rows", format!("{rows}"), rows.into())
         .with("sql", sql.sql.clone(), sql.sql.into()))
 }
@@ -329,4 +329,26 @@ pub fn queue_read(rt: &Runtime, dir: &Path, rounds: usize, rows: usize, ops: usi
         size(Figure::new("queue_read.pending_count", (per * CHUNKS) as u64, "calls", None, counted)),
         size(Figure::new("queue_read.next_op", (per * CHUNKS) as u64, "calls", None, nexts)),
     ])
+}
+
+/// `idle`: a store file opened, one query run, then `seconds` of nothing: the CPU time
+/// the whole process spends meanwhile (its store thread, checkpointer, read connections;
+/// the bench's idle runtime too), against a budget of 10 ms (the "raw" side). A store
+/// with nothing to do sleeps: anything it spins shows here.
+pub fn idle(rt: &Runtime, dir: &Path, seconds: u64) -> Res<Figure> {
+    let path = dir.join("idle.db");
+    let store = rt.block_on(Store::open(&path))?;
+    let table = rt.block_on(store.table::<Item>())?;
+    rt.block_on(table.insert(Item::nth("idle", 0, 1)))?;
+    black_box(rt.block_on(table.fetch(&open_items_below(10)))?);
+    let cpu = crate::measure::process_cpu();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let spent = cpu.elapsed();
+    rt.block_on(store.close())?;
+    let budget = Duration::from_millis(10);
+    let rounds =
+        crate::measure::Rounds { ours: vec![spent], raw: vec![budget], ours_cpu: vec![spent], raw_cpu: vec![budget] };
+    Ok(Figure::new("idle", 1, "calls", Some(1.0), rounds)
+        .sides(if seconds == 10 { "cpu in 10 s idle" } else { "cpu while idle" }, "budget")
+        .with("idle", format!("{seconds} s"), seconds.into()))
 }

@@ -2,6 +2,34 @@
 
 use std::time::Duration;
 
+/// The measured rounds of both sides: wall time, and the CPU time (user and system, of
+/// every thread of the process: the caller's, the store's, an in-process server's) spent
+/// while each side ran.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rounds {
+    /// Our wall time per round.
+    pub ours: Vec<Duration>,
+    /// Raw's wall time per round.
+    pub raw: Vec<Duration>,
+    /// The process's CPU time while our side ran, per round.
+    pub ours_cpu: Vec<Duration>,
+    /// The process's CPU time while raw's side ran, per round.
+    pub raw_cpu: Vec<Duration>,
+}
+
+/// Runs `side` and returns the wall time it reports with the process's CPU time it
+/// took.
+fn timed(side: impl FnOnce() -> Duration) -> (Duration, Duration) {
+    let cpu = cpu_time::ProcessTime::now();
+    let wall = side();
+    (wall, cpu.elapsed())
+}
+
+/// The process's CPU time so far (user and system, every thread).
+pub fn process_cpu() -> cpu_time::ProcessTime {
+    cpu_time::ProcessTime::now()
+}
+
 /// Runs one warm-up round of each side, then `rounds` measured rounds, alternating
 /// which side goes first. Each closure gets the round number (the warm-up is 0) and
 /// returns the time of its measured part only (setup excluded).
@@ -9,7 +37,7 @@ pub fn alternate(
     rounds: usize,
     mut ours: impl FnMut(usize) -> Duration,
     mut raw: impl FnMut(usize) -> Duration,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> Rounds {
     alternate_chunked(rounds, 1, |round, _| ours(round), |round, _| raw(round))
 }
 
@@ -18,30 +46,39 @@ pub fn alternate(
 /// was doing during that round, so a burst of load from other processes does not land
 /// on one side only. A round's time is the sum of its chunks. The closures get
 /// `(round, chunk)` and keep what a round needs from its first chunk to its last.
+/// The CPU time of a side is the process's during that side's chunks: the other side
+/// is idle then, so what runs is this side's work (a CPU time near the wall time is one
+/// busy core; more, several).
 pub fn alternate_chunked(
     rounds: usize,
     chunks: usize,
     mut ours: impl FnMut(usize, usize) -> Duration,
     mut raw: impl FnMut(usize, usize) -> Duration,
-) -> (Vec<Duration>, Vec<Duration>) {
-    let (mut o, mut r) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+) -> Rounds {
+    let mut all = Rounds::default();
     for round in 0..=rounds {
-        let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
+        let (mut a, mut b) = ((Duration::ZERO, Duration::ZERO), (Duration::ZERO, Duration::ZERO));
+        let add = |to: &mut (Duration, Duration), (wall, cpu): (Duration, Duration)| {
+            to.0 += wall;
+            to.1 += cpu;
+        };
         for chunk in 0..chunks.max(1) {
             if (round + chunk) % 2 == 0 {
-                a += ours(round, chunk);
-                b += raw(round, chunk);
+                add(&mut a, timed(|| ours(round, chunk)));
+                add(&mut b, timed(|| raw(round, chunk)));
             } else {
-                b += raw(round, chunk);
-                a += ours(round, chunk);
+                add(&mut b, timed(|| raw(round, chunk)));
+                add(&mut a, timed(|| ours(round, chunk)));
             }
         }
         if round > 0 {
-            o.push(a);
-            r.push(b);
+            all.ours.push(a.0);
+            all.ours_cpu.push(a.1);
+            all.raw.push(b.0);
+            all.raw_cpu.push(b.1);
         }
     }
-    (o, r)
+    all
 }
 
 /// The median of some durations (the mean of the middle two for an even count).
@@ -70,8 +107,15 @@ pub struct Figure {
     pub ours_rounds: Vec<Duration>,
     /// Every measured round, raw.
     pub raw_rounds: Vec<Duration>,
+    /// The median CPU time of one round through our API.
+    pub ours_cpu: Duration,
+    /// The median CPU time of one round of the raw baseline.
+    pub raw_cpu: Duration,
     /// The least acceptable ratio, if the scenario has a target.
     pub target: Option<f64>,
+    /// What the two sides are called in the line: `("ours", "raw")` unless a scenario
+    /// compares something else (a latency under load against the same without it).
+    pub sides: (&'static str, &'static str),
     /// Extra figures, `(name, value)`, printed after the ratio.
     pub extra: Vec<(String, String)>,
     /// The same extras as numbers, for JSON.
@@ -80,25 +124,29 @@ pub struct Figure {
 
 impl Figure {
     /// A figure from the rounds of [`alternate`].
-    pub fn new(
-        scenario: &str,
-        work: u64,
-        unit: &'static str,
-        target: Option<f64>,
-        (ours, raw): (Vec<Duration>, Vec<Duration>),
-    ) -> Figure {
+    pub fn new(scenario: &str, work: u64, unit: &'static str, target: Option<f64>, rounds: Rounds) -> Figure {
+        let Rounds { ours, raw, ours_cpu, raw_cpu } = rounds;
         Figure {
             scenario: scenario.to_owned(),
             work,
             unit,
             ours: median(&ours),
             raw: median(&raw),
+            ours_cpu: median(&ours_cpu),
+            raw_cpu: median(&raw_cpu),
             ours_rounds: ours,
             raw_rounds: raw,
             target,
+            sides: ("ours", "raw"),
             extra: Vec::new(),
             extra_json: Vec::new(),
         }
+    }
+
+    /// Names the two sides in the line (see [`Figure::sides`]).
+    pub fn sides(mut self, ours: &'static str, raw: &'static str) -> Figure {
+        self.sides = (ours, raw);
+        self
     }
 
     /// Our throughput as a fraction of raw's (1.00 = as fast): the median over the
@@ -152,20 +200,45 @@ impl Figure {
             }
         };
         let target = match self.target {
-            Some(t) => format!("target >= {t:.1}{}", if self.met() { "" } else { " MISSED" }),
+            Some(t) => format!("target >= {t}{}", if self.met() { "" } else { " MISSED" }),
             None => "target none".to_owned(),
         };
+        let (a, b) = self.sides;
         let mut line = format!(
-            "{}: ours {} | raw {} | ratio {:.2} | {target}",
+            "{}: {a} {} | {b} {} | ratio {:.2} | {target}",
             self.scenario,
             show(self.ours),
             show(self.raw),
             self.shown_ratio()
         );
+        line.push_str(&format!(
+            " | cpu/{} {a} {:.1} us, {b} {:.1} us ({:.2}x)",
+            self.unit_singular(),
+            Figure::micros_per_unit(self.work, self.ours_cpu),
+            Figure::micros_per_unit(self.work, self.raw_cpu),
+            self.cpu_ratio()
+        ));
         for (name, value) in &self.extra {
             line.push_str(&format!(" | {name} {value}"));
         }
         line
+    }
+
+    /// Our CPU time per unit over raw's (1.00 = as much; a library that spins shows
+    /// here, not in the wall-time ratio).
+    pub fn cpu_ratio(&self) -> f64 {
+        self.ours_cpu.as_secs_f64() / self.raw_cpu.as_secs_f64().max(1e-12)
+    }
+
+    fn unit_singular(&self) -> &'static str {
+        match self.unit {
+            "items" => "item",
+            "queries" => "query",
+            "rows" => "row",
+            "ops" => "op",
+            "calls" => "call",
+            other => other,
+        }
     }
 
     /// The figure as JSON.
@@ -186,6 +259,9 @@ impl Figure {
             "met": self.met(),
             "ours_rounds_secs": secs(&self.ours_rounds),
             "raw_rounds_secs": secs(&self.raw_rounds),
+            "ours_cpu_secs": self.ours_cpu.as_secs_f64(),
+            "raw_cpu_secs": self.raw_cpu.as_secs_f64(),
+            "cpu_ratio": self.cpu_ratio(),
         });
         if let Some(map) = obj.as_object_mut() {
             for (name, value) in &self.extra_json {
@@ -232,29 +308,40 @@ pub async fn peak_rss_growth<F: std::future::Future>(f: F) -> (F::Output, Option
 mod tests {
     use super::*;
 
+    /// Wall times of one round each side, with CPU times equal to them.
+    fn rounds(ours: Vec<Duration>, raw: Vec<Duration>) -> Rounds {
+        Rounds { ours_cpu: ours.clone(), raw_cpu: raw.clone(), ours, raw }
+    }
+
     #[test]
     fn medians_and_ratios() {
         let ms = Duration::from_millis;
         assert_eq!(median(&[ms(3), ms(1), ms(2)]), ms(2));
         assert_eq!(median(&[ms(4), ms(1), ms(2), ms(3)]), Duration::from_micros(2500));
-        let f = Figure::new("x", 1000, "items", Some(0.8), (vec![ms(10)], vec![ms(8)]));
+        let f = Figure::new("x", 1000, "items", Some(0.8), rounds(vec![ms(10)], vec![ms(8)]));
         assert!((f.ratio() - 0.8).abs() < 1e-9);
         assert!(f.met());
-        assert_eq!(f.line(), "x: ours 100.0k items/s | raw 125.0k items/s | ratio 0.80 | target >= 0.8");
-        let f = Figure::new("x", 1000, "items", Some(0.9), (vec![ms(1000)], vec![ms(895)]));
+        assert_eq!(
+            f.line(),
+            "x: ours 100.0k items/s | raw 125.0k items/s | ratio 0.80 | target >= 0.8 | cpu/item ours 10.0 us, raw 8.0 us (1.25x)"
+        );
+        let f = Figure::new("x", 1000, "items", Some(0.9), rounds(vec![ms(1000)], vec![ms(895)]));
         assert!(!f.met());
-        assert!(f.line().ends_with("ratio 0.89 | target >= 0.9 MISSED"), "{}", f.line());
+        assert!(f.line().contains("ratio 0.89 | target >= 0.9 MISSED"), "{}", f.line());
         // The median of the rounds' own ratios.
-        let f = Figure::new("x", 1, "items", None, (vec![ms(10), ms(20), ms(10)], vec![ms(5), ms(20), ms(9)]));
+        let f = Figure::new("x", 1, "items", None, rounds(vec![ms(10), ms(20), ms(10)], vec![ms(5), ms(20), ms(9)]));
         assert!((f.ratio() - 0.9).abs() < 1e-9);
-        let calls = Figure::new("q", 100, "calls", None, (vec![ms(1)], vec![ms(1)]));
-        assert_eq!(calls.line(), "q: ours 10.0 us/call | raw 10.0 us/call | ratio 1.00 | target none");
+        let calls = Figure::new("q", 100, "calls", None, rounds(vec![ms(1)], vec![ms(1)]));
+        assert_eq!(
+            calls.line(),
+            "q: ours 10.0 us/call | raw 10.0 us/call | ratio 1.00 | target none | cpu/call ours 10.0 us, raw 10.0 us (1.00x)"
+        );
     }
 
     #[test]
     fn chunks_alternate_and_add_up() {
         let mut order = Vec::new();
-        let (o, r) = alternate_chunked(
+        let all = alternate_chunked(
             1,
             3,
             |round, chunk| {
@@ -263,7 +350,8 @@ mod tests {
             },
             |_, _| Duration::from_millis(2),
         );
-        assert_eq!((o, r), (vec![Duration::from_millis(3)], vec![Duration::from_millis(6)]));
+        assert_eq!((all.ours, all.raw), (vec![Duration::from_millis(3)], vec![Duration::from_millis(6)]));
+        assert_eq!(all.ours_cpu.len(), 1, "a CPU time per measured round");
         assert_eq!(order.len(), 6);
         assert_eq!(order[3..], [("ours", 1, 0), ("ours", 1, 1), ("ours", 1, 2)]);
     }
@@ -271,7 +359,7 @@ mod tests {
     #[test]
     fn alternate_skips_the_warm_up() {
         let mut seen = Vec::new();
-        let (o, r) = alternate(
+        let Rounds { ours: o, raw: r, .. } = alternate(
             2,
             |round| {
                 seen.push(("ours", round));

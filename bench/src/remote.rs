@@ -498,3 +498,106 @@ fn local_costs(rt: &Runtime, dir: &Path) -> Res<(f64, f64)> {
     remove_db(&path);
     Ok((commit, call))
 }
+
+/// `query_during_pull`: `readers` threads querying a `rows`-row table (the `query`
+/// scenario's filter, through the blocking API: reads run on each reader's thread) while
+/// a pull of `rows` rows writes into the same store, against the same readers with no
+/// writer. The figure compares the readers' 99th percentile latency alone (the "raw"
+/// side) with the same under the pull: the ratio is alone / during, so 0.5 is "twice
+/// as slow under the pull" (the target). CPU is the whole process's (the pull's
+/// included) per query.
+pub fn query_during_pull(rt: &Runtime, dir: &Path, rows: usize, readers: usize, db: &Db) -> Res<Figure> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    seed_server(rt, db, rows)?;
+    let server = rt.block_on(BenchServer::start(db))?;
+    let path = dir.join("query-during-pull.db");
+    let store = Store::open(&path).wait()?;
+    let table = store.table::<Item>().wait()?;
+    let mut seed = model::open_raw(&path)?;
+    model::seed_rows_unqueued(&mut seed, &Item::many("q", rows))?;
+    drop(seed);
+
+    let n = rows as i64;
+    // Reader `r` runs queries until `stop`, at least `min` of them; their latencies.
+    let run_readers = |stop: Arc<AtomicBool>, min: usize| -> Vec<Duration> {
+        let handles: Vec<_> = (0..readers)
+            .map(|r| {
+                let (table, stop) = (table.clone(), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut times = Vec::new();
+                    let mut rep = r;
+                    while times.len() < min || !stop.load(Ordering::Acquire) {
+                        let bound = 200 + (rep as i64 * 7_919) % (n - 200).max(1);
+                        let started = Instant::now();
+                        let items = table.fetch(&crate::local::open_items_below(bound)).wait().expect("query");
+                        times.push(started.elapsed());
+                        std::hint::black_box(items);
+                        rep += readers;
+                    }
+                    times
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    };
+
+    // Alone: a fixed number of queries each.
+    let cpu = crate::measure::process_cpu();
+    let started = Instant::now();
+    let alone = run_readers(Arc::new(AtomicBool::new(true)), 400);
+    let (alone_wall, alone_cpu) = (started.elapsed(), cpu.elapsed());
+
+    // During a pull of every server row into the same store.
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = rt.block_on(client(&store, &server.url()))?;
+    let cpu = crate::measure::process_cpu();
+    let started = Instant::now();
+    let pulling = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let report = client.pull(Query::<Item>::new(), Some("all")).wait();
+            stop.store(true, Ordering::Release);
+            report
+        })
+    };
+    let during = run_readers(Arc::clone(&stop), 50);
+    let pulled = pulling.join().map_err(|_| "the pull panicked")??;
+    let (during_wall, during_cpu) = (started.elapsed(), cpu.elapsed());
+    assert_eq!(pulled.received, rows as u64, "the pull brought every row");
+    rt.block_on(server.stop())?;
+    store.close().wait()?;
+
+    let percentile = |times: &[Duration], p: f64| {
+        let mut t = times.to_vec();
+        t.sort_unstable();
+        t[((t.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let per_query_cpu = |cpu: Duration, count: usize| cpu / u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+    let rounds = crate::measure::Rounds {
+        ours: vec![percentile(&during, 0.99)],
+        raw: vec![percentile(&alone, 0.99)],
+        ours_cpu: vec![per_query_cpu(during_cpu, during.len())],
+        raw_cpu: vec![per_query_cpu(alone_cpu, alone.len())],
+    };
+    let micros = |d: Duration| format!("{:.0} us", d.as_secs_f64() * 1e6);
+    Ok(Figure::new("query_during_pull", 1, "calls", Some(0.5), rounds)
+        .sides("p99 during pull", "p99 alone")
+        .with(
+            "p50",
+            format!("during {} / alone {}", micros(percentile(&during, 0.5)), micros(percentile(&alone, 0.5))),
+            serde_json::json!({"during_secs": percentile(&during, 0.5).as_secs_f64(), "alone_secs": percentile(&alone, 0.5).as_secs_f64()}),
+        )
+        .with(
+            "queries",
+            format!(
+                "{} during a {:.1} s pull of {rows} rows, {} alone in {:.1} s, {readers} readers",
+                during.len(),
+                during_wall.as_secs_f64(),
+                alone.len(),
+                alone_wall.as_secs_f64()
+            ),
+            serde_json::json!({"during": during.len(), "alone": alone.len(), "readers": readers, "rows": rows}),
+        ))
+}
