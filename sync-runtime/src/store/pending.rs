@@ -22,6 +22,6 @@ impl Store {
 
     /// The operation the next push sends first.
     pub fn next_op(&self) -> StoreCall<Option<PendingOp>> {
-        self.read(|conn| queue::next_op(conn))
+        self.read(queue::next_op)
     }
 }
