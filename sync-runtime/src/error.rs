@@ -50,6 +50,24 @@ pub enum Error {
         supported: i64,
     },
 
+    /// The store file did not open with the key given in
+    /// [`StoreOptions`](crate::StoreOptions): it is encrypted with another key, or is not
+    /// encrypted. Nothing was written to it.
+    #[error("the store at {} does not open with the key given: it is encrypted with another key, or not encrypted", path.display())]
+    WrongKey {
+        /// The store file.
+        path: std::path::PathBuf,
+    },
+
+    /// The file is not a store this build can read: not a SQLite database, or encrypted
+    /// (open it with its key, which needs the `encryption` feature). Nothing was written
+    /// to it.
+    #[error("the file at {} is not a readable store: it is not a SQLite database, or it is encrypted and no key was given", path.display())]
+    NotAStore {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+
     /// The struct no longer matches the table stored on the device.
     #[error(
         "table `{table}`, column `{column}`: the store has {stored} but the struct declares {declared}; this change needs an explicit migration"

@@ -63,6 +63,24 @@
 //! - The queue: [`Store::pending_ops`], [`Table::pending_count`], ... and the rules of
 //!   [`queue`]. The error table: [`Table::errors`] and the `resolve_*` calls.
 //! - [`Error`]: one error type with structured fields and predicates.
+//!
+//! # Async, blocking, and which runtime
+//!
+//! Every store call returns a [`StoreCall`] and every push, pull or sync a [`SyncCall`]:
+//! `.await` them, or call `.wait()` on a thread with no async runtime (a CLI, an egui or
+//! slint app). Store calls need no particular runtime: reads run on the calling thread
+//! on a read connection, writes on the store's thread. The sync client's calls need
+//! tokio (with I/O and time, as `#[tokio::main]` gives) when awaited; `.wait()` runs
+//! them on a one-thread runtime of the client's own. A call awaited where it cannot run
+//! (no tokio for the client, `.wait()` inside tokio) fails with [`Error::Runtime`]
+//! instead of panicking.
+//!
+//! # Features
+//!
+//! - `derive` (default): `#[derive(SyncEntity)]`.
+//! - `uuid` (default), `chrono`: fields of those crates' types.
+//! - `encryption`: store files encrypted with SQLCipher; see `StoreOptions::key`.
+//!   Builds SQLCipher and OpenSSL from source (needs a C compiler, `perl` and `make`).
 #![warn(missing_docs)]
 
 pub mod client;
@@ -79,7 +97,8 @@ pub use error::{Error, NetworkCause, Result};
 pub use op::{OpKind, OpState};
 pub use store::queue;
 pub use store::{
-    Durability, ErrorRecord, IntegrityReport, PendingOp, Store, StoreOptions, SyncError, Table, TableQuery, Tx,
+    Durability, ErrorRecord, IntegrityReport, PendingOp, Store, StoreCall, StoreOptions, SyncError, Table, TableQuery,
+    Tx,
 };
 /// OData `$filter` / `$orderby` text: how a query travels to a server.
 pub use sync_core::odata;

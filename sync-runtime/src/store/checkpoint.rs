@@ -72,9 +72,14 @@ impl Checkpointer {
     /// Opens a second connection to `path` and starts the thread, then hooks `conn` (the
     /// store's connection, on the current thread, which must be the one that commits on
     /// it). On failure `conn` keeps SQLite's own checkpoints.
-    pub(crate) fn start(conn: &Connection, path: &Path) -> Result<Checkpointer, Box<dyn std::error::Error>> {
+    pub(crate) fn start(
+        conn: &Connection,
+        path: &Path,
+        options: &super::StoreOptions,
+    ) -> Result<Checkpointer, Box<dyn std::error::Error>> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let copier = Connection::open_with_flags(path, flags)?;
+        super::cipher::unlock(&copier, options)?;
         copier.busy_timeout(std::time::Duration::from_secs(5))?;
         // Read once so the connection sees the file is in WAL mode and opens the log.
         copier.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;

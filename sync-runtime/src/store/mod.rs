@@ -3,6 +3,7 @@
 
 mod call;
 mod checkpoint;
+mod cipher;
 mod cursor;
 mod errors;
 mod integrity;
@@ -52,16 +53,12 @@ pub enum Durability {
 }
 
 /// Options for [`Store::open_with`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
     durability: Durability,
     max_value_bytes: Option<usize>,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions { durability: Durability::Normal, max_value_bytes: None }
-    }
+    #[cfg(feature = "encryption")]
+    key: Option<cipher::Secret>,
 }
 
 impl StoreOptions {
@@ -80,6 +77,34 @@ impl StoreOptions {
     /// [`Error::RowTooLarge`]. Default: SQLite's own limit (1 GB).
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = Some(bytes);
+        self
+    }
+
+    /// Encrypts the store file with SQLCipher (AES-256), the key derived from
+    /// `passphrase`. A new file is created encrypted; an existing one must have been
+    /// created with the same passphrase, or opening it fails with [`Error::WrongKey`]
+    /// and leaves it untouched. The passphrase is kept in memory while the store is open
+    /// (its read connections open with it) and never logged. Needs the `encryption`
+    /// feature.
+    #[cfg(feature = "encryption")]
+    pub fn key(mut self, passphrase: impl Into<String>) -> Self {
+        self.key = Some(cipher::Secret(passphrase.into()));
+        self
+    }
+
+    /// Like [`key`](StoreOptions::key), with a raw 256-bit key used as it is (no key
+    /// derivation: opening is faster; the key must come from a secure source, such as
+    /// the platform's keychain).
+    #[cfg(feature = "encryption")]
+    pub fn raw_key(mut self, key: &[u8; 32]) -> Self {
+        use std::fmt::Write as _;
+        let mut hex = String::with_capacity(67);
+        hex.push_str("x'");
+        for byte in key {
+            let _ = write!(hex, "{byte:02X}");
+        }
+        hex.push('\'');
+        self.key = Some(cipher::Secret(hex));
         self
     }
 }
@@ -188,7 +213,7 @@ impl Store {
                 let mut worker = match open_connection(path.as_deref(), &options) {
                     Ok(conn) => {
                         let checkpointer = path.as_deref().and_then(|path| {
-                            checkpoint::Checkpointer::start(&conn, path)
+                            checkpoint::Checkpointer::start(&conn, path, &options)
                                 .inspect_err(
                                     |e| tracing::warn!(error = %e, "no background checkpoints: commits run them"),
                                 )
@@ -454,6 +479,7 @@ fn app_error<E: From<Error> + 'static>(e: Error) -> E {
 /// Sets up any connection of the store, the writer's or a reader's: the value size
 /// limit, the busy timeout, and the SQL functions compiled queries call.
 fn configure_connection(conn: &Connection, options: &StoreOptions) -> Result<()> {
+    cipher::unlock(conn, options)?;
     if let Some(max) = options.max_value_bytes {
         let max = i32::try_from(max).unwrap_or(i32::MAX);
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max)?;
@@ -475,7 +501,7 @@ fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connec
         None => Connection::open_in_memory()?,
     };
     configure_connection(&conn, options)?;
-    let found_version = schema::check_version(&conn)?;
+    let found_version = schema::check_version(&conn).map_err(|e| cipher::first_read_error(e, options, path))?;
     if path.is_some() {
         let mode = sync_core::sql::sqlite::switch_to_wal(&conn, Duration::from_secs(5))?;
         if !mode.eq_ignore_ascii_case("wal") {
