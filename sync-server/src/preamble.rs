@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::problem::{ApiError, clip};
 use crate::state::AppState;
 use crate::table::TableDef;
+use crate::wire::nul_message;
 
 /// The query string's pairs, in order.
 #[derive(Debug)]
@@ -50,8 +51,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Protocol {
     }
 }
 
-/// The generation a request asks for, read leniently (for the form of an error answer):
-/// the header, else the query parameter; `None` when it names none the server knows.
+/// The `ZUMO-API-VERSION` values the server accepts: exactly `2.0.0` and `3.0.0` (around
+/// spaces aside), which is what every client of the family sends (the Azure Mobile Apps
+/// SDKs send `2.0.0`, the Datasync ones `3.0.0`, with no suffix). The reference servers
+/// differ in what else they let through (the Node and ASP.NET v2 servers take any
+/// `2.0.<n>`, the Datasync server `3.0` too); this one refuses everything else with a 400,
+/// so that a client of a protocol this server does not speak learns it at once.
+pub(crate) fn parse_protocol(value: &str) -> Option<ProtocolVersion> {
+    match value.trim() {
+        "2.0.0" => Some(ProtocolVersion::V2),
+        "3.0.0" => Some(ProtocolVersion::V3),
+        _ => None,
+    }
+}
+
+/// The generation a request asks for (for the form of an error answer): the header,
+/// else the query parameter; `None` when it names none the server accepts.
 pub(crate) fn requested_protocol<B>(request: &axum::http::Request<B>) -> Option<ProtocolVersion> {
     let value = match request.headers().get(ProtocolVersion::HEADER) {
         Some(v) => v.to_str().ok()?.to_owned(),
@@ -61,7 +76,7 @@ pub(crate) fn requested_protocol<B>(request: &axum::http::Request<B>) -> Option<
             pairs.into_iter().find(|(n, _)| n.eq_ignore_ascii_case(ProtocolVersion::HEADER))?.1
         }
     };
-    ProtocolVersion::from_header(&value)
+    parse_protocol(&value)
 }
 
 fn protocol(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<ProtocolVersion, ApiError> {
@@ -74,7 +89,7 @@ fn protocol(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<ProtocolV
     };
     match value {
         None => Err(ApiError::bad_request(format!("missing ZUMO-API-VERSION header; {ACCEPTED}"))),
-        Some(v) => ProtocolVersion::from_header(v)
+        Some(v) => parse_protocol(v)
             .ok_or_else(|| ApiError::bad_request(format!("unsupported ZUMO-API-VERSION `{}`; {ACCEPTED}", clip(v)))),
     }
 }
@@ -138,7 +153,11 @@ impl FromRequestParts<Arc<AppState>> for Item {
         let Path((name, id)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        Ok(Item { table: state.table(&name)?, id })
+        let table = state.table(&name)?;
+        if id.contains('\0') {
+            return Err(ApiError::bad_request(nul_message("the id in the URL")));
+        }
+        Ok(Item { table, id })
     }
 }
 
@@ -197,6 +216,11 @@ mod tests {
         assert!(missing.status == StatusCode::BAD_REQUEST && missing.message.starts_with("missing ZUMO-API-VERSION"));
         let unsupported = protocol(parts(Method::GET, "/tables/T", Some("1.0.0"))).await.unwrap_err();
         assert!(unsupported.message.contains("unsupported ZUMO-API-VERSION `1.0.0`"), "{}", unsupported.message);
+        for other in ["2.1.0", "3.1.0", "2.0", "2.0.0.0", "2.0.1", "3.0.0-beta", "22.0.0", "2"] {
+            let refused = protocol(parts(Method::GET, "/tables/T", Some(other))).await.unwrap_err();
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{other}");
+        }
+        assert_eq!(protocol(parts(Method::GET, "/tables/T", Some(" 2.0.0 "))).await.unwrap(), ProtocolVersion::V2);
     }
 
     #[tokio::test]

@@ -64,7 +64,7 @@ impl ErrorParts {
 }
 
 /// Rewrites an error answer's body in the request's protocol form (see the module
-/// docs): v3 when the request says `3.x.y`, else v2.
+/// docs): v3 when the request says `3.0.0`, else v2.
 pub(crate) async fn shape_for_protocol(request: Request, next: Next) -> Response {
     let version = crate::preamble::requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
     let mut response = next.run(request).await;
@@ -124,6 +124,8 @@ impl ApiError {
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::UNAUTHORIZED => "unauthorized",
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::GONE => "gone",
