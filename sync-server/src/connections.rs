@@ -15,9 +15,12 @@
 //!   and health checks get in while held connections wait their turn to be closed.
 //!   Only when every connection is handling a request does the loop stop accepting
 //!   until one ends (the kernel's backlog holds the newcomers).
-//! - **Out of descriptors** (`EMFILE`/`ENFILE` on accept, whatever the cap): the
-//!   longest-idle connection is closed and accepting pauses until a connection ends or
-//!   a short backoff (5 ms doubling to 1 s) passes; never a busy loop.
+//! - **Out of descriptors** (`EMFILE`/`ENFILE` on accept, when the cap was set above
+//!   what the process can open): the cap comes down to the connections open less a
+//!   headroom of 32 descriptors (for the database's files and connections, which need
+//!   descriptors too), the longest-idle connections above it are closed, and accepting
+//!   pauses until a connection ends or a short backoff (5 ms doubling to 1 s) passes;
+//!   never a busy loop.
 //!
 //! Why not hyper's own `header_read_timeout`: its timer starts when the connection is
 //! ready for a request (after the previous answer), so it counts a kept-alive
@@ -33,7 +36,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -64,6 +67,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How often a loop that stopped accepting (every connection busy at the cap) looks
 /// again, besides waking when a connection closes.
 const FULL_RECHECK: Duration = Duration::from_millis(50);
+/// Descriptors left free below the open connections when accept runs out of them.
+const EMFILE_HEADROOM: usize = 32;
 
 /// What the serve loop enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +107,20 @@ struct Slot {
     changed: Notify,
     /// Told to close the connection.
     evict: Notify,
+    /// Already told: not to be chosen again.
+    evicting: AtomicBool,
+}
+
+impl Slot {
+    fn new(phase: u8, since: u64) -> Slot {
+        Slot {
+            phase: AtomicU8::new(phase),
+            since: AtomicU64::new(since),
+            changed: Notify::new(),
+            evict: Notify::new(),
+            evicting: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The open connections.
@@ -129,24 +148,31 @@ impl Registry {
         slot.changed.notify_one();
     }
 
-    /// The connection that has gone longest without a request, if any is not busy.
+    /// The connection that has gone longest without a request, if any is not busy (nor
+    /// already told to close).
     fn longest_idle(&self) -> Option<Arc<Slot>> {
-        let slots = self.slots.lock().ok()?;
-        slots
-            .values()
-            .filter(|slot| slot.phase.load(Ordering::Acquire) != BUSY)
-            .min_by_key(|slot| slot.since.load(Ordering::Acquire))
-            .cloned()
+        self.longest_idle_ones(1).pop()
     }
 
-    fn evict_longest_idle(&self) -> bool {
-        match self.longest_idle() {
-            Some(slot) => {
-                slot.evict.notify_one();
-                true
-            }
-            None => false,
+    /// Up to `n` connections that have gone longest without a request, longest first.
+    fn longest_idle_ones(&self, n: usize) -> Vec<Arc<Slot>> {
+        let Ok(slots) = self.slots.lock() else { return Vec::new() };
+        let mut idle: Vec<&Arc<Slot>> = slots
+            .values()
+            .filter(|slot| slot.phase.load(Ordering::Acquire) != BUSY && !slot.evicting.load(Ordering::Acquire))
+            .collect();
+        idle.sort_by_key(|slot| slot.since.load(Ordering::Acquire));
+        idle.into_iter().take(n).cloned().collect()
+    }
+
+    /// Closes up to `n` of the longest-idle connections; answers how many.
+    fn evict(&self, n: usize) -> usize {
+        let chosen = self.longest_idle_ones(n);
+        for slot in &chosen {
+            slot.evicting.store(true, Ordering::Release);
+            slot.evict.notify_one();
         }
+        chosen.len()
     }
 
     fn add(&self, id: u64, slot: Arc<Slot>) {
@@ -186,7 +212,7 @@ pub(crate) async fn serve(
     gauge: Gauge,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let max_connections = limits.max_connections.unwrap_or_else(default_max_connections).max(1);
+    let mut max_connections = limits.max_connections.unwrap_or_else(default_max_connections).max(1);
     let registry =
         Arc::new(Registry { epoch: Instant::now(), slots: Mutex::new(HashMap::new()), closed: Notify::new(), gauge });
     let (stop, stopping) = watch::channel(());
@@ -196,7 +222,10 @@ pub(crate) async fn serve(
     let mut next_id = 0_u64;
     tokio::pin!(shutdown);
     loop {
-        let full = registry.len() >= max_connections && registry.longest_idle().is_none();
+        // Over the cap while evicted connections close, or at it with none to evict:
+        // wait for a close before taking another descriptor.
+        let open = registry.len();
+        let full = open > max_connections || (open == max_connections && registry.longest_idle().is_none());
         let pause = paused_until.or_else(|| full.then(|| Instant::now() + FULL_RECHECK));
         if let Some(until) = pause {
             tokio::select! {
@@ -214,20 +243,16 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     backoff = MIN_BACKOFF;
-                    if registry.len() >= max_connections {
-                        registry.evict_longest_idle();
+                    let open = registry.len();
+                    if open >= max_connections {
+                        registry.evict(open + 1 - max_connections);
                     }
                     let local = match stream.local_addr() {
                         Ok(local) => local,
                         Err(_) => continue,
                     };
                     let _ = stream.set_nodelay(true);
-                    let slot = Arc::new(Slot {
-                        phase: AtomicU8::new(HEAD),
-                        since: AtomicU64::new(registry.now()),
-                        changed: Notify::new(),
-                        evict: Notify::new(),
-                    });
+                    let slot = Arc::new(Slot::new(HEAD, registry.now()));
                     next_id += 1;
                     registry.add(next_id, Arc::clone(&slot));
                     let registered = Registered { registry: Arc::clone(&registry), id: next_id };
@@ -235,7 +260,16 @@ pub(crate) async fn serve(
                 }
                 Err(e) if is_per_connection(&e) => {}
                 Err(e) => {
-                    let evicted = is_out_of_descriptors(&e) && registry.evict_longest_idle();
+                    let mut evicted = 0;
+                    if is_out_of_descriptors(&e) {
+                        let open = registry.len();
+                        let lowered = open.saturating_sub(EMFILE_HEADROOM).max(1);
+                        if lowered < max_connections {
+                            tracing::warn!(from = max_connections, to = lowered, "out of descriptors: lowering the connection cap");
+                            max_connections = lowered;
+                        }
+                        evicted = registry.evict((open + 1).saturating_sub(max_connections));
+                    }
                     tracing::warn!(
                         error = %e,
                         evicted,
@@ -424,23 +458,21 @@ mod tests {
             closed: Notify::new(),
             gauge: Gauge::default(),
         };
-        let slot = |phase, since| {
-            Arc::new(Slot {
-                phase: AtomicU8::new(phase),
-                since: AtomicU64::new(since),
-                changed: Notify::new(),
-                evict: Notify::new(),
-            })
-        };
+        let slot = |phase, since| Arc::new(Slot::new(phase, since));
         registry.add(1, slot(BUSY, 0));
         registry.add(2, slot(IDLE, 50));
         registry.add(3, slot(HEAD, 20));
-        assert_eq!(registry.gauge.get(), 3);
+        registry.add(4, slot(IDLE, 70));
+        assert_eq!(registry.gauge.get(), 4);
         assert_eq!(registry.longest_idle().map(|s| s.since.load(Ordering::Acquire)), Some(20));
+        // Told once, a connection is not chosen again while it closes.
+        assert_eq!(registry.evict(2), 2);
+        assert_eq!(registry.longest_idle().map(|s| s.since.load(Ordering::Acquire)), Some(70));
         registry.remove(3);
         registry.remove(2);
+        registry.remove(4);
         assert!(registry.longest_idle().is_none(), "a busy connection is never evicted");
-        assert!(!registry.evict_longest_idle());
+        assert_eq!(registry.evict(1), 0);
         assert_eq!(registry.gauge.get(), 1);
     }
 }
