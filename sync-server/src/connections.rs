@@ -29,7 +29,13 @@
 //! idle, which the cap needs. So each connection's phase is tracked here (its reads,
 //! and its requests entering and leaving the router) and one timer per connection
 //! enforces both timeouts. (tower-http's timeouts act on requests and bodies, not on
-//! connections between requests.)
+//! connections between requests.) Connections are served with hyper's HTTP/1.1
+//! connection builder and hyper-util's tokio adapters; hyper-util's `auto` builder would
+//! add HTTP/2 detection, which the family's clients do not use and which would link
+//! `h2` into the server.
+//!
+//! On shutdown, a connection still waiting for (or reading) a request head is closed at
+//! once; one handling a request finishes it, answers, and closes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -361,6 +367,11 @@ async fn connection(
                 break;
             }
             _ = stopping.changed(), if !shutting_down => {
+                // No request in flight: nothing to finish. (Idle may still be writing the
+                // last answer, which hyper's graceful shutdown completes.)
+                if slot.phase.load(Ordering::Acquire) == HEAD {
+                    break;
+                }
                 conn.as_mut().graceful_shutdown();
                 shutting_down = true;
             }
