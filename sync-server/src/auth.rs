@@ -62,8 +62,8 @@ struct Jwt {
 enum Keys {
     /// One key of a known algorithm: an HS256 secret or a PEM public key.
     Fixed(Algorithm, DecodingKey),
-    /// The key set of a JWKS URL.
-    Jwks(Jwks),
+    /// The key set of a JWKS URL (boxed: its client and cache are large).
+    Jwks(Box<Jwks>),
 }
 
 impl fmt::Debug for Auth {
@@ -134,13 +134,13 @@ impl Auth {
     /// the set is an hour old, at most once per refresh interval
     /// ([`Auth::jwks_refresh_interval`], default 30 s).
     pub fn jwks_url(url: &str) -> Result<Auth, Error> {
-        Ok(Auth::with_keys(Keys::Jwks(Jwks::new(url, false)?)))
+        Ok(Auth::with_keys(Keys::Jwks(Box::new(Jwks::new(url, false)?))))
     }
 
     /// [`Auth::jwks_url`], also taking a plain `http://` URL on another host. Keys
     /// fetched in the clear can be replaced on the way: only for a trusted network.
     pub fn jwks_url_allowing_http(url: &str) -> Result<Auth, Error> {
-        Ok(Auth::with_keys(Keys::Jwks(Jwks::new(url, true)?)))
+        Ok(Auth::with_keys(Keys::Jwks(Box::new(Jwks::new(url, true)?))))
     }
 
     /// With [`Auth::jwks_url`]: the shortest time between two fetches of the key set

@@ -113,6 +113,7 @@ mod list;
 mod metrics;
 mod preamble;
 mod problem;
+mod protocol;
 mod routes;
 mod server;
 pub mod stamp;

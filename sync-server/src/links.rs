@@ -14,15 +14,10 @@
 //!    are relative too.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
 use crate::error::Error;
-use crate::problem::ApiError;
-use crate::state::AppState;
 
 /// How links are made; see the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,7 +33,7 @@ pub(crate) struct LinkSettings {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalAddr(pub(crate) SocketAddr);
 
-/// The origins of a request's links, as an extractor.
+/// The origins of a request's links (an extractor: see `preamble.rs`).
 #[derive(Debug)]
 pub(crate) struct Links {
     /// Configured or (trusted) forwarded: what the client sees.
@@ -48,6 +43,21 @@ pub(crate) struct Links {
 }
 
 impl Links {
+    /// The origins for a request with these headers, accepted on `local`.
+    pub(crate) fn new(
+        public_url: Option<&str>,
+        trust_forwarded: bool,
+        headers: &HeaderMap,
+        local: Option<SocketAddr>,
+    ) -> Links {
+        let public = match public_url {
+            Some(url) => Some(url.to_owned()),
+            None if trust_forwarded => forwarded_origin(headers),
+            None => None,
+        };
+        Links { public, local: local.map(|addr| format!("http://{addr}")) }
+    }
+
     /// The `Location` of the item at `path`: absolute only on a configured or trusted origin.
     pub(crate) fn location(&self, path: &str) -> String {
         match &self.public {
@@ -62,21 +72,6 @@ impl Links {
             Some(origin) => format!("{origin}{path}"),
             None => path.to_owned(),
         }
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Links {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Links, ApiError> {
-        let settings = &state.links;
-        let public = match &settings.public_url {
-            Some(url) => Some(url.clone()),
-            None if settings.trust_forwarded => forwarded_origin(&parts.headers),
-            None => None,
-        };
-        let local = parts.extensions.get::<LocalAddr>().map(|LocalAddr(addr)| format!("http://{addr}"));
-        Ok(Links { public, local })
     }
 }
 

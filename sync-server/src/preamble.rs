@@ -16,7 +16,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use sync_core::ProtocolVersion;
 
 use crate::auth::Caller;
+use crate::links::{LinkSettings, Links, LocalAddr};
 use crate::problem::{ApiError, clip};
+use crate::protocol::parse_protocol;
 use crate::state::AppState;
 use crate::table::TableDef;
 use crate::wire::nul_message;
@@ -49,34 +51,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Protocol {
         let QueryPairs(pairs) = QueryPairs::from_request_parts(parts, state).await?;
         protocol(&parts.headers, &pairs).map(Protocol)
     }
-}
-
-/// The `ZUMO-API-VERSION` values the server accepts: exactly `2.0.0` and `3.0.0` (around
-/// spaces aside), which is what every client of the family sends (the Azure Mobile Apps
-/// SDKs send `2.0.0`, the Datasync ones `3.0.0`, with no suffix). The reference servers
-/// differ in what else they let through (the Node and ASP.NET v2 servers take any
-/// `2.0.<n>`, the Datasync server `3.0` too); this one refuses everything else with a 400,
-/// so that a client of a protocol this server does not speak learns it at once.
-pub(crate) fn parse_protocol(value: &str) -> Option<ProtocolVersion> {
-    match value.trim() {
-        "2.0.0" => Some(ProtocolVersion::V2),
-        "3.0.0" => Some(ProtocolVersion::V3),
-        _ => None,
-    }
-}
-
-/// The generation a request asks for (for the form of an error answer): the header,
-/// else the query parameter; `None` when it names none the server accepts.
-pub(crate) fn requested_protocol<B>(request: &axum::http::Request<B>) -> Option<ProtocolVersion> {
-    let value = match request.headers().get(ProtocolVersion::HEADER) {
-        Some(v) => v.to_str().ok()?.to_owned(),
-        None => {
-            let query = request.uri().query()?;
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
-            pairs.into_iter().find(|(n, _)| n.eq_ignore_ascii_case(ProtocolVersion::HEADER))?.1
-        }
-    };
-    parse_protocol(&value)
 }
 
 fn protocol(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<ProtocolVersion, ApiError> {
@@ -183,6 +157,18 @@ impl FromRequestParts<Arc<AppState>> for Owner {
             // The builder refuses owned tables without authentication; never serve them so.
             (Some(_), None) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "this table needs an authenticated caller")),
         }
+    }
+}
+
+/// The origins of a request's links (see [`crate::links`]): the configured or trusted
+/// forwarded origin, and the socket the connection was accepted on.
+impl FromRequestParts<Arc<AppState>> for Links {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Links, ApiError> {
+        let LinkSettings { public_url, trust_forwarded } = &state.links;
+        let local = parts.extensions.get::<LocalAddr>().map(|LocalAddr(addr)| *addr);
+        Ok(Links::new(public_url.as_deref(), *trust_forwarded, &parts.headers, local))
     }
 }
 

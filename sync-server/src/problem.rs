@@ -66,7 +66,7 @@ impl ErrorParts {
 /// Rewrites an error answer's body in the request's protocol form (see the module
 /// docs): v3 when the request says `3.0.0`, else v2.
 pub(crate) async fn shape_for_protocol(request: Request, next: Next) -> Response {
-    let version = crate::preamble::requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
+    let version = crate::protocol::requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
     let mut response = next.run(request).await;
     if version != ProtocolVersion::V3 {
         if let Some(parts) = response.extensions_mut().remove::<ErrorParts>() {
