@@ -53,17 +53,19 @@ pub struct Auth {
     jwt: Option<Arc<Jwt>>,
 }
 
+#[derive(Clone)]
 struct Jwt {
     keys: Keys,
     audience: Option<String>,
     issuer: Option<String>,
 }
 
+#[derive(Clone)]
 enum Keys {
     /// One key of a known algorithm: an HS256 secret or a PEM public key.
     Fixed(Algorithm, DecodingKey),
-    /// The key set of a JWKS URL (boxed: its client and cache are large).
-    Jwks(Box<Jwks>),
+    /// The key set of a JWKS URL (shared by clones: one cache).
+    Jwks(Arc<Jwks>),
 }
 
 impl fmt::Debug for Auth {
@@ -134,22 +136,20 @@ impl Auth {
     /// the set is an hour old, at most once per refresh interval
     /// ([`Auth::jwks_refresh_interval`], default 30 s).
     pub fn jwks_url(url: &str) -> Result<Auth, Error> {
-        Ok(Auth::with_keys(Keys::Jwks(Box::new(Jwks::new(url, false)?))))
+        Ok(Auth::with_keys(Keys::Jwks(Arc::new(Jwks::new(url, false)?))))
     }
 
     /// [`Auth::jwks_url`], also taking a plain `http://` URL on another host. Keys
     /// fetched in the clear can be replaced on the way: only for a trusted network.
     pub fn jwks_url_allowing_http(url: &str) -> Result<Auth, Error> {
-        Ok(Auth::with_keys(Keys::Jwks(Box::new(Jwks::new(url, true)?))))
+        Ok(Auth::with_keys(Keys::Jwks(Arc::new(Jwks::new(url, true)?))))
     }
 
     /// With [`Auth::jwks_url`]: the shortest time between two fetches of the key set
     /// (default 30 s), however many tokens name unknown keys.
-    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Auth {
-        if let Some(jwt) = self.jwt.as_mut().and_then(Arc::get_mut) {
-            if let Keys::Jwks(jwks) = &mut jwt.keys {
-                jwks.set_refresh_interval(interval);
-            }
+    pub fn jwks_refresh_interval(self, interval: Duration) -> Auth {
+        if let Some(Keys::Jwks(jwks)) = self.jwt.as_deref().map(|j| &j.keys) {
+            jwks.set_refresh_interval(interval);
         }
         self
     }
@@ -157,8 +157,10 @@ impl Auth {
     /// Accepts only tokens whose `aud` is (or contains) `audience`. Without it, `aud`
     /// is not checked. No effect on [`Auth::anonymous`].
     pub fn audience(mut self, audience: impl Into<String>) -> Auth {
-        if let Some(jwt) = self.jwt.as_mut().and_then(Arc::get_mut) {
-            jwt.audience = Some(audience.into());
+        // make_mut: a clone made earlier keeps its own settings; this one never
+        // silently loses the check.
+        if let Some(jwt) = self.jwt.as_mut() {
+            Arc::make_mut(jwt).audience = Some(audience.into());
         }
         self
     }
@@ -166,8 +168,8 @@ impl Auth {
     /// Accepts only tokens whose `iss` is `issuer`. Without it, `iss` is not checked.
     /// No effect on [`Auth::anonymous`].
     pub fn issuer(mut self, issuer: impl Into<String>) -> Auth {
-        if let Some(jwt) = self.jwt.as_mut().and_then(Arc::get_mut) {
-            jwt.issuer = Some(issuer.into());
+        if let Some(jwt) = self.jwt.as_mut() {
+            Arc::make_mut(jwt).issuer = Some(issuer.into());
         }
         self
     }
@@ -413,6 +415,17 @@ mod tests {
     fn b64(s: &str) -> String {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn audience_and_issuer_hold_on_a_cloned_auth_too() {
+        let auth = Auth::jwt_hs256(SECRET).unwrap();
+        let earlier = auth.clone();
+        let checked = auth.audience("api").issuer("idp");
+        let token =
+            token(serde_json::json!({"sub": "a", "exp": now() + 600, "aud": "other"}), Algorithm::HS256, SECRET);
+        assert!(checked.authenticate(&headers(&format!("Bearer {token}"))).is_err());
+        assert!(earlier.authenticate(&headers(&format!("Bearer {token}"))).is_ok());
     }
 
     #[test]

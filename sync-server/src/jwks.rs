@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,8 @@ pub(crate) struct Jwks {
     cache: RwLock<Cached>,
     /// When the last fetch was tried; held while fetching, so one fetch runs at a time.
     last_attempt: tokio::sync::Mutex<Option<Instant>>,
-    refresh_interval: Duration,
+    /// The shortest time between two fetches, in milliseconds.
+    refresh_interval_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -95,12 +97,12 @@ impl Jwks {
             client,
             cache: RwLock::default(),
             last_attempt: tokio::sync::Mutex::new(None),
-            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            refresh_interval_ms: AtomicU64::new(millis(DEFAULT_REFRESH_INTERVAL)),
         })
     }
 
-    pub(crate) fn set_refresh_interval(&mut self, interval: Duration) {
-        self.refresh_interval = interval;
+    pub(crate) fn set_refresh_interval(&self, interval: Duration) {
+        self.refresh_interval_ms.store(millis(interval), Ordering::Relaxed);
     }
 
     /// The keys as cached now.
@@ -121,7 +123,7 @@ impl Jwks {
         let asked = Instant::now();
         let mut last_attempt = self.last_attempt.lock().await;
         if let Some(at) = *last_attempt {
-            if at.elapsed() < self.refresh_interval {
+            if at.elapsed() < Duration::from_millis(self.refresh_interval_ms.load(Ordering::Relaxed)) {
                 return at >= asked && self.cache.read().is_ok_and(|c| c.fetched.is_some_and(|f| f >= at));
             }
         }
@@ -184,6 +186,10 @@ pub(crate) fn parse_key_set(body: &[u8]) -> Result<Vec<Key>, String> {
         }
     }
     Ok(keys)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn is_loopback(host: &str) -> bool {
