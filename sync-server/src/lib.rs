@@ -7,8 +7,10 @@
 //! ([`load_tables_file`], [`ServerBuilder::table_def`]). Storage sits behind the
 //! [`Storage`] trait: SQLite ([`SqliteStorage`], embedded, the default) or PostgreSQL
 //! ([`PostgresStorage`], for several instances behind a load balancer; nothing lives in
-//! a server between requests). Callers are anonymous, or authenticated by HS256 bearer
-//! tokens ([`Auth`]); a table can be per-user ([`ServerBuilder::owner_column`]).
+//! a server between requests). Callers are anonymous, or authenticated by bearer JWTs
+//! ([`Auth`]: HS256 secrets, RS256/ES256 public keys in PEM, or an identity provider's
+//! JWKS URL, with `aud` and `iss` checks); a table can be per-user
+//! ([`ServerBuilder::owner_column`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), sync_server::Error> {
@@ -39,10 +41,14 @@
 //! | `DELETE /tables/{t}/{id}` | 200 with the tombstone; again 404 | 204; again 410 |
 //! | `POST /tables/{t}/{id}` | undelete | 405 |
 //! | `GET /healthz` | 200 `{"status":"ok"}` (no token needed) | same |
+//! | `GET /metrics` | Prometheus text (no token needed; see below) | same |
 //!
-//! Writes take `If-Match: "<version>"` (412 with the current item on mismatch; a weak
-//! `W/` prefix is ignored); without it, a `version` in the body that is not current gives
-//! 409 with the current item. Single-item answers carry `ETag: "<version>"`. Versions are
+//! `ZUMO-API-VERSION` (header, or query parameter) must be exactly `2.0.0` or `3.0.0`;
+//! anything else is 400.
+//!
+//! Writes take `If-Match: "<version>"`, compared strongly (RFC 9110): 412 with the
+//! current item on mismatch, also for a weak `W/"<version>"`; without it, a `version` in
+//! the body that is not current gives 409 with the current item. Single-item answers carry `ETag: "<version>"`. Versions are
 //! 32 random hex digits, new on every write. `updatedAt` has millisecond precision and is
 //! assigned so that incremental readers ordering by `(updatedAt, id)` never miss a row
 //! (see [`stamp`]; [`ManualClock`] makes it testable).
@@ -51,16 +57,63 @@
 //! parameterized SQL), `$orderby`, `$top` (capped at [`ServerBuilder::max_top`], default
 //! page [`ServerBuilder::page_size`]), `$skip`, `$select`, `$count=true` /
 //! `$inlinecount=allpages`, and `__includedeleted=true` / `__includeDeleted=true` for
-//! tombstones (both spellings and both count options work in both generations). Every
-//! bad input is a 4xx with a JSON body `{"error", "message", "position"?}`.
+//! tombstones (both spellings and both count options work in both generations); at most
+//! 32 `$orderby` terms. Every bad input is a 4xx with a JSON body `{"error", "message",
+//! "position"?}`, in words of the server's own: a database's error text goes to the log,
+//! never into an answer.
+//!
+//! # Request bodies
+//!
+//! Insert and update bodies are JSON objects: a `Content-Type` other than JSON
+//! (`application/json`, `application/*+json`) is 415, a `Content-Encoding` other than
+//! `identity` is 415 (bodies are not decompressed), a body over
+//! [`ServerBuilder::max_body`] is 413, one that does not arrive within
+//! [`ServerBuilder::body_read_timeout`] is 408, an object naming a key twice is 400.
+//! Text holding the NUL character (ids, string properties, `$filter` literals, a token's
+//! `sub`) is 400 on both backends: PostgreSQL text cannot hold it.
+//!
+//! # Links
+//!
+//! `Location` (of an insert) and next-page links (v3 `nextLink`, v2 `Link`) start with
+//! [`ServerBuilder::public_url`] when it is set; else, with
+//! [`ServerBuilder::trust_forwarded_headers`], with what `X-Forwarded-Proto` and
+//! `X-Forwarded-Host` say; else `Location` is relative and page links name the address
+//! the connection was accepted on. The `Host` header alone never chooses where a link
+//! points.
+//!
+//! # Connections
+//!
+//! [`Server::serve`] (and [`Server::spawn`], [`Server::serve_until`]) enforce a
+//! header-read timeout ([`ServerBuilder::header_read_timeout`], 10 s), an idle timeout
+//! between requests on a kept-alive connection ([`ServerBuilder::idle_timeout`], 60 s),
+//! the body-read timeout (30 s) and a cap on open connections
+//! ([`ServerBuilder::max_connections`], by default the descriptor limit less 64). At
+//! the cap a new connection closes the one that has gone longest without a request, so
+//! held or slow connections never lock out new clients or health checks; if accept
+//! runs out of descriptors, the cap comes down and accepting backs off briefly.
+//!
+//! # Operators
+//!
+//! Every request runs in a `tracing` span `request` with its id, method and path, and
+//! its answer carries the id in `x-request-id` (the request's own, when it sent a sane
+//! one). `GET /metrics` serves `sync_server_requests_total{route,method,status}`,
+//! `sync_server_request_duration_seconds{route}` (histogram),
+//! `sync_server_open_connections`, `sync_server_feed_subscribers` and
+//! `sync_server_db_pool_connections{state}`.
 #![warn(missing_docs)]
 
 pub mod auth;
+mod body;
+mod connections;
 mod database;
 mod error;
+mod jwks;
+mod links;
 mod list;
+mod metrics;
 mod preamble;
 mod problem;
+mod protocol;
 mod routes;
 mod server;
 pub mod stamp;
@@ -75,9 +128,10 @@ pub use auth::Auth;
 pub use database::Database;
 pub use error::{Error, Result};
 pub use server::{
-    DEFAULT_MAX_BODY, DEFAULT_MAX_TOP, DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_TOP,
+    DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
 };
 pub use stamp::{Clock, ManualClock, SystemClock};
-pub use storage::{PostgresStorage, SqliteStorage, Storage};
+pub use storage::{PoolUse, PostgresStorage, SqliteStorage, Storage};
 pub use table::{ColumnDef, TableDef};
 pub use tables_file::{load_tables_file, parse_tables};

@@ -16,9 +16,12 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use sync_core::ProtocolVersion;
 
 use crate::auth::Caller;
+use crate::links::{LinkSettings, Links, LocalAddr};
 use crate::problem::{ApiError, clip};
+use crate::protocol::parse_protocol;
 use crate::state::AppState;
 use crate::table::TableDef;
+use crate::wire::nul_message;
 
 /// The query string's pairs, in order.
 #[derive(Debug)]
@@ -60,7 +63,7 @@ fn protocol(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<ProtocolV
     };
     match value {
         None => Err(ApiError::bad_request(format!("missing ZUMO-API-VERSION header; {ACCEPTED}"))),
-        Some(v) => ProtocolVersion::from_header(v)
+        Some(v) => parse_protocol(v)
             .ok_or_else(|| ApiError::bad_request(format!("unsupported ZUMO-API-VERSION `{}`; {ACCEPTED}", clip(v)))),
     }
 }
@@ -124,7 +127,11 @@ impl FromRequestParts<Arc<AppState>> for Item {
         let Path((name, id)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        Ok(Item { table: state.table(&name)?, id })
+        let table = state.table(&name)?;
+        if id.contains('\0') {
+            return Err(ApiError::bad_request(nul_message("the id in the URL")));
+        }
+        Ok(Item { table, id })
     }
 }
 
@@ -150,6 +157,18 @@ impl FromRequestParts<Arc<AppState>> for Owner {
             // The builder refuses owned tables without authentication; never serve them so.
             (Some(_), None) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "this table needs an authenticated caller")),
         }
+    }
+}
+
+/// The origins of a request's links (see [`crate::links`]): the configured or trusted
+/// forwarded origin, and the socket the connection was accepted on.
+impl FromRequestParts<Arc<AppState>> for Links {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Links, ApiError> {
+        let LinkSettings { public_url, trust_forwarded } = &state.links;
+        let local = parts.extensions.get::<LocalAddr>().map(|LocalAddr(addr)| *addr);
+        Ok(Links::new(public_url.as_deref(), *trust_forwarded, &parts.headers, local))
     }
 }
 
@@ -183,6 +202,11 @@ mod tests {
         assert!(missing.status == StatusCode::BAD_REQUEST && missing.message.starts_with("missing ZUMO-API-VERSION"));
         let unsupported = protocol(parts(Method::GET, "/tables/T", Some("1.0.0"))).await.unwrap_err();
         assert!(unsupported.message.contains("unsupported ZUMO-API-VERSION `1.0.0`"), "{}", unsupported.message);
+        for other in ["2.1.0", "3.1.0", "2.0", "2.0.0.0", "2.0.1", "3.0.0-beta", "22.0.0", "2"] {
+            let refused = protocol(parts(Method::GET, "/tables/T", Some(other))).await.unwrap_err();
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{other}");
+        }
+        assert_eq!(protocol(parts(Method::GET, "/tables/T", Some(" 2.0.0 "))).await.unwrap(), ProtocolVersion::V2);
     }
 
     #[tokio::test]

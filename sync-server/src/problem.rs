@@ -64,9 +64,9 @@ impl ErrorParts {
 }
 
 /// Rewrites an error answer's body in the request's protocol form (see the module
-/// docs): v3 when the request says `3.x.y`, else v2.
+/// docs): v3 when the request says `3.0.0`, else v2.
 pub(crate) async fn shape_for_protocol(request: Request, next: Next) -> Response {
-    let version = requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
+    let version = crate::protocol::requested_protocol(&request).unwrap_or(ProtocolVersion::V2);
     let mut response = next.run(request).await;
     if version != ProtocolVersion::V3 {
         if let Some(parts) = response.extensions_mut().remove::<ErrorParts>() {
@@ -124,6 +124,8 @@ impl ApiError {
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::UNAUTHORIZED => "unauthorized",
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::GONE => "gone",
@@ -146,20 +148,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// The generation a request asks for, read leniently (for the form of an error answer):
-/// the header, else the query parameter; `None` when it names none the server knows.
-fn requested_protocol<B>(request: &axum::http::Request<B>) -> Option<ProtocolVersion> {
-    let value = match request.headers().get(ProtocolVersion::HEADER) {
-        Some(v) => v.to_str().ok()?.to_owned(),
-        None => {
-            let query = request.uri().query()?;
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
-            pairs.into_iter().find(|(n, _)| n.eq_ignore_ascii_case(ProtocolVersion::HEADER))?.1
-        }
-    };
-    ProtocolVersion::from_header(&value)
 }
 
 /// At most 64 characters of client text, for a message.

@@ -1,6 +1,6 @@
 //! The HTTP surface: `/tables/{t}` and `/tables/{t}/{id}` for both protocol generations
-//! (chosen per request by `ZUMO-API-VERSION`), `/healthz`, authentication, request
-//! logging.
+//! (chosen per request by `ZUMO-API-VERSION`), `/healthz`, `/metrics`, authentication,
+//! and a `tracing` span, a log line, metrics and an `x-request-id` for every request.
 //!
 //! Every table handler begins with the request preamble as extractors (protocol, table,
 //! owner: [`crate::preamble`]).
@@ -19,10 +19,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
@@ -30,19 +28,25 @@ use serde::Serialize;
 use sync_core::query::{BinaryOp, Expr, QuerySpec};
 use sync_core::system::DELETED;
 use sync_core::{ProtocolVersion, Value};
+use tracing::Instrument as _;
 
+use crate::body::JsonBody;
+use crate::links::Links;
 use crate::list;
+use crate::metrics::Route;
 use crate::preamble::{Item, ItemWriteProtocol, Owner, Protocol, QueryPairs, Table};
 use crate::problem::{ApiError, clip};
-use crate::state::{AppState, Limits};
+use crate::state::AppState;
 use crate::storage::{Change, ListQuery, Row, StorageError, Update};
 use crate::table::TableDef;
 use crate::wire::{self, BodyKind, ItemJson, Prop};
 
 type Shared = State<Arc<AppState>>;
 
+/// The request id header: echoed on every answer (see [`log_requests`]).
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let max_body = state.limits.max_body;
     let collection: MethodRouter<Arc<AppState>> = get(list_items).post(insert_item).fallback(|| async {
         ApiError::method_not_allowed("use GET (list) or POST (insert) on /tables/{table}", "GET, POST")
     });
@@ -56,19 +60,26 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/tables/{table}", collection)
         .route("/tables/{table}/{id}", item)
-        // Only the routes above: health checks and 404s need no token.
+        // Only the routes above: health checks, metrics and 404s need no token.
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), authenticate))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such resource; tables are served under /tables/{table}") })
-        .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(crate::problem::shape_for_protocol))
-        .layer(middleware::from_fn(log_requests))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), log_requests))
         .with_state(state)
 }
 
-/// Puts the caller ([`crate::auth::Caller`]) into the request, or answers 401.
+/// Puts the caller ([`crate::auth::Caller`]) into the request, or answers 401 (400 for a
+/// `sub` the storage cannot hold). A token signed by a key the server does not know yet
+/// refreshes the identity provider's key set (at a bounded rate) and is checked again.
 async fn authenticate(State(state): Shared, mut request: Request, next: Next) -> Response {
-    match state.auth.authenticate(request.headers()) {
+    state.auth.refresh_stale_keys().await;
+    let mut checked = state.auth.authenticate(request.headers());
+    if checked.as_ref().err().is_some_and(|refused| refused.wants_new_keys()) && state.auth.refresh_keys().await {
+        checked = state.auth.authenticate(request.headers());
+    }
+    match checked {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -78,16 +89,6 @@ async fn authenticate(State(state): Shared, mut request: Request, next: Next) ->
 }
 
 // ---- protocol helpers -------------------------------------------------------------
-
-fn body_bytes(body: Result<Bytes, BytesRejection>, limits: &Limits) -> Result<Bytes, ApiError> {
-    body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {} bytes", limits.max_body),
-        ),
-        status => ApiError::new(status, format!("cannot read the request body: {}", e.body_text())),
-    })
-}
 
 /// `If-Match` on a write.
 enum IfMatch {
@@ -99,7 +100,11 @@ enum IfMatch {
     Version(String),
 }
 
-/// Reads `If-Match: "<version>"`; a weak `W/` prefix is ignored, quotes are optional.
+/// Reads `If-Match: "<version>"` (quotes optional). `If-Match` compares entity-tags
+/// strongly (RFC 9110 section 13.1.1), and a weak tag never matches strongly: a
+/// `W/"<version>"` is kept whole as the expected version, which no stored version equals
+/// (versions are hex digits), so the write gets 412 with the current item, as the
+/// reference servers answer.
 fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(IfMatch::Absent);
@@ -108,7 +113,9 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
     if text == "*" {
         return Ok(IfMatch::Any);
     }
-    let text = text.strip_prefix("W/").unwrap_or(text);
+    if text.starts_with("W/") {
+        return Ok(IfMatch::Version(text.to_owned()));
+    }
     let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
     if text.is_empty() {
         return Err(ApiError::bad_request("If-Match is empty; expected \"<version>\" or *"));
@@ -185,6 +192,13 @@ async fn healthz(State(state): Shared) -> Response {
     }
 }
 
+/// `GET /metrics`: the Prometheus text format (see [`crate::metrics`]).
+async fn metrics(State(state): Shared) -> Response {
+    let text = state.metrics.render(state.storage.pool_use());
+    let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
 /// Rows of a v2 or v3 list answer.
 struct Items<'a> {
     table: &'a TableDef,
@@ -219,7 +233,7 @@ async fn list_items(
     Table(table): Table,
     Owner(owner): Owner,
     QueryPairs(pairs): QueryPairs,
-    headers: HeaderMap,
+    links: Links,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let opts = list::parse(&pairs, &table, version)?;
@@ -256,9 +270,8 @@ async fn list_items(
     let returned = rows.len() as u64;
     // With `$top`, the client asked for that many in total: the next page carries the rest.
     let remaining = opts.top.map(|top| top.saturating_sub(returned));
-    let next = (more && remaining != Some(0)).then(|| {
-        list::next_link(&list::base_url(&headers, uri.path()), &pairs, opts.skip.saturating_add(returned), remaining)
-    });
+    let next = (more && remaining != Some(0))
+        .then(|| list::next_link(&links.page(uri.path()), &pairs, opts.skip.saturating_add(returned), remaining));
 
     let props = opts.select.unwrap_or_else(|| wire::default_props(&table, version));
     let items = Items { table: &table, rows: &rows, props: &props };
@@ -301,11 +314,10 @@ async fn insert_item(
     Protocol(version): Protocol,
     Table(table): Table,
     Owner(owner): Owner,
-    headers: HeaderMap,
+    links: Links,
     uri: Uri,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let body = body_bytes(body, &state.limits)?;
     let item = wire::parse_item(&table, &body, BodyKind::Insert(version))?;
     let id = item.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // A served owner column is set to the caller by the storage, whatever the body says.
@@ -313,7 +325,7 @@ async fn insert_item(
     match state.storage.write(Arc::clone(&table), id.clone(), Change::Insert { values }, owner).await {
         Ok(row) => {
             let mut response = item_response(StatusCode::CREATED, &table, &row, version);
-            let mut location = list::base_url(&headers, uri.path());
+            let mut location = links.location(uri.path());
             location.push('/');
             list::encode(&row.id, &mut location);
             if let Ok(location) = HeaderValue::from_str(&location) {
@@ -334,13 +346,12 @@ async fn update_item(
     Owner(owner): Owner,
     QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let kind = match version {
         ProtocolVersion::V2 => BodyKind::Patch,
         ProtocolVersion::V3 => BodyKind::Put,
     };
-    let body = body_bytes(body, &state.limits)?;
     let item = wire::parse_item(&table, &body, kind)?;
     if let Some(body_id) = &item.id {
         if *body_id != id {
@@ -406,23 +417,49 @@ async fn undelete_item(
 
 // ---- logging ----------------------------------------------------------------------
 
-/// Logs method, path, status and time of every request, and turns a panic in a handler
-/// into a 500 instead of a dropped connection.
-async fn log_requests(request: Request, next: Next) -> Response {
+/// Runs every request inside a `request` span (with its id, method and path), logs its
+/// status and time, counts it in the metrics, answers its id in `x-request-id`, and
+/// turns a panic in a handler into a 500 instead of a dropped connection.
+///
+/// The id is the request's own `x-request-id` when that is sane (1 to 64 characters of
+/// `A-Z a-z 0-9 - _ . : /`, so a proxy's or a client's id carries through into the logs),
+/// else a new UUID.
+async fn log_requests(State(state): Shared, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = Route::of(&path);
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| is_sane_request_id(id))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", id = %id, %method, %path);
     let start = Instant::now();
-    let response = match (CatchUnwind { inner: Box::pin(next.run(request)) }).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::error!(%method, %path, "request handler panicked");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    };
-    let status = response.status().as_u16();
-    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(%method, %path, status, elapsed_ms, "request");
+    let mut response = async {
+        let response = match (CatchUnwind { inner: Box::pin(next.run(request)) }).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::error!("request handler panicked");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        };
+        let status = response.status().as_u16();
+        let elapsed = start.elapsed();
+        tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request");
+        state.metrics.request_done(route, &method, status, elapsed);
+        response
+    }
+    .instrument(span)
+    .await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     response
+}
+
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
 }
 
 /// Polls a future, catching a panic.

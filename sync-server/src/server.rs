@@ -13,8 +13,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
+use crate::connections::{self, ConnectionLimits};
 use crate::database::Database;
 use crate::error::{Error, Result};
+use crate::links::{self, LinkSettings};
+use crate::metrics::Metrics;
 use crate::routes;
 use crate::stamp::{Clock, SystemClock};
 use crate::state::{AppState, Limits};
@@ -27,6 +30,12 @@ pub const DEFAULT_PAGE_SIZE: u64 = 100;
 pub const DEFAULT_MAX_TOP: u64 = 1000;
 /// The largest request body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// How long a request head may take to arrive, from the accept or its first byte.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive, once the handler reads it.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a kept-alive connection may wait for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A table server, ready to serve: tables registered, storage open and prepared.
 ///
@@ -49,6 +58,7 @@ pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Server {
     state: Arc<AppState>,
+    connections: ConnectionLimits,
 }
 
 /// Configures a [`Server`]; see [`Server::builder`].
@@ -61,6 +71,10 @@ pub struct ServerBuilder {
     clock: Arc<dyn Clock>,
     auth: Auth,
     owners: Vec<(String, String)>,
+    connections: ConnectionLimits,
+    body_read_timeout: Duration,
+    public_url: Option<String>,
+    trust_forwarded: bool,
 }
 
 impl Default for ServerBuilder {
@@ -73,6 +87,14 @@ impl Default for ServerBuilder {
             clock: Arc::new(SystemClock),
             auth: Auth::anonymous(),
             owners: Vec::new(),
+            connections: ConnectionLimits {
+                header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                max_connections: None,
+            },
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            public_url: None,
+            trust_forwarded: false,
         }
     }
 }
@@ -115,6 +137,55 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a request head may take to arrive (default 10 s), counted from the
+    /// accept of a new connection or the first byte of a request on a kept-alive one.
+    /// The connection is closed beyond it.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.connections.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a request body may take to arrive once the server reads it (default
+    /// 30 s); 408 and a closed connection beyond it.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// How long a kept-alive connection may wait for the first byte of its next request
+    /// (default 60 s), and so how long a client may take to read an answer. The
+    /// connection is closed beyond it.
+    pub fn idle_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.connections.idle_timeout = timeout;
+        self
+    }
+
+    /// The most connections open at once (default: the process's descriptor limit less
+    /// 64 kept for the database and files, between 16 and 10,000). A connection
+    /// accepted at the cap closes the one that has gone longest without a request.
+    pub fn max_connections(mut self, connections: usize) -> ServerBuilder {
+        self.connections.max_connections = Some(connections);
+        self
+    }
+
+    /// The URL clients reach the server at (`https://sync.example.com`, perhaps with a
+    /// path prefix): the origin of `Location` headers and next-page links. Without it,
+    /// `Location` is relative and page links name the address the connection was
+    /// accepted on; the `Host` header is never used unless
+    /// [`ServerBuilder::trust_forwarded_headers`].
+    pub fn public_url(mut self, url: impl Into<String>) -> ServerBuilder {
+        self.public_url = Some(url.into());
+        self
+    }
+
+    /// Takes the origin of links from `X-Forwarded-Proto` and `X-Forwarded-Host` (else
+    /// `Host`) when no public URL is set. Only behind a proxy that sets (or strips)
+    /// them: otherwise any client chooses where the links it is given point.
+    pub fn trust_forwarded_headers(mut self, trust: bool) -> ServerBuilder {
+        self.trust_forwarded = trust;
+        self
+    }
+
     /// The database (default: a private in-memory SQLite database).
     pub fn database(mut self, database: Database) -> ServerBuilder {
         self.database = database;
@@ -134,7 +205,9 @@ impl ServerBuilder {
         self
     }
 
-    /// How callers are authenticated (default: [`Auth::anonymous`], for local use).
+    /// How callers are authenticated (default: [`Auth::anonymous`], for local use):
+    /// HS256 secrets, RS256/ES256 public keys, or an identity provider's JWKS URL, with
+    /// `aud` and `iss` checks (see [`Auth`]).
     pub fn auth(mut self, auth: Auth) -> ServerBuilder {
         self.auth = auth;
         self
@@ -173,6 +246,19 @@ impl ServerBuilder {
             return Err(Error::Setting { name: "max_body", message: "must be at least 1 byte".into() });
         }
         limits.page_size = limits.page_size.min(limits.max_top);
+        for (name, timeout) in [
+            ("header_read_timeout", self.connections.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.connections.idle_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::Setting { name, message: "must be longer than zero".into() });
+            }
+        }
+        if self.connections.max_connections == Some(0) {
+            return Err(Error::Setting { name: "max_connections", message: "must be at least 1".into() });
+        }
+        let public_url = self.public_url.as_deref().map(links::check_public_url).transpose()?;
 
         let mut defs = self.tables;
         for (name, column) in self.owners {
@@ -202,7 +288,16 @@ impl ServerBuilder {
             None => self.database.open(self.clock).await?,
         };
         storage.prepare(tables.values().cloned().collect()).await?;
-        Ok(Server { state: Arc::new(AppState { tables, storage, limits, auth: self.auth }) })
+        let state = AppState {
+            tables,
+            storage,
+            limits,
+            auth: self.auth,
+            links: LinkSettings { public_url, trust_forwarded: self.trust_forwarded },
+            body_read_timeout: self.body_read_timeout,
+            metrics: Arc::new(Metrics::new()),
+        };
+        Ok(Server { state: Arc::new(state), connections: self.connections })
     }
 }
 
@@ -212,18 +307,22 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// The axum router, to serve yourself or to nest in a larger app.
+    /// The axum router, to serve yourself or to nest in a larger app. Served that way,
+    /// the connection timeouts and cap are yours to set (they belong to
+    /// [`Server::serve`]'s loop), and page links are relative unless a public URL is set.
     pub fn router(&self) -> axum::Router {
         routes::router(Arc::clone(&self.state))
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting, lets
-    /// requests in flight finish, and returns.
+    /// requests in flight finish, and returns. Enforces the header-read and idle
+    /// timeouts and the connection cap (see [`ServerBuilder::max_connections`]).
     pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+        let gauge = self.state.metrics.open_connections.clone();
+        connections::serve(listener, self.router(), self.connections, gauge, shutdown).await
     }
 
     /// Serves on `listener` until `shutdown` completes (see [`ShutdownSignal`]), then

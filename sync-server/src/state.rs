@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::Auth;
+use crate::links::LinkSettings;
+use crate::metrics::Metrics;
 use crate::problem::{ApiError, clip};
 use crate::storage::Storage;
 use crate::table::TableDef;
@@ -27,6 +30,10 @@ pub(crate) struct AppState {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) limits: Limits,
     pub(crate) auth: Auth,
+    pub(crate) links: LinkSettings,
+    /// How long a handler waits for the whole request body (408 beyond).
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl AppState {

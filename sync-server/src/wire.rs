@@ -1,8 +1,11 @@
 //! Items on the wire: rows to JSON in the shape of each protocol generation, and request
 //! bodies to column values, with the checks that make bad bodies a clear 400.
 
+use std::fmt;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use sync_core::system::{CREATED_AT, DELETED, ID, UPDATED_AT, VERSION, is_system_column};
 use sync_core::{ProtocolVersion, Value, datetime, json_kind};
@@ -138,8 +141,7 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the body is empty; expected a JSON object"));
     }
-    let json: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let json = parse_json(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     let serde_json::Value::Object(map) = json else {
         return Err(ApiError::bad_request(format!("the body must be a JSON object, found {}", json_kind(&json))));
     };
@@ -185,6 +187,9 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
                     match Value::from_json(&value, col.ty) {
                         Ok(Value::Null) if !col.nullable => {
                             type_error.get_or_insert_with(|| format!("property `{name}` must not be null"));
+                        }
+                        Ok(Value::String(text)) if text.contains('\0') => {
+                            type_error.get_or_insert_with(|| nul_message(&format!("property `{name}`")));
                         }
                         Ok(v) => item.values[i] = Some(v),
                         Err(e) => {
@@ -235,6 +240,92 @@ pub(crate) fn parse_item(table: &TableDef, body: &[u8], kind: BodyKind) -> Resul
         typed.check(&item.values).map_err(ApiError::bad_request)?;
     }
     Ok(item)
+}
+
+/// Why text holding NUL is refused, naming `what` (`property `text``, `$filter`, ...):
+/// the same 400 on both backends, since PostgreSQL text cannot hold it.
+pub(crate) fn nul_message(what: &str) -> String {
+    format!("{what} must not contain the NUL character (U+0000): the server's text columns cannot hold it")
+}
+
+/// Parses a JSON body, refusing an object that names a key twice: RFC 8259 leaves the
+/// meaning of duplicate names to the reader, and serde_json would silently keep the
+/// last one, so `{"text":"a","text":"b"}` is a 400 rather than a guess.
+pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = UniqueKeys.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// Builds a `serde_json::Value` as serde_json's own does, but with an error on a
+/// duplicate key in any object. (serde_json's recursion limit still applies: it is the
+/// deserializer's.)
+#[derive(Clone, Copy)]
+struct UniqueKeys;
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<serde_json::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<serde_json::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(UniqueKeys)? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<serde_json::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{}`", truncate(&key))));
+            }
+            let value = map.next_value_seed(UniqueKeys)?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
 }
 
 /// Ids are case-sensitive text of at most [`MAX_ID_LEN`] bytes without control

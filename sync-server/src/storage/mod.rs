@@ -130,6 +130,27 @@ pub enum StorageError {
     Unavailable(&'static str),
 }
 
+/// What a client is told when the database refuses its query ([`StorageError::InvalidQuery`]
+/// from the database itself rather than from the SQL compiler). The database's own text
+/// goes to the log only: it names internals and differs between engines and versions.
+pub(crate) const QUERY_REFUSED: &str =
+    "the database cannot run this query: it is too large or too complex, or computes a value out of range";
+
+/// What PostgreSQL says to text holding the NUL character, as a storage error of the
+/// client's (the HTTP layer refuses such text before it reaches a storage).
+pub(crate) const NUL_REFUSED: &str = "text must not contain the NUL character (U+0000): PostgreSQL text cannot hold it";
+
+/// How much of a storage's connection pool is in use, for the metrics endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections open now.
+    pub open: usize,
+    /// Of those, connections idle in the pool.
+    pub idle: usize,
+    /// The most connections the pool opens.
+    pub max: usize,
+}
+
 /// A write to one row, carried out atomically by [`Storage::write`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
@@ -190,6 +211,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Whether the storage answers (for `GET /healthz`).
     fn health(&self) -> StorageFuture<'_, ()>;
+
+    /// How much of the storage's connection pool is in use (`None`: the storage has no
+    /// pool worth reporting). The default says `None`.
+    fn pool_use(&self) -> Option<PoolUse> {
+        None
+    }
 
     /// Closes the storage after the server stopped: later calls fail with
     /// [`StorageError::Unavailable`]. The default does nothing.

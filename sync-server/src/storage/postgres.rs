@@ -119,14 +119,34 @@ pub(super) fn db_error(e: tokio_postgres::Error) -> StorageError {
 
 /// An error while running a client's query: PostgreSQL refusing the data or the size of
 /// the query (SQLSTATE classes 22 and 54) is the client's problem, anything else not.
+/// The client gets our stable message; PostgreSQL's own text goes to the log.
 fn query_error(e: tokio_postgres::Error) -> StorageError {
     match e.code().map(SqlState::code) {
         Some(code) if code.starts_with("22") || code.starts_with("54") => {
-            let message = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned());
-            StorageError::InvalidQuery(format!("the database refused the query: {message}"))
+            tracing::warn!(error = %e, "PostgreSQL refused a client's query");
+            StorageError::InvalidQuery(super::QUERY_REFUSED.to_owned())
         }
         _ => db_error(e),
     }
+}
+
+/// PostgreSQL text cannot hold NUL: such an id, owner or value is the caller's mistake
+/// (the HTTP layer refuses it first), never a database error.
+fn refuse_nul<'v>(texts: impl IntoIterator<Item = &'v str>) -> Result<(), StorageError> {
+    match texts.into_iter().any(|t| t.contains('\0')) {
+        true => Err(StorageError::InvalidQuery(super::NUL_REFUSED.to_owned())),
+        false => Ok(()),
+    }
+}
+
+/// The text values of a change, for [`refuse_nul`].
+fn change_texts(change: &Change) -> Vec<&str> {
+    let values: Vec<&Value> = match change {
+        Change::Insert { values } => values.iter().collect(),
+        Change::Update(update) => update.values.iter().map(|(_, v)| v).collect(),
+        Change::Delete { .. } | Change::Undelete { .. } => Vec::new(),
+    };
+    values.into_iter().filter_map(|v| if let Value::String(s) = v { Some(s.as_str()) } else { None }).collect()
 }
 
 /// A connection could not be opened.
@@ -419,6 +439,7 @@ impl Storage for PostgresStorage {
     fn get(&self, table: Arc<TableDef>, id: String, owner: Option<String>) -> StorageFuture<'_, Option<Row>> {
         Box::pin(async move {
             let key = Key::new(&table, &id, owner.as_deref())?;
+            refuse_nul(key.params())?;
             let mut lease = self.pool.get().await?;
             let result = get(lease.client()?, &table, &key).await;
             lease.finish();
@@ -429,6 +450,7 @@ impl Storage for PostgresStorage {
     fn write(&self, table: Arc<TableDef>, id: String, change: Change, owner: Option<String>) -> StorageFuture<'_, Row> {
         Box::pin(async move {
             let key = Key::new(&table, &id, owner.as_deref())?;
+            refuse_nul(key.params().into_iter().chain(change_texts(&change)))?;
             let mut lease = self.pool.get().await?;
             let result = write(lease.client()?, &table, &key, change, &*self.clock).await;
             lease.finish();
@@ -443,6 +465,10 @@ impl Storage for PostgresStorage {
             lease.finish();
             result
         })
+    }
+
+    fn pool_use(&self) -> Option<super::PoolUse> {
+        Some(self.pool.usage())
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

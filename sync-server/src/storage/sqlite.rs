@@ -210,7 +210,8 @@ fn db_error(e: rusqlite::Error) -> StorageError {
 
 /// An error while running a client's query: the database refusing the query itself
 /// (too complex, a function given bad arguments, ...) is the client's problem; the
-/// database failing is not.
+/// database failing is not. The client gets our stable message; SQLite's own text goes
+/// to the log.
 fn query_error(e: rusqlite::Error) -> StorageError {
     match e.sqlite_error_code() {
         Some(
@@ -225,7 +226,10 @@ fn query_error(e: rusqlite::Error) -> StorageError {
             | ErrorCode::PermissionDenied
             | ErrorCode::ReadOnly,
         ) => db_error(e),
-        Some(_) => StorageError::InvalidQuery(format!("the database refused the query: {e}")),
+        Some(_) => {
+            tracing::warn!(error = %e, "SQLite refused a client's query");
+            StorageError::InvalidQuery(super::QUERY_REFUSED.to_owned())
+        }
         None => db_error(e),
     }
 }
@@ -475,6 +479,20 @@ fn run_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_queries_carry_our_words_not_sqlite_s() {
+        let refused = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(1),
+            Some("too many terms in ORDER BY clause".to_owned()),
+        );
+        match query_error(refused) {
+            StorageError::InvalidQuery(message) => assert_eq!(message, crate::storage::QUERY_REFUSED),
+            other => panic!("{other:?}"),
+        }
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        assert!(matches!(query_error(busy), StorageError::Database(_)));
+    }
     use crate::stamp::ManualClock;
     use crate::storage::Update;
     use time::macros::datetime;

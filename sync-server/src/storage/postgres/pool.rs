@@ -85,6 +85,12 @@ impl Pool {
         }
     }
 
+    /// How many connections are open and idle, for the metrics endpoint.
+    pub(super) fn usage(&self) -> crate::storage::PoolUse {
+        let status = self.0.status();
+        crate::storage::PoolUse { open: status.size, idle: status.available, max: status.max_size }
+    }
+
     /// Closes the idle connections; connections in use are closed when their calls end,
     /// and later calls fail with [`StorageError::Unavailable`].
     pub(super) fn close(&self) {
