@@ -47,13 +47,16 @@ impl<E: SyncEntity> Table<E> {
     }
 
     /// Inserts an item and queues its insert; an empty id is replaced by a new lowercase
-    /// UUID v4. Returns the item as stored.
+    /// UUID v4. Returns the item as stored, equal to what [`Table::get`] gives back:
+    /// timestamps in UTC at millisecond precision (the store's and the protocol's), and
+    /// the fields that view system columns as the store holds them (no version until
+    /// the server sends one).
     pub async fn insert(&self, item: E) -> Result<E> {
         self.store.transaction(move |tx| tx.insert(item)).await
     }
 
     /// Inserts many items in one transaction (each with its queue operation): all of
-    /// them or none. Returns the items as stored.
+    /// them or none. Returns the items as stored, as [`Table::insert`] does.
     pub async fn insert_many(&self, items: Vec<E>) -> Result<Vec<E>> {
         self.store.transaction(move |tx| tx.insert_many(items)).await
     }
