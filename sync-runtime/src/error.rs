@@ -3,10 +3,9 @@
 //! A wrapped cause is the error's [`source`](std::error::Error::source), never repeated
 //! in its message: a reporter that walks the chain prints each cause once.
 
-use std::fmt;
-use std::sync::Arc;
-
+use crate::network_cause::NetworkCause;
 use crate::op::OpKind;
+use crate::push_report::{PushCancel, PushReport};
 
 /// What went wrong. Match on the variant, or use the predicates (`is_not_found()`, ...).
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +103,8 @@ pub enum Error {
         id: String,
     },
 
-    /// The new local operation cannot follow the one already queued for the item
-    /// (DESIGN.md section 5).
+    /// The new local operation cannot follow the one already queued for the item (see
+    /// the collapse rules in [`queue`](crate::queue)).
     #[error("table `{table}`, id `{id}`: cannot queue {new} after the pending {existing}: {reason}")]
     QueueConflict {
         /// The table.
@@ -212,6 +211,25 @@ pub enum Error {
         message: String,
     },
 
+    /// A push stopped before the end of the queue, because the server could not be
+    /// reached ([`Error::Network`]), refused the credentials ([`Error::Auth`]), or stayed
+    /// unavailable (429, 502, 503 or 504 after the retries: [`Error::Http`]). That
+    /// failure is `cause`, the error's [`source`](std::error::Error::source); `report`
+    /// says what the push did before it stopped. The operation it stopped at and every
+    /// one after it stay queued, and the next push sends them.
+    ///
+    /// [`is_network`](Error::is_network), [`is_auth`](Error::is_auth) and
+    /// [`http_status`](Error::http_status) look through to the cause, and
+    /// [`push_report`](Error::push_report) gives the report.
+    #[error("the push stopped after {} of its operations were accepted; the rest stay queued", report.pushed)]
+    PushCancelled {
+        /// What the push did before it stopped (its status says why it stopped).
+        report: Box<PushReport>,
+        /// Why it stopped.
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// A purge refused while the table has pending operations.
     #[error("table `{table}` has {pending} pending operations; push them or use force_purge")]
     PendingOperations {
@@ -243,9 +261,14 @@ impl Error {
         matches!(self, Error::StaleOperation { .. })
     }
 
-    /// The server could not be reached (a retry later may succeed).
+    /// The server could not be reached (a retry later may succeed); also a push
+    /// cancelled for that reason.
     pub fn is_network(&self) -> bool {
-        matches!(self, Error::Network { .. })
+        match self {
+            Error::Network { .. } => true,
+            Error::PushCancelled { cause, .. } => cause.is_network(),
+            _ => false,
+        }
     }
 
     /// The client's configuration is unusable (retrying does not help).
@@ -253,16 +276,49 @@ impl Error {
         matches!(self, Error::Config { .. })
     }
 
-    /// The server refused the credentials.
+    /// The server refused the credentials; also a push cancelled for that reason.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Auth { .. })
+        match self {
+            Error::Auth { .. } => true,
+            Error::PushCancelled { cause, .. } => cause.is_auth(),
+            _ => false,
+        }
     }
 
-    /// The HTTP status of a server answer behind this error, if any.
+    /// The HTTP status of a server answer behind this error, if any (a cancelled push's
+    /// is its cause's).
     pub fn http_status(&self) -> Option<u16> {
         match self {
             Error::Auth { status, .. } | Error::Http { status, .. } => Some(*status),
+            Error::PushCancelled { cause, .. } => cause.http_status(),
             _ => None,
+        }
+    }
+
+    /// A push that stopped before the end of the queue ([`Error::PushCancelled`]).
+    pub fn is_push_cancelled(&self) -> bool {
+        matches!(self, Error::PushCancelled { .. })
+    }
+
+    /// What a cancelled push did before it stopped, if this is one.
+    pub fn push_report(&self) -> Option<&PushReport> {
+        match self {
+            Error::PushCancelled { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+}
+
+impl PushCancel {
+    /// The same failure as an [`Error`]: [`Error::Network`], [`Error::Auth`], or
+    /// [`Error::Http`] for a server that stayed unavailable.
+    pub fn to_error(&self) -> Error {
+        match self {
+            PushCancel::Network { url, source } => Error::Network { url: url.clone(), source: source.clone() },
+            PushCancel::Auth { url, status } => Error::Auth { url: url.clone(), status: *status },
+            PushCancel::Unavailable { url, status, message } => {
+                Error::Http { url: url.clone(), status: *status, message: message.clone() }
+            }
         }
     }
 }
@@ -290,62 +346,6 @@ impl Error {
         text
     }
 }
-
-/// Why the server could not be reached: the HTTP stack's own error (a refused
-/// connection, a reset, a timeout), the source of [`Error::Network`]. It is shared
-/// behind an `Arc`, so a [`PushCancel`](crate::PushCancel) holding it stays cheap to
-/// clone. It displays as the stack's error, and its `source()` chain is the stack's;
-/// two causes are equal when their chains read the same.
-#[derive(Clone)]
-pub struct NetworkCause(Arc<dyn std::error::Error + Send + Sync>);
-
-impl NetworkCause {
-    pub(crate) fn new(error: impl std::error::Error + Send + Sync + 'static) -> NetworkCause {
-        NetworkCause(Arc::new(error))
-    }
-
-    /// Whether the request timed out (rather than failing to connect, or being cut).
-    pub fn is_timeout(&self) -> bool {
-        self.0.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)
-    }
-
-    /// The whole chain as text, for comparing causes.
-    fn chain(&self) -> Vec<String> {
-        let mut chain = vec![self.0.to_string()];
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            chain.push(cause.to_string());
-            source = cause.source();
-        }
-        chain
-    }
-}
-
-impl fmt::Display for NetworkCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Debug for NetworkCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl std::error::Error for NetworkCause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-impl PartialEq for NetworkCause {
-    fn eq(&self, other: &NetworkCause) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.chain() == other.chain()
-    }
-}
-
-impl Eq for NetworkCause {}
 
 /// A URL for a message: whole when short, else its start and its length (a pull's
 /// filter can make it hundreds of kilobytes long). The error keeps the whole URL.

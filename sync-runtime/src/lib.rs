@@ -67,14 +67,18 @@
 
 pub mod client;
 mod error;
+mod network_cause;
 mod op;
+mod push_report;
 mod store;
 
 pub use client::{
-    ClientWins, Conflict, ConflictHandler, ConflictOutcome, ConflictResolution, PullReport, PushCancel, PushReport,
-    PushStatus, Resolution, RetryPolicy, ServerWins, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
+    ClientWins, Conflict, ConflictHandler, PullReport, Resolution, RetryPolicy, ServerWins, SyncClient,
+    SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
 };
-pub use error::{Error, NetworkCause, Result};
+pub use error::{Error, Result};
+pub use network_cause::NetworkCause;
+pub use push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use op::{OpKind, OpState};
 pub use store::queue;
 pub use store::{
@@ -94,6 +98,21 @@ pub use sync_core::{
 
 #[cfg(feature = "derive")]
 pub use sync_derive::SyncEntity;
+
+// The crates whose types are field types, at the versions the runtime implements
+// `FieldValue` for: an app names them through here (`sync_runtime::time::OffsetDateTime`)
+// and needs no dependency of its own that would have to match.
+/// The `time` crate: [`time::OffsetDateTime`] is the timestamp field type.
+pub use time;
+/// The `serde_json` crate: [`serde_json::Value`] is the JSON field type.
+pub use serde_json;
+/// The `uuid` crate: [`uuid::Uuid`] is a field type (feature `uuid`, on by default).
+#[cfg(feature = "uuid")]
+pub use uuid;
+/// The `chrono` crate: `chrono::DateTime<Utc>` is a timestamp field type (feature
+/// `chrono`).
+#[cfg(feature = "chrono")]
+pub use chrono;
 
 /// Items the generated code refers to. Not part of the public API.
 #[doc(hidden)]

@@ -139,8 +139,13 @@ pub(crate) async fn pull<E: SyncEntity>(
         }
     }
     if table.has_pending().await? {
-        let pushed = client.push().await?;
-        tracing::debug!(?pushed.status, "pushed before pulling");
+        // The pull runs whether or not the push got through the queue: rows of items
+        // still queued are skipped, so no local edit is overwritten.
+        match client.push().await {
+            Ok(pushed) => tracing::debug!(pushed = pushed.pushed, "pushed before pulling"),
+            Err(e @ Error::PushCancelled { .. }) => tracing::debug!(error = %e.with_sources(), "pulling after a cancelled push"),
+            Err(e) => return Err(e),
+        }
     }
 
     let query_id = query_id.map(str::to_owned);

@@ -175,7 +175,10 @@ impl<E: SyncEntity> TableQuery<E> {
         self
     }
 
-    /// The query built so far (to reuse it, e.g. as a pull filter).
+    /// The query built so far (to reuse it, e.g. as a pull filter; [`SyncClient::pull`]
+    /// also takes the `TableQuery` itself).
+    ///
+    /// [`SyncClient::pull`]: crate::SyncClient::pull
     pub fn into_query(self) -> Query<E> {
         self.query
     }
@@ -193,5 +196,12 @@ impl<E: SyncEntity> TableQuery<E> {
     /// How many items match (limit and offset ignored).
     pub async fn count(self) -> Result<u64> {
         self.table.count_owned(self.query).await
+    }
+}
+
+impl<E> From<TableQuery<E>> for Query<E> {
+    /// The query built so far: what [`TableQuery::into_query`] gives.
+    fn from(query: TableQuery<E>) -> Query<E> {
+        query.query
     }
 }
