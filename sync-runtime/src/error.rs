@@ -130,10 +130,12 @@ pub enum Error {
     },
 
     /// A stored or received value does not fit the struct.
-    #[error("table `{table}`: cannot read the row")]
+    #[error("table `{table}`, {}: cannot read the row", describe_item(id.as_deref()))]
     Decode {
         /// The table.
         table: String,
+        /// The row's id (`None` for a row without one that reads).
+        id: Option<String>,
         /// The field and the problem.
         source: sync_core::DecodeError,
     },
@@ -347,6 +349,16 @@ impl Error {
     }
 }
 
+/// `item `x`` for a message (at most 64 characters of the id), or `an item without an
+/// id`.
+fn describe_item(id: Option<&str>) -> String {
+    match id {
+        Some(id) if id.chars().count() > 64 => format!("item `{}...`", id.chars().take(64).collect::<String>()),
+        Some(id) => format!("item `{id}`"),
+        None => "an item without an id".to_owned(),
+    }
+}
+
 /// A URL for a message: whole when short, else its start and its length (a pull's
 /// filter can make it hundreds of kilobytes long). The error keeps the whole URL.
 fn shorten(url: &str) -> std::borrow::Cow<'_, str> {
@@ -388,7 +400,7 @@ mod tests {
     fn no_error_prints_its_source_twice() {
         let decode = sync_core::DecodeError { field: "complete", message: "expected a bool".into() };
         let errors = [
-            Error::Decode { table: "T".into(), source: decode.clone() },
+            Error::Decode { table: "T".into(), id: Some("x".into()), source: decode.clone() },
             Error::Network {
                 url: "http://h/tables/T".into(),
                 source: NetworkCause::new(std::io::Error::other("connection refused")),
@@ -406,7 +418,10 @@ mod tests {
             }
             assert!(std::error::Error::source(e).is_some(), "{e:?} keeps its cause as its source");
         }
-        assert_eq!(errors[0].with_sources(), "table `T`: cannot read the row: field `complete`: expected a bool");
+        assert_eq!(
+            errors[0].with_sources(),
+            "table `T`, item `x`: cannot read the row: field `complete`: expected a bool"
+        );
     }
 
     #[test]

@@ -367,7 +367,9 @@ impl SyncClient {
     /// The table's pending local operations are pushed first. The pull runs whether
     /// or not that push got through (a cancelled one is logged, not returned); rows of
     /// items that still have a queued operation are skipped, so local edits are kept.
-    /// Server tombstones delete local rows.
+    /// Server tombstones delete local rows. Rows that do not fit `E` (a `null` for a
+    /// field that is not an `Option`, ...) are set aside as
+    /// [rejected rows](crate::Table::rejected_rows) and the pull goes on past them.
     ///
     /// ```no_run
     /// # use sync_runtime::{Store, SyncClient, SyncEntity};
@@ -380,6 +382,11 @@ impl SyncClient {
     /// let first = client.pull(open(), Some("open-items")).await?;
     /// let later = client.pull(open(), Some("open-items")).await?;
     /// println!("{} rows, then {} changed", first.received, later.received);
+    /// if later.rejected > 0 {
+    ///     for row in todos.rejected_rows().await? {
+    ///         eprintln!("server row {} does not fit: {}", row.item_id, row.reason);
+    ///     }
+    /// }
     /// # Ok(())
     /// # }
     /// ```

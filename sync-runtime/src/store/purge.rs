@@ -1,5 +1,5 @@
-//! Purge: forget local rows so that the next pull fetches them again (DESIGN.md
-//! section 8). A local operation: nothing is sent to a server.
+//! Purge: forget local rows so that the next pull fetches them again. A local
+//! operation: nothing is sent to a server.
 
 use crate::error::{Error, Result};
 use sync_core::SyncEntity;
@@ -20,8 +20,8 @@ impl<E: SyncEntity> Table<E> {
         self.store().transaction(move |tx| purge::<E>(tx, &query, false)).await
     }
 
-    /// Deletes all of the table's rows, queued operations, errors and pull cursors:
-    /// the next pull starts over. Returns how many rows were deleted.
+    /// Deletes all of the table's rows, queued operations, errors, rejected rows and
+    /// pull cursors: the next pull starts over. Returns how many rows were deleted.
     pub async fn force_purge(&self) -> Result<u64> {
         self.store().transaction(|tx| purge::<E>(tx, &Query::new(), true)).await
     }
@@ -33,6 +33,7 @@ fn purge<E: SyncEntity>(tx: &mut Tx<'_>, query: &Query<E>, force: bool) -> Resul
     if force {
         conn.execute(sql_once!("DELETE FROM {OPERATIONS_TABLE} WHERE table_name = ?1"), [meta.name])?;
         conn.execute(sql_once!("DELETE FROM {ERRORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
+        tx.clear_rejected_of_table(meta.name)?;
     } else {
         let pending: i64 = conn.query_row(
             sql_once!("SELECT count(*) FROM {OPERATIONS_TABLE} WHERE table_name = ?1"),

@@ -1094,6 +1094,8 @@ fn a_row_narrower_than_the_struct_is_a_decode_error_naming_the_field() {
         matches!(&err, Error::Decode { source, .. } if source.field == "complete"),
         "the first field past the row's two columns: {err}"
     );
+    assert!(matches!(&err, Error::Decode { id: Some(id), .. } if id == "x"), "the error names the row: {err:?}");
+    assert!(err.to_string().contains("item `x`"), "{err}");
 }
 
 #[test]
