@@ -32,7 +32,7 @@ pub enum Error {
 
     /// The struct no longer matches the table stored on the device.
     #[error(
-        "table `{table}`, column `{column}`: the store has {stored} but the struct declares {declared}; this change needs an explicit migration"
+        "table `{table}`, column `{column}`: the store has {stored} but the struct declares {declared}; this change needs a migration (see `Migration` and `StoreOptions::migrations`)"
     )]
     SchemaMismatch {
         /// The table.
@@ -43,6 +43,22 @@ pub enum Error {
         stored: String,
         /// The struct's type (`"missing"` when the field was removed).
         declared: String,
+    },
+
+    /// A migration declared with [`StoreOptions::migrations`](crate::StoreOptions::migrations)
+    /// could not run (a step that does not fit the stored table, a value its conversion
+    /// refused, a failing SQL step). None of the open's migrations happened: the store
+    /// file is as it was, and the open failed.
+    #[error("migration {version} of table `{table}` failed: {message}")]
+    Migration {
+        /// The table.
+        table: String,
+        /// The migration's version.
+        version: u32,
+        /// Which step failed, and why.
+        message: String,
+        /// The underlying error (SQLite's), if any.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// An entity definition the runtime cannot use (a reserved table name, ...).

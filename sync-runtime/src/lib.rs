@@ -82,7 +82,7 @@ pub use push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushRepor
 pub use op::{OpKind, OpState};
 pub use store::queue;
 pub use store::{
-    Durability, ErrorRecord, IntegrityReport, PendingOp, RejectedRow, Store, StoreOptions, SyncError, Table, TableQuery,
+    Durability, ErrorRecord, IntegrityReport, Migration, PendingOp, RejectedRow, Store, StoreOptions, SyncError, Table, TableQuery,
     Tx,
 };
 /// OData `$filter` / `$orderby` text: how a query travels to a server.

@@ -7,6 +7,8 @@ mod cursor;
 mod errors;
 mod integrity;
 mod meta;
+mod migrate;
+mod migration;
 mod pending;
 mod purge;
 pub mod queue;
@@ -32,6 +34,7 @@ use sync_core::SyncEntity;
 pub(crate) use cursor::PullCursor;
 pub use errors::{ErrorRecord, SyncError};
 pub use integrity::IntegrityReport;
+pub use migration::Migration;
 pub(crate) use meta::{TableMeta, validate_id};
 pub use queue::PendingOp;
 pub use rejected::RejectedRow;
@@ -57,11 +60,12 @@ pub enum Durability {
 pub struct StoreOptions {
     durability: Durability,
     max_value_bytes: Option<usize>,
+    migrations: Vec<Migration>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { durability: Durability::Normal, max_value_bytes: None }
+        StoreOptions { durability: Durability::Normal, max_value_bytes: None, migrations: Vec::new() }
     }
 }
 
@@ -81,6 +85,13 @@ impl StoreOptions {
     /// [`Error::RowTooLarge`]. Default: SQLite's own limit (1 GB).
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = Some(bytes);
+        self
+    }
+
+    /// The app's migrations, every one it ever shipped, oldest first: those the store
+    /// has not run yet run at open, together in one transaction (see [`Migration`]).
+    pub fn migrations(mut self, migrations: impl IntoIterator<Item = Migration>) -> Self {
+        self.migrations.extend(migrations);
         self
     }
 }
@@ -460,6 +471,7 @@ fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connec
     };
     conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"))?;
     schema::init_system_tables(&mut conn, found_version)?;
+    migrate::run(&mut conn, &options.migrations)?;
     Ok(conn)
 }
 

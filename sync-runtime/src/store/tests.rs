@@ -903,7 +903,7 @@ mod required_added {
 }
 
 /// A digest of the file, to tell whether it changed.
-fn file_bytes(path: &std::path::Path) -> u64 {
+pub(super) fn file_bytes(path: &std::path::Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::fs::read(path).unwrap().hash(&mut h);
