@@ -178,5 +178,5 @@ use syn::{DeriveInput, parse_macro_input};
 #[proc_macro_derive(SyncEntity, attributes(sync))]
 pub fn derive_sync_entity(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input).unwrap_or_else(|error| expand::fallback(&input, error)).into()
+    expand::derive(&input).into()
 }
