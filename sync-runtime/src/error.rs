@@ -8,6 +8,27 @@ use crate::op::OpKind;
 use crate::push_report::{PushCancel, PushReport};
 
 /// What went wrong. Match on the variant, or use the predicates (`is_not_found()`, ...).
+///
+/// ```
+/// # use sync_runtime::{Error, Store, SyncEntity};
+/// # #[derive(SyncEntity, Clone, Debug)]
+/// # struct Note { id: String, body: String }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let notes = store.table::<Note>().await?;
+/// let err = notes.update(&Note { id: "nope".into(), body: "x".into() }).await.unwrap_err();
+/// assert!(err.is_not_found());
+/// notes.insert(Note { id: "a".into(), body: "x".into() }).await?;
+/// // The same id again, while its insert still waits to be pushed:
+/// match notes.insert(Note { id: "a".into(), body: "y".into() }).await {
+///     Err(Error::QueueConflict { table, id, reason, .. }) => {
+///         assert_eq!((table.as_str(), id.as_str(), reason), ("Note", "a", "the item is already inserted"))
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -289,6 +289,23 @@ impl std::fmt::Debug for SyncClient {
 impl SyncClient {
     /// A builder for a client of `store` talking to the server at `base_url`
     /// (`http://host:port`; tables live under `/tables/<name>`).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use sync_runtime::{ProtocolVersion, RetryPolicy, Store, SyncClient};
+    /// # async fn sign_in() -> Option<String> { None }
+    /// # async fn demo(store: Store) -> sync_runtime::Result<()> {
+    /// let client = SyncClient::builder(store, "https://api.example.com")
+    ///     .protocol(ProtocolVersion::V2) // Azure Mobile Apps servers; V3 for Datasync ones
+    ///     // Called before the first request, and with `true` once after a 401.
+    ///     .token_provider(|refresh| async move { if refresh { sign_in().await } else { Some("cached".into()) } })
+    ///     .timeout(Duration::from_secs(20))
+    ///     .page_size(200)
+    ///     .retry(RetryPolicy { max_retries: 2, ..RetryPolicy::default() })
+    ///     .build()?; // a URL that does not parse is an `Error::Config` here
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(store: Store, base_url: impl Into<String>) -> SyncClientBuilder {
         SyncClientBuilder {
             store,

@@ -151,7 +151,24 @@ impl Store {
         Store::open_with(path, StoreOptions::default()).await
     }
 
-    /// Opens (or creates) the store in a file.
+    /// Opens (or creates) the store in a file, with options: durability, a cap on
+    /// value sizes, and the app's [`Migration`]s (run at open, see there).
+    ///
+    /// ```
+    /// use sync_runtime::{Durability, Migration, Store, StoreOptions};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let options = StoreOptions::new()
+    ///     .durability(Durability::Full) // fsync every commit: survives power loss
+    ///     .max_value_bytes(1 << 20)
+    ///     .migrations([Migration::new("TodoItem", 2).rename_column("title", "text")]);
+    /// let store = Store::open_with(dir.path().join("app.db"), options).await?;
+    /// assert!(store.path().is_some());
+    /// store.close().await?; // waits for the writes sent before, then checkpoints
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         Store::start(Some(path), options).await
@@ -315,7 +332,25 @@ impl Store {
 
     /// The typed handle on `E`'s table, creating the table (or adding new columns) on
     /// first use. Fails with [`Error::SchemaMismatch`] when a stored column was removed
-    /// or changed type; the file is then left untouched.
+    /// or changed type (declare a [`Migration`] for such a change); the file is then
+    /// left untouched.
+    ///
+    /// ```
+    /// # use sync_runtime::{Store, SyncEntity};
+    /// #[derive(SyncEntity, Clone, Debug, PartialEq)]
+    /// struct Note {
+    ///     id: String,
+    ///     body: String,
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::open_in_memory().await?;
+    /// let notes = store.table::<Note>().await?; // cheap to clone, and to ask for again
+    /// assert_eq!(notes.name(), "Note");
+    /// assert_eq!(notes.count_all().await?, 0);
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn table<E: SyncEntity>(&self) -> Result<Table<E>> {
         let meta = self.call(|w| w.meta::<E>()).await?;
         Ok(Table::new(self.clone(), meta))

@@ -15,6 +15,24 @@ impl<E: SyncEntity> Table<E> {
     /// next pull fetches them again). Nothing is queued. Refused with
     /// [`Error::PendingOperations`] while the table has queued operations. Returns how
     /// many rows were deleted.
+    ///
+    /// ```
+    /// # use sync_runtime::{Error, Store, SyncEntity};
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct Note { id: String, archived: bool }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::open_in_memory().await?;
+    /// let notes = store.table::<Note>().await?;
+    /// notes.insert(Note { id: "a".into(), archived: true }).await?;
+    /// let archived = notes.query().filter(Note::FIELDS.archived.eq(true)).into_query();
+    /// // Refused while changes wait to be pushed: they would be lost.
+    /// assert!(matches!(notes.purge(&archived).await, Err(Error::PendingOperations { pending: 1, .. })));
+    /// // `force_purge` forgets everything of the table, queued changes included.
+    /// assert_eq!(notes.force_purge().await?, 1);
+    /// assert_eq!(store.pending_count().await?, 0);
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn purge(&self, query: &Query<E>) -> Result<u64> {
         let query = query.clone();
         self.store().transaction(move |tx| purge::<E>(tx, &query, false)).await

@@ -13,6 +13,35 @@ use super::{Store, TableMeta, tx};
 /// A typed handle on the local table of `E`: local reads and writes, each write with its
 /// queue operation in the same transaction. Get one with [`Store::table`]; cheap to
 /// clone.
+///
+/// ```
+/// # use sync_runtime::{OpKind, Store, SyncEntity};
+/// #[derive(SyncEntity, Clone, Debug, PartialEq)]
+/// struct Note {
+///     id: String,
+///     body: String,
+///     pinned: bool,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let notes = store.table::<Note>().await?;
+///
+/// let mut note = notes.insert(Note { id: String::new(), body: "hello".into(), pinned: false }).await?;
+/// note.pinned = true;
+/// notes.update(&note).await?;
+/// assert_eq!(notes.get(&note.id).await?, Some(note.clone()));
+///
+/// // The insert and the update are one queued insert (carrying the latest data).
+/// let ops = notes.pending_ops().await?;
+/// assert_eq!((ops.len(), ops[0].kind), (1, OpKind::Insert));
+///
+/// // Deleting an item never pushed leaves nothing to send.
+/// notes.delete(&note.id).await?;
+/// assert_eq!((notes.get(&note.id).await?, notes.pending_count().await?), (None, 0));
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct Table<E> {
     store: Store,
     meta: Arc<TableMeta>,
@@ -138,7 +167,42 @@ impl<E: SyncEntity> Table<E> {
 }
 
 /// A query being built on a [`Table`]; end it with [`all`](TableQuery::all),
-/// [`first`](TableQuery::first) or [`count`](TableQuery::count).
+/// [`first`](TableQuery::first) or [`count`](TableQuery::count), or hand it to
+/// [`SyncClient::pull`](crate::SyncClient::pull) as the pull's filter.
+///
+/// ```
+/// # use sync_runtime::{Store, SyncEntity};
+/// #[derive(SyncEntity, Clone, Debug, PartialEq)]
+/// struct Task {
+///     id: String,
+///     title: String,
+///     priority: i64,
+///     due: Option<sync_runtime::time::OffsetDateTime>,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let tasks = store.table::<Task>().await?;
+/// for (title, priority) in [("taxes", 3), ("milk", 1), ("tickets", 2)] {
+///     tasks.insert(Task { id: String::new(), title: title.into(), priority, due: None }).await?;
+/// }
+/// let f = Task::FIELDS;
+/// let urgent = tasks
+///     .query()
+///     .filter(f.priority.ge(2) & f.due.is_null())
+///     .filter(f.title.starts_with("t")) // several filters combine with `and`
+///     .order_by(f.priority.desc())
+///     .limit(10)
+///     .all()
+///     .await?;
+/// let titles: Vec<_> = urgent.iter().map(|t| t.title.as_str()).collect();
+/// assert_eq!(titles, ["taxes", "tickets"]);
+/// assert_eq!(tasks.query().filter(f.priority.lt(2)).count().await?, 1);
+/// let first = tasks.query().order_by(f.title.asc()).first().await?;
+/// assert_eq!(first.map(|t| t.title), Some("milk".into()));
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct TableQuery<E> {
     table: Table<E>,
     query: Query<E>,

@@ -72,7 +72,7 @@ async fn set_state(store: &Store, seq: i64, state: OpState) {
         .unwrap();
 }
 
-// ---- one test per cell of the collapse table (DESIGN.md section 5) ----
+// ---- one test per cell of the collapse table (see `queue`) ----
 
 #[test]
 fn none_then_insert_queues_insert() {

@@ -17,7 +17,38 @@ use super::{Worker, schema};
 
 /// A transaction on the local store, handed to the closure of
 /// [`Store::transaction`](super::Store::transaction). Every write records its queue
-/// operation in this same transaction.
+/// operation in this same transaction; an `Err` from the closure rolls all of it back.
+///
+/// ```
+/// # use sync_runtime::{Error, Store, SyncEntity};
+/// #[derive(SyncEntity, Clone, Debug)]
+/// struct Account { id: String, balance: i64 }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let accounts = store.table::<Account>().await?;
+/// accounts.insert(Account { id: "a".into(), balance: 10 }).await?;
+/// accounts.insert(Account { id: "b".into(), balance: 0 }).await?;
+///
+/// // Move 30 from a to b: refused as a whole, nothing written, nothing queued.
+/// let moved = store
+///     .transaction(|tx| {
+///         let mut b = tx.get::<Account>("b")?.expect("b exists");
+///         b.balance += 30;
+///         tx.update(&b)?;
+///         let mut a = tx.get::<Account>("a")?.expect("a exists");
+///         a.balance -= 30;
+///         if a.balance < 0 {
+///             return Err(Error::InvalidValue { table: "Account".into(), column: "balance".into(), reason: "overdrawn".into() });
+///         }
+///         tx.update(&a)
+///     })
+///     .await;
+/// assert!(moved.is_err());
+/// assert_eq!(accounts.get("b").await?.map(|b| b.balance), Some(0));
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct Tx<'a> {
     pub(super) tx: Transaction<'a>,
     /// The store's tables, as they were when the transaction began: borrowed, never
