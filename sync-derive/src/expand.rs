@@ -24,8 +24,9 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
         (Ok(()), Some(entity)) => entity_impl(&entity),
         (Err(errors), entity) => fallback(input, entity.as_ref(), errors),
         // `from_syn` reports why whenever it returns `None`; this is a safety net.
-        (Ok(()), None) => syn::Error::new_spanned(&input.ident, "#[derive(SyncEntity)] could not read this item")
-            .into_compile_error(),
+        (Ok(()), None) => {
+            syn::Error::new_spanned(&input.ident, "#[derive(SyncEntity)] could not read this item").into_compile_error()
+        }
     }
 }
 

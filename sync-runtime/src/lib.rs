@@ -125,12 +125,12 @@ pub use client::{
 };
 pub use error::{Error, Result};
 pub use network_cause::NetworkCause;
-pub use push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use op::{OpKind, OpState};
+pub use push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use store::queue;
 pub use store::{
-    Durability, ErrorRecord, IntegrityReport, Migration, PendingOp, RejectedRow, Store, StoreOptions, SyncError, Table, TableQuery,
-    Tx,
+    Durability, ErrorRecord, IntegrityReport, Migration, PendingOp, RejectedRow, Store, StoreOptions, SyncError, Table,
+    TableQuery, Tx,
 };
 /// OData `$filter` / `$orderby` text: how a query travels to a server.
 pub use sync_core::odata;
@@ -150,17 +150,17 @@ pub use sync_derive::SyncEntity;
 // The crates whose types are field types, at the versions the runtime implements
 // `FieldValue` for: an app names them through here (`sync_runtime::time::OffsetDateTime`)
 // and needs no dependency of its own that would have to match.
-/// The `time` crate: [`time::OffsetDateTime`] is the timestamp field type.
-pub use time;
-/// The `serde_json` crate: [`serde_json::Value`] is the JSON field type.
-pub use serde_json;
-/// The `uuid` crate: [`uuid::Uuid`] is a field type (feature `uuid`, on by default).
-#[cfg(feature = "uuid")]
-pub use uuid;
 /// The `chrono` crate: `chrono::DateTime<Utc>` is a timestamp field type (feature
 /// `chrono`).
 #[cfg(feature = "chrono")]
 pub use chrono;
+/// The `serde_json` crate: [`serde_json::Value`] is the JSON field type.
+pub use serde_json;
+/// The `time` crate: [`time::OffsetDateTime`] is the timestamp field type.
+pub use time;
+/// The `uuid` crate: [`uuid::Uuid`] is a field type (feature `uuid`, on by default).
+#[cfg(feature = "uuid")]
+pub use uuid;
 
 /// Items the generated code refers to. Not part of the public API.
 #[doc(hidden)]

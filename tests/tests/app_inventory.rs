@@ -313,14 +313,20 @@ async fn run(protocol: ProtocolVersion) {
 
 #[test]
 fn an_inventory_app_syncs_over_v2() {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(run(
-        ProtocolVersion::V2,
-    ));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(ProtocolVersion::V2));
 }
 
 #[test]
 fn an_inventory_app_syncs_over_v3() {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(run(
-        ProtocolVersion::V3,
-    ));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(ProtocolVersion::V3));
 }

@@ -38,10 +38,10 @@ use sync_core::ProtocolVersion;
 use sync_core::SyncEntity;
 use sync_core::query::Query;
 
+pub use crate::push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use conflict_handler::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
 pub use progress::{SyncEvent, SyncPhase};
 pub use pull::PullReport;
-pub use crate::push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 
 /// A future returned by a token provider.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;

@@ -153,7 +153,9 @@ pub(crate) async fn pull<E: SyncEntity>(
         // still queued are skipped, so no local edit is overwritten.
         match client.push().await {
             Ok(pushed) => tracing::debug!(pushed = pushed.pushed, "pushed before pulling"),
-            Err(e @ Error::PushCancelled { .. }) => tracing::debug!(error = %e.with_sources(), "pulling after a cancelled push"),
+            Err(e @ Error::PushCancelled { .. }) => {
+                tracing::debug!(error = %e.with_sources(), "pulling after a cancelled push")
+            }
             Err(e) => return Err(e),
         }
     }

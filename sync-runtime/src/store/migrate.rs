@@ -72,7 +72,9 @@ fn check_order(migrations: &[Migration]) -> Result<()> {
                 .rev()
                 .find(|earlier| earlier.table == m.table)
                 .filter(|earlier| earlier.version >= m.version)
-                .map(|earlier| format!("it comes after version {} of the same table: versions must increase", earlier.version))
+                .map(|earlier| {
+                    format!("it comes after version {} of the same table: versions must increase", earlier.version)
+                })
         };
         if let Some(message) = message {
             return Err(Error::Migration { table: m.table.clone(), version: m.version, message, source: None });
@@ -161,7 +163,9 @@ impl StoredTable<'_> {
             MigrationStep::Rename { from, to } => self.rename(tx, from, to),
             MigrationStep::Drop { column } => self.drop_column(tx, column),
             MigrationStep::Add { column, ty, nullable, default } => self.add(tx, column, *ty, *nullable, default),
-            MigrationStep::ChangeType { column, from, to, convert } => self.change_type(tx, column, *from, *to, convert),
+            MigrationStep::ChangeType { column, from, to, convert } => {
+                self.change_type(tx, column, *from, *to, convert)
+            }
             MigrationStep::Sql(sql) => Ok(tx.execute_batch(sql)?),
         }
     }
@@ -244,7 +248,14 @@ impl StoredTable<'_> {
         })
     }
 
-    fn add(&mut self, tx: &Transaction<'_>, column: &str, ty: ColumnType, nullable: bool, default: &Value) -> StepResult {
+    fn add(
+        &mut self,
+        tx: &Transaction<'_>,
+        column: &str,
+        ty: ColumnType,
+        nullable: bool,
+        default: &Value,
+    ) -> StepResult {
         self.free_name(column)?;
         if default.is_null() && !nullable {
             return refused("a column that is not optional needs a default value");
@@ -369,7 +380,14 @@ fn check_value(value: &Value, (ty, nullable): (ColumnType, bool), id: &str) -> S
         Value::DateTime(t) => sync_core::datetime::in_range(*t) && ty == ColumnType::DateTime,
         other => other.column_type() == Some(ty),
     };
-    if fits { Ok(()) } else { refused(format!("item `{id}`: the conversion gave {value:?}, which a {} column cannot hold", describe(ty, nullable))) }
+    if fits {
+        Ok(())
+    } else {
+        refused(format!(
+            "item `{id}`: the conversion gave {value:?}, which a {} column cannot hold",
+            describe(ty, nullable)
+        ))
+    }
 }
 
 /// A constant SQL literal of a value, for a column default.
@@ -410,14 +428,15 @@ fn rewrite_documents(tx: &Transaction<'_>, table: &str, rewrite: &Rewrite<'_>) -
             ))?
             .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut update = tx.prepare(&format!(
-            "UPDATE {store_table} SET {column} = ?3 WHERE table_name = ?1 AND {key} = ?2"
-        ))?;
+        let mut update =
+            tx.prepare(&format!("UPDATE {store_table} SET {column} = ?3 WHERE table_name = ?1 AND {key} = ?2"))?;
         for (id, text) in found {
             let Ok(mut json) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
             let objects: Vec<&mut serde_json::Map<String, serde_json::Value>> = match &mut json {
                 serde_json::Value::Object(map) => vec![map],
-                serde_json::Value::Array(items) => items.iter_mut().filter_map(serde_json::Value::as_object_mut).collect(),
+                serde_json::Value::Array(items) => {
+                    items.iter_mut().filter_map(serde_json::Value::as_object_mut).collect()
+                }
                 _ => Vec::new(),
             };
             let mut changed = false;
@@ -485,7 +504,14 @@ mod tests {
     }
 
     fn task(id: &str, title: &str, priority: &str) -> v1::Task {
-        v1::Task { id: id.into(), title: title.into(), priority: priority.into(), legacy: true, due: None, version: None }
+        v1::Task {
+            id: id.into(),
+            title: title.into(),
+            priority: priority.into(),
+            legacy: true,
+            due: None,
+            version: None,
+        }
     }
 
     fn to_v2() -> Migration {
@@ -602,11 +628,7 @@ mod tests {
                 t.pending_ops().await.unwrap().into_iter().map(|o| (o.item_id, o.kind)).collect();
             assert_eq!(
                 kinds,
-                [
-                    ("new".into(), OpKind::Insert),
-                    ("gone".into(), OpKind::Delete),
-                    ("refused".into(), OpKind::Update)
-                ]
+                [("new".into(), OpKind::Insert), ("gone".into(), OpKind::Delete), ("refused".into(), OpKind::Update)]
             );
             let documents = documents(&store).await;
             let texts: Vec<&String> = documents.iter().flatten().collect();
@@ -692,7 +714,10 @@ mod tests {
         match &err {
             Error::Migration { table, version, message, .. } => {
                 assert_eq!((table.as_str(), *version), ("Task", 2));
-                assert!(message.contains("priority") && message.contains("`bad`") && message.contains("high"), "{message}");
+                assert!(
+                    message.contains("priority") && message.contains("`bad`") && message.contains("high"),
+                    "{message}"
+                );
             }
             other => panic!("expected a failed migration, got {other:?}"),
         }
