@@ -36,7 +36,7 @@ pub(crate) fn run(conn: &mut Connection, migrations: &[Migration]) -> Result<()>
             message,
             source,
         };
-        let columns = stored_columns(&tx, &migration.table)?;
+        let columns = stored_columns(&tx, migration)?;
         if columns.is_empty() {
             // No such table yet: it will be created from the struct as it is now.
             tracing::debug!(table = %migration.table, version = migration.version, "new table: migration recorded");
@@ -99,23 +99,23 @@ struct StoredColumn {
     position: i64,
 }
 
-fn stored_columns(conn: &Connection, table: &str) -> Result<Vec<StoredColumn>> {
+/// The columns the store records for the migration's table (none: no such table yet).
+fn stored_columns(conn: &Connection, migration: &Migration) -> Result<Vec<StoredColumn>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT column_name, type, nullable, position FROM {SCHEMA_TABLE} WHERE table_name = ?1 ORDER BY position"
     ))?;
     let rows = stmt
-        .query_map([table], |r| {
-            let ty: String = r.get(1)?;
-            Ok((r.get::<_, String>(0)?, ty, r.get::<_, bool>(2)?, r.get::<_, i64>(3)?))
+        .query_map([&migration.table], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, i64>(3)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter()
         .map(|(name, ty, nullable, position)| match ColumnType::from_name(&ty) {
             Some(ty) => Ok(StoredColumn { name, ty, nullable, position }),
             None => Err(Error::Migration {
-                table: table.to_owned(),
-                version: 0,
-                message: format!("column `{name}` has a type this build does not know (`{ty}`)"),
+                table: migration.table.clone(),
+                version: migration.version,
+                message: format!("the store records column `{name}` with a type this build does not know (`{ty}`)"),
                 source: None,
             }),
         })
@@ -313,7 +313,7 @@ impl StoredTable<'_> {
         columns[i].ty = to.0;
         columns[i].nullable = to.1;
         let table = quote_ident(self.name);
-        let scratch = quote_ident(&format!("{}rebuild", system::RESERVED_PREFIX));
+        let scratch = quote_ident(&format!("{}_rebuild", system::RESERVED_PREFIX));
         let ddl = columns.iter().map(|c| local_column(c).ddl()).collect::<Vec<_>>().join(", ");
         let names = columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
         let placeholders = vec!["?"; columns.len()].join(", ");
