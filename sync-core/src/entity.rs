@@ -246,6 +246,14 @@ pub trait FieldValue: Sized {
     fn from_stored(stored: Stored<'_>) -> Result<Self, ValueError> {
         stored.convert()
     }
+
+    /// Reads field `index` (named `field`) of `source`. The derive's decoder calls this
+    /// as `<T as FieldValue>::read_field`, so that an unsupported field type meets the
+    /// one unmet `T: FieldValue` of every other use, and is reported once.
+    #[doc(hidden)]
+    fn read_field<S: FieldSource>(source: &mut S, index: usize, field: &'static str) -> Result<Self, DecodeError> {
+        source.field::<Self>(index, field)
+    }
 }
 
 impl FieldValue for String {
@@ -433,7 +441,7 @@ impl FieldValue for serde_json::Value {
     }
 }
 
-impl<T: FieldValue + NonOptional> FieldValue for Option<T> {
+impl<T: NonOptional> FieldValue for Option<T> {
     const TYPE: ColumnType = T::TYPE;
     const NULLABLE: bool = true;
     fn to_value(&self) -> Value {
@@ -457,8 +465,17 @@ impl<T: FieldValue + NonOptional> FieldValue for Option<T> {
     }
 }
 
-/// Marks the field types that are not `Option`, so `Option<Option<T>>` is refused.
-pub trait NonOptional {}
+/// The field types an `Option` field can hold: every [`FieldValue`] that is not an
+/// `Option` itself, so `Option<Option<T>>` is refused (a `null` could not say which
+/// `None` it is), and so is an `Option` of a type that is no field type
+/// (`Option<Box<T>>`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a supported type inside an `Option` field of #[derive(SyncEntity)]",
+    label = "unsupported inside `Option<...>`",
+    note = "an Option field holds one of: String, bool, i32, i64, f64, Vec<u8>, time::OffsetDateTime, uuid::Uuid, serde_json::Value (chrono::DateTime<Utc> with the `chrono` feature)",
+    note = "one level only: `Option<Option<T>>` and `Option<Box<T>>` are not supported; write `Option<T>`"
+)]
+pub trait NonOptional: FieldValue {}
 impl NonOptional for String {}
 impl NonOptional for bool {}
 impl NonOptional for i32 {}

@@ -19,6 +19,7 @@
 
 pub mod datetime;
 mod entity;
+mod field_roles;
 pub mod odata;
 mod protocol;
 pub mod query;
@@ -38,6 +39,7 @@ pub use value::{ColumnType, Value, ValueError, json_kind};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::entity::{DecodeError, FieldDef, FieldRole, FieldSource, FieldValue, RowReader, SyncEntity};
+    pub use crate::field_roles::{DeletedField, IdField, LocalOnlyField, TimestampField, VersionField};
     pub use crate::query::Column;
     pub use crate::value::{ColumnType, Value, ValueError};
     pub use ::core;

@@ -1,4 +1,5 @@
-//! The two protocol generations (DESIGN.md section 6).
+//! The two protocol generations: v2 (Azure Mobile Apps) and v3 (Datasync), told apart
+//! by the `ZUMO-API-VERSION` header.
 
 use std::fmt;
 

@@ -29,6 +29,8 @@ pub const ERRORS_TABLE: &str = "__sync_errors";
 pub const CONFIG_TABLE: &str = "__sync_config";
 /// Incremental pull cursors per (table, query id).
 pub const CURSORS_TABLE: &str = "__sync_cursors";
+/// Server rows a pull could not read as the table's struct, set aside.
+pub const REJECTED_TABLE: &str = "__sync_rejected";
 /// The stored schema of every synced table (column, type, nullability, role).
 pub const SCHEMA_TABLE: &str = "__sync_schema";
 /// The prefix no app table may start with.

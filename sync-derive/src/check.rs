@@ -1,9 +1,11 @@
 //! The rules that involve more than one key or field: one id, one field per system
 //! column, no two fields on one column, valid table and column names.
 //!
-//! Rules on a field's *type* (a `local_only` field is an `Option`, ...) cannot be
-//! checked here, since the derive never decides types from tokens; `expand.rs` emits
-//! them as const assertions on `FieldValue::TYPE` / `NULLABLE`.
+//! Rules on a field's *type* (a `local_only` field is an `Option`, the id is a
+//! `String`, ...) cannot be checked here, since the derive never decides types from
+//! tokens; `expand.rs` names each field type through the trait of its role
+//! (`IdField`, `LocalOnlyField`, ...), whose `on_unimplemented` message is the error,
+//! with or without other mistakes.
 
 use crate::ast::{Entity, Field, RESERVED_TABLE_PREFIX};
 use crate::attr::{self, Role, SYSTEM_COLUMNS};

@@ -1,5 +1,5 @@
-//! Code generation: the `SyncEntity` impl, the typed column handles, the role type
-//! assertions, and the fallback emitted beside errors.
+//! Code generation: the `SyncEntity` impl, the typed column handles, the checks of
+//! the field types, and the fallback emitted beside errors.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -11,25 +11,31 @@ use crate::attr::{self, Role};
 use crate::check;
 use crate::ctxt::Ctxt;
 
-/// Reads, checks and expands one input; `Err` holds every mistake found.
-pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+/// Reads, checks and expands one input. With mistakes, the output is every one of them
+/// as a `compile_error!`, beside a minimal impl and the checks of the field types, so
+/// that one compile reports every mistake of the struct.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
     let entity = Entity::from_syn(&cx, input);
     if let Some(entity) = &entity {
         check::entity(&cx, entity);
     }
-    cx.check()?;
-    match entity {
-        Some(entity) => entity_impl(&entity),
+    match (cx.check(), entity) {
+        (Ok(()), Some(entity)) => entity_impl(&entity),
+        (Err(errors), entity) => fallback(input, entity.as_ref(), errors),
         // `from_syn` reports why whenever it returns `None`; this is a safety net.
-        None => Err(syn::Error::new_spanned(&input.ident, "#[derive(SyncEntity)] could not read this item")),
+        (Ok(()), None) => {
+            syn::Error::new_spanned(&input.ident, "#[derive(SyncEntity)] could not read this item").into_compile_error()
+        }
     }
 }
 
 /// The errors, plus a minimal impl so that one mistake does not cascade into errors at
 /// every use of the type (thiserror's fallback). Its bodies never run: the
-/// `compile_error!` beside it fails the build.
-pub(crate) fn fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
+/// `compile_error!` beside it fails the build. The field types are still checked (a
+/// field type the derive does not support, one that does not fit its role), so their
+/// errors come in the same compile as the attribute mistakes.
+fn fallback(input: &DeriveInput, entity: Option<&Entity<'_>>, error: syn::Error) -> TokenStream {
     let mut tokens = error.into_compile_error();
     let generics = &input.generics;
     if !generics.params.is_empty() || generics.where_clause.is_some() {
@@ -56,7 +62,8 @@ pub(crate) fn fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
             .collect();
         tokens.extend(companion_struct(ident, &input.vis, &private, &handles));
         let fields_const = fields_const(ident, &private, &handles);
-        tokens.extend(quote! { const _: () = { #fields_const }; });
+        let type_checks = entity.into_iter().flat_map(|entity| &entity.fields).map(|field| type_check(field, &krate));
+        tokens.extend(quote! { const _: () = { #fields_const #(#type_checks)* }; });
     }
 
     tokens.extend(quote! {
@@ -85,6 +92,25 @@ pub(crate) fn fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
     tokens
 }
 
+/// The fallback's check of one field's type: what the impl would need of it (`IdField`
+/// for the id, `FieldValue` for the others) and what its role needs.
+fn type_check(field: &Field<'_>, krate: &syn::Path) -> TokenStream {
+    let span = field.ty.span();
+    let ty = field.ty;
+    let mut checks = match field.role {
+        Role::Id => {
+            let id_field = private_item(krate, "IdField", span);
+            quote_spanned!(span=> const _: () = <#ty as #id_field>::FITS;)
+        }
+        _ => {
+            let value = field_value(ty, krate);
+            quote_spanned!(span=> const _: ::core::primitive::bool = #value::NULLABLE;)
+        }
+    };
+    checks.extend(role_check(field, krate));
+    checks
+}
+
 /// One column handle of the companion struct.
 struct Handle<'a> {
     member: &'a Ident,
@@ -92,38 +118,45 @@ struct Handle<'a> {
     column: String,
 }
 
-fn entity_impl(entity: &Entity<'_>) -> syn::Result<TokenStream> {
+fn entity_impl(entity: &Entity<'_>) -> TokenStream {
     let ident = entity.ident;
     let krate = &entity.krate;
     let private = quote!(#krate::__private);
     let table = &entity.table.value;
 
-    let Some(id) = entity.fields.iter().find(|field| field.role == Role::Id) else {
-        return Err(syn::Error::new_spanned(ident, "#[derive(SyncEntity)]: no id field"));
+    // `check::roles` made sure there is exactly one id.
+    let id = entity.fields.iter().find(|field| field.role == Role::Id);
+    let (id_ref, id_assign) = match id {
+        Some(id) => {
+            let member = id.member;
+            let id_field = id_field(id.ty, krate);
+            (quote!(#id_field::as_id(&self.#member)), quote!(self.#member = #id_field::from_id(id);))
+        }
+        None => (quote!(::core::unreachable!()), quote!(::core::unreachable!())),
     };
-    let id_member = id.member;
-    // Spanned at the id's type, so an id that is not a `String` is a type mismatch
-    // pointing there.
-    let id_span = id.ty.span();
-    let id_ref = quote_spanned!(id_span=> &self.#id_member);
-    let id_assign = quote_spanned!(id_span=> self.#id_member = id;);
 
     let field_defs = entity.fields.iter().map(|field| field_def(field, krate));
+    // The id goes through `IdField`, every other field through `FieldValue`: a type
+    // that is not supported meets one unmet bound, reported once at the field's type.
     let to_values = entity.fields.iter().map(|field| {
         let member = field.member;
-        let value = field_value(field.ty, krate);
+        let value = match field.role {
+            Role::Id => id_field(field.ty, krate),
+            _ => field_value(field.ty, krate),
+        };
         quote!(#value::to_value(&self.#member))
     });
-    // One generic decoder serves `from_values` and `from_row`, so an unsupported field
-    // type is reported once.
+    // One generic decoder serves `from_values` and `from_row`.
     let decode_fields = entity.fields.iter().enumerate().map(|(index, field)| {
         let member = field.member;
         let name = &field.name;
-        let ty = field.ty;
-        let read = private_item(krate, "FieldSource", ty.span());
-        quote_spanned!(ty.span()=> #member: #read::field::<#ty>(&mut source, #index, #name)?)
+        let value = match field.role {
+            Role::Id => id_field(field.ty, krate),
+            _ => field_value(field.ty, krate),
+        };
+        quote!(#member: #value::read_field(&mut source, #index, #name)?)
     });
-    let assertions = entity.fields.iter().filter_map(|field| role_assertion(field, krate));
+    let role_checks = entity.fields.iter().filter_map(|field| role_check(field, krate));
 
     let handles: Vec<Handle<'_>> = entity
         .fields
@@ -133,7 +166,7 @@ fn entity_impl(entity: &Entity<'_>) -> syn::Result<TokenStream> {
     let companion = companion_struct(ident, entity.vis, &private, &handles);
     let fields_const = fields_const(ident, &private, &handles);
 
-    Ok(quote! {
+    quote! {
         #companion
 
         const _: () = {
@@ -175,9 +208,17 @@ fn entity_impl(entity: &Entity<'_>) -> syn::Result<TokenStream> {
                 ::core::result::Result::Ok(#ident { #(#decode_fields),* })
             }
 
-            #(#assertions)*
+            #(#role_checks)*
         };
-    })
+    }
+}
+
+/// `<Ty as IdField>`, spanned at the id's type: an id that is not a `String` is
+/// reported there, with `IdField`'s message.
+fn id_field(ty: &Type, krate: &syn::Path) -> TokenStream {
+    let span = ty.span();
+    let trait_path = private_item(krate, "IdField", span);
+    quote_spanned!(span=> <#ty as #trait_path>)
 }
 
 /// `<Ty as FieldValue>`, spanned at the field's type so that an unsupported type is
@@ -192,58 +233,45 @@ fn field_def(field: &Field<'_>, krate: &syn::Path) -> TokenStream {
     let private = quote!(#krate::__private);
     let name = &field.name;
     let column = &field.column.value;
-    let value = field_value(field.ty, krate);
     let role = Ident::new(field.role.variant(), Span::call_site());
     let index = field.attrs.index;
+    // The id is a `String` (its `IdField` bound checks that): its type says nothing
+    // more, and naming it through `FieldValue` would report a wrong id type twice.
+    let (ty, nullable) = match field.role {
+        Role::Id => (quote!(#private::ColumnType::String), quote!(false)),
+        _ => {
+            let value = field_value(field.ty, krate);
+            (quote!(#value::TYPE), quote!(#value::NULLABLE))
+        }
+    };
     quote! {
         #private::FieldDef {
             field: #name,
             column: #column,
-            ty: #value::TYPE,
-            nullable: #value::NULLABLE,
+            ty: #ty,
+            nullable: #nullable,
             role: #private::FieldRole::#role,
             index: #index,
         }
     }
 }
 
-/// The const assertion on the type of a field with a role that constrains it, spanned
-/// at the type. `None` for ids (the `id()` body checks those) and plain fields.
-fn role_assertion(field: &Field<'_>, krate: &syn::Path) -> Option<TokenStream> {
-    let span = field.ty.span();
-    let value = field_value(field.ty, krate);
-    let column_type = private_item(krate, "ColumnType", span);
-    let name = &field.name;
-    let (condition, message) = match field.role {
-        Role::LocalOnly => (
-            quote_spanned!(span=> #value::NULLABLE),
-            format!(
-                "field `{name}` is #[sync(local_only)], so its type must be an Option: rows \
-                 pulled from the server have no value for it"
-            ),
-        ),
-        Role::Version => (
-            quote_spanned!(span=> ::core::matches!(#value::TYPE, #column_type::String)),
-            format!(
-                "field `{name}` is #[sync(version)], so its type must be String or \
-                 Option<String>: the version is an opaque string"
-            ),
-        ),
-        Role::UpdatedAt | Role::CreatedAt => (
-            quote_spanned!(span=> ::core::matches!(#value::TYPE, #column_type::String | #column_type::DateTime)),
-            format!(
-                "field `{name}` is #[sync({})], so its type must be a timestamp \
-                 (time::OffsetDateTime) or a String, or an Option of one",
-                field.role.key().unwrap_or_default()
-            ),
-        ),
-        Role::Deleted => (
-            quote_spanned!(span=> ::core::matches!(#value::TYPE, #column_type::Bool) && !#value::NULLABLE),
-            format!("field `{name}` is #[sync(deleted)], so its type must be bool"),
-        ),
+/// The check that a field's type fits its role, spanned at the type: the type named
+/// through the role's trait, whose `on_unimplemented` message says what the role
+/// takes. `None` for plain fields and ids (whose type `IdField` checks where it is
+/// used).
+fn role_check(field: &Field<'_>, krate: &syn::Path) -> Option<TokenStream> {
+    let role_trait = match field.role {
+        Role::LocalOnly => "LocalOnlyField",
+        Role::Version => "VersionField",
+        Role::UpdatedAt | Role::CreatedAt => "TimestampField",
+        Role::Deleted => "DeletedField",
         Role::Id | Role::Data => return None,
     };
-    Some(quote_spanned!(span=> const _: () = ::core::assert!(#condition, #message);))
+    let span = field.ty.span();
+    let ty = field.ty;
+    let trait_path = private_item(krate, role_trait, span);
+    Some(quote_spanned!(span=> const _: () = <#ty as #trait_path>::FITS;))
 }
 
 /// `<Name>Fields`: one typed column handle per field.

@@ -173,10 +173,18 @@ use syn::{DeriveInput, parse_macro_input};
 /// unknown or repeated key, a key missing its value or given one it does not take, an
 /// unknown `rename_all` rule, a field on a system column without its key, two fields on
 /// one column or one system column, conflicting roles on one field, invalid table or
-/// column names, an unsupported field type, a field type that does not fit its role,
-/// and an input that is not a plain struct with named fields.
+/// column names, an unsupported field type (`Option<Option<T>>` and `Option<Box<T>>`
+/// included), an id that is not a `String`, a field type that does not fit its role
+/// (a `local_only` field that is not an `Option`, ...), and an input that is not a
+/// plain struct with named fields. Each is reported once, at the field's type for type
+/// mistakes, together with the attribute mistakes.
+///
+/// Field types from other crates can be named through the runtime's re-exports
+/// (`sync_runtime::time::OffsetDateTime`, `sync_runtime::uuid::Uuid`,
+/// `sync_runtime::serde_json::Value`), so the app needs no dependency of its own on
+/// them.
 #[proc_macro_derive(SyncEntity, attributes(sync))]
 pub fn derive_sync_entity(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input).unwrap_or_else(|error| expand::fallback(&input, error)).into()
+    expand::derive(&input).into()
 }

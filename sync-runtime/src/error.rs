@@ -3,12 +3,32 @@
 //! A wrapped cause is the error's [`source`](std::error::Error::source), never repeated
 //! in its message: a reporter that walks the chain prints each cause once.
 
-use std::fmt;
-use std::sync::Arc;
-
+use crate::network_cause::NetworkCause;
 use crate::op::OpKind;
+use crate::push_report::{PushCancel, PushReport};
 
 /// What went wrong. Match on the variant, or use the predicates (`is_not_found()`, ...).
+///
+/// ```
+/// # use sync_runtime::{Error, Store, SyncEntity};
+/// # #[derive(SyncEntity, Clone, Debug)]
+/// # struct Note { id: String, body: String }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let notes = store.table::<Note>().await?;
+/// let err = notes.update(&Note { id: "nope".into(), body: "x".into() }).await.unwrap_err();
+/// assert!(err.is_not_found());
+/// notes.insert(Note { id: "a".into(), body: "x".into() }).await?;
+/// // The same id again, while its insert still waits to be pushed:
+/// match notes.insert(Note { id: "a".into(), body: "y".into() }).await {
+///     Err(Error::QueueConflict { table, id, reason, .. }) => {
+///         assert_eq!((table.as_str(), id.as_str(), reason), ("Note", "a", "the item is already inserted"))
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -70,7 +90,7 @@ pub enum Error {
 
     /// The struct no longer matches the table stored on the device.
     #[error(
-        "table `{table}`, column `{column}`: the store has {stored} but the struct declares {declared}; this change needs an explicit migration"
+        "table `{table}`, column `{column}`: the store has {stored} but the struct declares {declared}; this change needs a migration (see `Migration` and `StoreOptions::migrations`)"
     )]
     SchemaMismatch {
         /// The table.
@@ -81,6 +101,22 @@ pub enum Error {
         stored: String,
         /// The struct's type (`"missing"` when the field was removed).
         declared: String,
+    },
+
+    /// A migration declared with [`StoreOptions::migrations`](crate::StoreOptions::migrations)
+    /// could not run (a step that does not fit the stored table, a value its conversion
+    /// refused, a failing SQL step). None of the open's migrations happened: the store
+    /// file is as it was, and the open failed.
+    #[error("migration {version} of table `{table}` failed: {message}")]
+    Migration {
+        /// The table.
+        table: String,
+        /// The migration's version.
+        version: u32,
+        /// Which step failed, and why.
+        message: String,
+        /// The underlying error (SQLite's), if any.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// An entity definition the runtime cannot use (a reserved table name, ...).
@@ -141,8 +177,8 @@ pub enum Error {
         id: String,
     },
 
-    /// The new local operation cannot follow the one already queued for the item
-    /// (DESIGN.md section 5).
+    /// The new local operation cannot follow the one already queued for the item (see
+    /// the collapse rules in [`queue`](crate::queue)).
     #[error("table `{table}`, id `{id}`: cannot queue {new} after the pending {existing}: {reason}")]
     QueueConflict {
         /// The table.
@@ -168,10 +204,12 @@ pub enum Error {
     },
 
     /// A stored or received value does not fit the struct.
-    #[error("table `{table}`: cannot read the row")]
+    #[error("table `{table}`, {}: cannot read the row", describe_item(id.as_deref()))]
     Decode {
         /// The table.
         table: String,
+        /// The row's id (`None` for a row without one that reads).
+        id: Option<String>,
         /// The field and the problem.
         source: sync_core::DecodeError,
     },
@@ -249,6 +287,25 @@ pub enum Error {
         message: String,
     },
 
+    /// A push stopped before the end of the queue, because the server could not be
+    /// reached ([`Error::Network`]), refused the credentials ([`Error::Auth`]), or stayed
+    /// unavailable (429, 502, 503 or 504 after the retries: [`Error::Http`]). That
+    /// failure is `cause`, the error's [`source`](std::error::Error::source); `report`
+    /// says what the push did before it stopped. The operation it stopped at and every
+    /// one after it stay queued, and the next push sends them.
+    ///
+    /// [`is_network`](Error::is_network), [`is_auth`](Error::is_auth) and
+    /// [`http_status`](Error::http_status) look through to the cause, and
+    /// [`push_report`](Error::push_report) gives the report.
+    #[error("the push stopped after {} of its operations were accepted; the rest stay queued", report.pushed)]
+    PushCancelled {
+        /// What the push did before it stopped (its status says why it stopped).
+        report: Box<PushReport>,
+        /// Why it stopped.
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// A purge refused while the table has pending operations.
     #[error("table `{table}` has {pending} pending operations; push them or use force_purge")]
     PendingOperations {
@@ -280,9 +337,14 @@ impl Error {
         matches!(self, Error::StaleOperation { .. })
     }
 
-    /// The server could not be reached (a retry later may succeed).
+    /// The server could not be reached (a retry later may succeed); also a push
+    /// cancelled for that reason.
     pub fn is_network(&self) -> bool {
-        matches!(self, Error::Network { .. })
+        match self {
+            Error::Network { .. } => true,
+            Error::PushCancelled { cause, .. } => cause.is_network(),
+            _ => false,
+        }
     }
 
     /// The client's configuration is unusable (retrying does not help).
@@ -290,16 +352,49 @@ impl Error {
         matches!(self, Error::Config { .. })
     }
 
-    /// The server refused the credentials.
+    /// The server refused the credentials; also a push cancelled for that reason.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Auth { .. })
+        match self {
+            Error::Auth { .. } => true,
+            Error::PushCancelled { cause, .. } => cause.is_auth(),
+            _ => false,
+        }
     }
 
-    /// The HTTP status of a server answer behind this error, if any.
+    /// The HTTP status of a server answer behind this error, if any (a cancelled push's
+    /// is its cause's).
     pub fn http_status(&self) -> Option<u16> {
         match self {
             Error::Auth { status, .. } | Error::Http { status, .. } => Some(*status),
+            Error::PushCancelled { cause, .. } => cause.http_status(),
             _ => None,
+        }
+    }
+
+    /// A push that stopped before the end of the queue ([`Error::PushCancelled`]).
+    pub fn is_push_cancelled(&self) -> bool {
+        matches!(self, Error::PushCancelled { .. })
+    }
+
+    /// What a cancelled push did before it stopped, if this is one.
+    pub fn push_report(&self) -> Option<&PushReport> {
+        match self {
+            Error::PushCancelled { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+}
+
+impl PushCancel {
+    /// The same failure as an [`Error`]: [`Error::Network`], [`Error::Auth`], or
+    /// [`Error::Http`] for a server that stayed unavailable.
+    pub fn to_error(&self) -> Error {
+        match self {
+            PushCancel::Network { url, source } => Error::Network { url: url.clone(), source: source.clone() },
+            PushCancel::Auth { url, status } => Error::Auth { url: url.clone(), status: *status },
+            PushCancel::Unavailable { url, status, message } => {
+                Error::Http { url: url.clone(), status: *status, message: message.clone() }
+            }
         }
     }
 }
@@ -328,61 +423,15 @@ impl Error {
     }
 }
 
-/// Why the server could not be reached: the HTTP stack's own error (a refused
-/// connection, a reset, a timeout), the source of [`Error::Network`]. It is shared
-/// behind an `Arc`, so a [`PushCancel`](crate::PushCancel) holding it stays cheap to
-/// clone. It displays as the stack's error, and its `source()` chain is the stack's;
-/// two causes are equal when their chains read the same.
-#[derive(Clone)]
-pub struct NetworkCause(Arc<dyn std::error::Error + Send + Sync>);
-
-impl NetworkCause {
-    pub(crate) fn new(error: impl std::error::Error + Send + Sync + 'static) -> NetworkCause {
-        NetworkCause(Arc::new(error))
-    }
-
-    /// Whether the request timed out (rather than failing to connect, or being cut).
-    pub fn is_timeout(&self) -> bool {
-        self.0.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)
-    }
-
-    /// The whole chain as text, for comparing causes.
-    fn chain(&self) -> Vec<String> {
-        let mut chain = vec![self.0.to_string()];
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            chain.push(cause.to_string());
-            source = cause.source();
-        }
-        chain
+/// `item `x`` for a message (at most 64 characters of the id), or `an item without an
+/// id`.
+fn describe_item(id: Option<&str>) -> String {
+    match id {
+        Some(id) if id.chars().count() > 64 => format!("item `{}...`", id.chars().take(64).collect::<String>()),
+        Some(id) => format!("item `{id}`"),
+        None => "an item without an id".to_owned(),
     }
 }
-
-impl fmt::Display for NetworkCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Debug for NetworkCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl std::error::Error for NetworkCause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-impl PartialEq for NetworkCause {
-    fn eq(&self, other: &NetworkCause) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.chain() == other.chain()
-    }
-}
-
-impl Eq for NetworkCause {}
 
 /// A URL for a message: whole when short, else its start and its length (a pull's
 /// filter can make it hundreds of kilobytes long). The error keeps the whole URL.
@@ -425,7 +474,7 @@ mod tests {
     fn no_error_prints_its_source_twice() {
         let decode = sync_core::DecodeError { field: "complete", message: "expected a bool".into() };
         let errors = [
-            Error::Decode { table: "T".into(), source: decode.clone() },
+            Error::Decode { table: "T".into(), id: Some("x".into()), source: decode.clone() },
             Error::Network {
                 url: "http://h/tables/T".into(),
                 source: NetworkCause::new(std::io::Error::other("connection refused")),
@@ -443,7 +492,10 @@ mod tests {
             }
             assert!(std::error::Error::source(e).is_some(), "{e:?} keeps its cause as its source");
         }
-        assert_eq!(errors[0].with_sources(), "table `T`: cannot read the row: field `complete`: expected a bool");
+        assert_eq!(
+            errors[0].with_sources(),
+            "table `T`, item `x`: cannot read the row: field `complete`: expected a bool"
+        );
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Offline-first data sync for Rust.
 //!
 //! Write plain structs, add `#[derive(SyncEntity)]`, and get a typed local table in
-//! SQLite, typed queries, and a persistent queue of every local change, ready to be
-//! pushed to a server speaking the Azure Mobile Apps (v2) / Datasync (v3) table
-//! protocol.
+//! SQLite, typed queries, and a persistent queue of every local change; a
+//! [`SyncClient`] pushes that queue to a server speaking the Azure Mobile Apps (v2) /
+//! Datasync (v3) table protocol when the network is there, and pulls the server's
+//! changes back.
+//!
+//! # Offline: a store, a table, a query
 //!
 //! ```
 //! use sync_runtime::{Store, SyncEntity};
@@ -21,7 +24,7 @@
 //! # fn main() -> sync_runtime::Result<()> {
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let store = Store::open_in_memory().await?; // or Store::open("app.db")
-//! let todos = store.table::<TodoItem>().await?;
+//! let todos = store.table::<TodoItem>().await?; // creates (or checks) the table
 //!
 //! // An empty id gets a new UUID v4; the insert and its queue operation commit together.
 //! let milk = todos
@@ -52,16 +55,60 @@
 //! # }
 //! ```
 //!
+//! # Online: push and pull
+//!
+//! A [`SyncClient`] talks to one server for one store. [`SyncClient::push`] sends the
+//! queue in order; [`SyncClient::pull`] fetches the rows of a query, incrementally
+//! with a query id; [`SyncClient::sync`] does both for one table. Offline, each of them
+//! is an error ([`Error::is_network`]) and the queue is kept for the next try.
+//!
+//! ```no_run
+//! # use sync_runtime::{Store, SyncEntity};
+//! # #[derive(SyncEntity, Clone, Debug, PartialEq)]
+//! # #[sync(table = "TodoItem")]
+//! # pub struct TodoItem { pub id: String, pub text: String, pub complete: bool }
+//! use sync_runtime::{ProtocolVersion, ServerWins, SyncClient};
+//!
+//! # async fn app() -> sync_runtime::Result<()> {
+//! let store = Store::open("todo.db").await?;
+//! let todos = store.table::<TodoItem>().await?;
+//! todos.insert(TodoItem { id: String::new(), text: "written offline".into(), complete: false }).await?;
+//!
+//! let client = SyncClient::builder(store.clone(), "https://todo.example.com")
+//!     .protocol(ProtocolVersion::V3)
+//!     .conflict_handler::<TodoItem>(ServerWins) // or ClientWins, or a closure that merges
+//!     .build()?;
+//!
+//! match client.sync::<TodoItem>().await {
+//!     Ok(report) => println!("pushed {}, pulled {}", report.push.pushed, report.pull.applied),
+//!     Err(e) if e.is_network() => println!("offline: the change stays queued"),
+//!     Err(e) => return Err(e),
+//! }
+//!
+//! // Or each half on its own: pull only the open items, resuming where the last
+//! // pull with this query id stopped.
+//! let open = todos.query().filter(TodoItem::FIELDS.complete.eq(false));
+//! let pulled = client.pull(open, Some("open-items")).await?;
+//! println!("{} rows changed since the last pull", pulled.received);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The pieces
 //!
 //! - [`SyncEntity`] (derive): the schema of a table as data; see the derive's docs for
-//!   every `#[sync(...)]` key.
+//!   every `#[sync(...)]` key. Field types come from [`time`], `uuid` and
+//!   [`serde_json`], re-exported here so the app needs no version of its own.
 //! - [`Store`]: the SQLite file and the thread that owns it; [`Store::table`] gives a
-//!   typed [`Table`], [`Store::transaction`] writes across tables atomically.
+//!   typed [`Table`], [`Store::transaction`] writes across tables atomically, and
+//!   [`StoreOptions::migrations`] declares the [`Migration`]s a changed struct needs.
 //! - [`Query`], [`Filter`], [`Column`]: typed queries; [`query`] holds the untyped AST
 //!   and [`odata`] prints and parses it.
 //! - The queue: [`Store::pending_ops`], [`Table::pending_count`], ... and the rules of
-//!   [`queue`]. The error table: [`Table::errors`] and the `resolve_*` calls.
+//!   [`queue`]. The error table: [`Table::errors`] and the `resolve_*` calls. Server
+//!   rows that did not fit the struct: [`Table::rejected_rows`].
+//! - [`SyncClient`]: [`SyncClient::push`], [`SyncClient::pull`], conflict handlers
+//!   ([`ServerWins`], [`ClientWins`], closures), progress events ([`SyncEvent`]).
 //! - [`Error`]: one error type with structured fields and predicates.
 //!
 //! # Async, blocking, and which runtime
@@ -85,20 +132,23 @@
 
 pub mod client;
 mod error;
+mod network_cause;
 mod op;
+mod push_report;
 mod store;
 
 pub use client::{
-    ClientWins, Conflict, ConflictHandler, ConflictOutcome, ConflictResolution, PullReport, PushCancel, PushReport,
-    PushStatus, Resolution, RetryPolicy, ServerWins, SyncCall, SyncClient, SyncClientBuilder, SyncEvent, SyncPhase,
-    SyncReport,
+    ClientWins, Conflict, ConflictHandler, PullReport, Resolution, RetryPolicy, ServerWins, SyncCall, SyncClient,
+    SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
 };
-pub use error::{Error, NetworkCause, Result};
+pub use error::{Error, Result};
+pub use network_cause::NetworkCause;
 pub use op::{OpKind, OpState};
+pub use push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use store::queue;
 pub use store::{
-    Durability, ErrorRecord, IntegrityReport, PendingOp, Store, StoreCall, StoreOptions, SyncError, Table, TableQuery,
-    Tx,
+    Durability, ErrorRecord, IntegrityReport, Migration, PendingOp, RejectedRow, Store, StoreCall, StoreOptions,
+    SyncError, Table, TableQuery, Tx,
 };
 /// OData `$filter` / `$orderby` text: how a query travels to a server.
 pub use sync_core::odata;
@@ -114,6 +164,21 @@ pub use sync_core::{
 
 #[cfg(feature = "derive")]
 pub use sync_derive::SyncEntity;
+
+// The crates whose types are field types, at the versions the runtime implements
+// `FieldValue` for: an app names them through here (`sync_runtime::time::OffsetDateTime`)
+// and needs no dependency of its own that would have to match.
+/// The `chrono` crate: `chrono::DateTime<Utc>` is a timestamp field type (feature
+/// `chrono`).
+#[cfg(feature = "chrono")]
+pub use chrono;
+/// The `serde_json` crate: [`serde_json::Value`] is the JSON field type.
+pub use serde_json;
+/// The `time` crate: [`time::OffsetDateTime`] is the timestamp field type.
+pub use time;
+/// The `uuid` crate: [`uuid::Uuid`] is a field type (feature `uuid`, on by default).
+#[cfg(feature = "uuid")]
+pub use uuid;
 
 /// Items the generated code refers to. Not part of the public API.
 #[doc(hidden)]

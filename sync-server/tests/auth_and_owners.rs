@@ -301,7 +301,9 @@ async fn the_client_sends_tokens_and_refreshes_after_a_401(b: Backend) {
         let mallory_tokens = Tokens::new(user("mallory"), false, false);
         let (mallory, mallory_client) = client(&s.url, protocol, &mallory_tokens).await;
         mallory.table::<Note>().await.unwrap().insert(Note::new("m", 0)).await.unwrap();
-        let report = mallory_client.push().await.unwrap();
+        let err = mallory_client.push().await.unwrap_err();
+        assert!(err.is_auth() && err.http_status() == Some(401), "{err:?}");
+        let report = err.push_report().unwrap();
         assert!(matches!(report.status, PushStatus::Cancelled(PushCancel::Auth { status: 401, .. })), "{report:?}");
         assert_eq!(mallory.pending_count().await.unwrap(), 1);
         assert_eq!(mallory_tokens.refreshes.load(Ordering::SeqCst), 1);

@@ -397,10 +397,16 @@ impl Actor {
         Ok(())
     }
 
-    /// Pushes. Network trouble and an unavailable server are expected; anything the
-    /// push returns as an error is not.
+    /// Pushes. Network trouble and an unavailable server are expected: a push they
+    /// stop returns its report (status `Cancelled`); any other error is a failure.
     pub async fn push(&self) -> Result<sync_runtime::PushReport, String> {
-        self.client.push().await.map_err(|e| format!("client {}: push failed: {e} ({e:?})", self.index))
+        match self.client.push().await {
+            Ok(report) => Ok(report),
+            Err(e) => match e.push_report() {
+                Some(report) => Ok(report.clone()),
+                None => Err(format!("client {}: push failed: {e} ({e:?})", self.index)),
+            },
+        }
     }
 
     /// Pulls every item incrementally. Network trouble and 5xx answers are expected.

@@ -22,6 +22,15 @@ pub mod shadowed {
     struct FieldValue;
     struct Column;
     struct Value;
+    struct IdField;
+    struct LocalOnlyField;
+    struct VersionField;
+    struct TimestampField;
+    struct DeletedField;
+    struct NonOptional;
+    mod time {}
+    mod uuid {}
+    mod serde_json {}
     trait Clone {}
     trait Copy {}
     trait Debug {}
@@ -73,6 +82,26 @@ pub mod shadowed {
         pub id_: i32,
         /// A raw identifier.
         pub r#match: f64,
+    }
+
+    /// A table whose field types come through the runtime's re-exports, as in an app
+    /// with no `time`, `uuid` or `serde_json` dependency of its own.
+    #[derive(::sync_runtime::SyncEntity, ::core::fmt::Debug, ::core::cmp::PartialEq)]
+    pub struct Reexported {
+        /// The id.
+        pub id: ::std::string::String,
+        /// A timestamp.
+        pub at: ::sync_runtime::time::OffsetDateTime,
+        /// A UUID.
+        pub key: ::core::option::Option<::sync_runtime::uuid::Uuid>,
+        /// JSON.
+        pub extra: ::sync_runtime::serde_json::Value,
+        /// When the server last changed it.
+        #[sync(updated_at)]
+        pub updated: ::core::option::Option<::sync_runtime::time::OffsetDateTime>,
+        /// A local note.
+        #[sync(local_only)]
+        pub note: ::core::option::Option<::sync_runtime::uuid::Uuid>,
     }
 
     /// An item.
@@ -139,4 +168,19 @@ fn crate_path_from_a_reexport() {
     let note = aliased::Note { id: "n".into(), body: "hello".into() };
     assert_eq!(aliased::Note::from_values(note.to_values()), Ok(note));
     assert_eq!(aliased::Note::FIELDS.body.name(), "body");
+}
+
+#[test]
+fn field_types_through_the_runtimes_reexports() {
+    use sync_runtime::SyncEntity;
+
+    let item = shadowed::Reexported {
+        id: "r".into(),
+        at: sync_runtime::time::OffsetDateTime::UNIX_EPOCH,
+        key: Some(sync_runtime::uuid::Uuid::nil()),
+        extra: sync_runtime::serde_json::json!({"a": [1, 2]}),
+        updated: None,
+        note: None,
+    };
+    assert_eq!(shadowed::Reexported::from_values(item.to_values()), Ok(item));
 }

@@ -74,8 +74,12 @@ async fn text_of(device: &Device, id: &str) -> Option<String> {
     device.store.table::<TodoItem>().await.unwrap().get(id).await.unwrap().map(|i| i.text)
 }
 
-fn cancelled(report: &PushReport) -> bool {
-    matches!(report.status, PushStatus::Cancelled(_))
+/// Whether a push stopped early: an error carrying a report that says so.
+fn cancelled(pushed: sync_runtime::Result<PushReport>) -> bool {
+    match pushed {
+        Ok(_) => false,
+        Err(e) => e.push_report().is_some_and(|report| matches!(report.status, PushStatus::Cancelled(_))),
+    }
 }
 
 /// The requests one fault takes: a 5xx is tried three times (the rig's retry policy),
@@ -98,7 +102,7 @@ fn an_insert_whose_answer_is_lost_is_neither_duplicated_nor_a_conflict() {
                 let t = a.store.table::<TodoItem>().await.unwrap();
                 t.insert(TodoItem::new("x", "a1")).await.unwrap();
                 rig.proxy.force(&[fault]);
-                assert!(cancelled(&a.client.push().await.unwrap()), "{protocol} {fault:?}: the client saw a failure");
+                assert!(cancelled(a.client.push().await), "{protocol} {fault:?}: the client saw a failure");
                 assert_eq!(a.store.pending_count().await.unwrap(), 1);
                 let report = a.client.push().await.unwrap();
                 assert_eq!((report.pushed, report.errors), (1, 0), "{protocol} {fault:?}: {report:?}");
@@ -126,7 +130,7 @@ fn an_update_whose_answer_is_lost_is_not_a_false_conflict() {
             item.text = "a2".into();
             t.update(&item).await.unwrap();
             rig.proxy.force(&[Fault::DropAfterApplied]);
-            assert!(cancelled(&a.client.push().await.unwrap()));
+            assert!(cancelled(a.client.push().await));
             let report = a.client.push().await.unwrap();
             assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
             assert!(landed(&report));
@@ -182,7 +186,7 @@ fn a_delete_after_a_lost_update_answer_deletes_over_the_landed_version() {
             item.text = "a2".into();
             t.update(&item).await.unwrap();
             rig.proxy.force(&[Fault::DropAfterApplied]);
-            assert!(cancelled(&a.client.push().await.unwrap()));
+            assert!(cancelled(a.client.push().await));
             t.delete("x").await.unwrap();
             let report = a.client.push().await.unwrap();
             assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
@@ -209,7 +213,8 @@ fn recreating_an_item_whose_insert_never_landed_does_not_overwrite_another_clien
                 let t = a.store.table::<TodoItem>().await.unwrap();
                 t.insert(TodoItem::new("x", "a1")).await.unwrap();
                 rig.proxy.force(&times(first));
-                let report = a.client.push().await.unwrap();
+                let err = a.client.push().await.unwrap_err();
+                let report = err.push_report().unwrap_or_else(|| panic!("{protocol} {first:?}: {err:?}"));
                 assert_eq!(report.pushed, 0, "{protocol} {first:?}: {report:?}");
                 t.delete("x").await.unwrap();
                 t.insert(TodoItem::new("x", "a2")).await.unwrap();
@@ -235,7 +240,7 @@ fn recreating_an_item_whose_insert_landed_unseen_updates_it() {
             let t = a.store.table::<TodoItem>().await.unwrap();
             t.insert(TodoItem::new("x", "a1")).await.unwrap();
             rig.proxy.force(&[Fault::DropAfterApplied]);
-            assert!(cancelled(&a.client.push().await.unwrap()));
+            assert!(cancelled(a.client.push().await));
             t.delete("x").await.unwrap();
             t.insert(TodoItem::new("x", "a2")).await.unwrap();
             let report = a.client.push().await.unwrap();
@@ -259,12 +264,12 @@ fn a_lost_insert_answer_is_recognized_after_an_attempt_that_never_arrived() {
                 let t = a.store.table::<TodoItem>().await.unwrap();
                 t.insert(TodoItem::new("x", "a1")).await.unwrap();
                 rig.proxy.force(&[Fault::DropAfterApplied]);
-                assert!(cancelled(&a.client.push().await.unwrap()));
+                assert!(cancelled(a.client.push().await));
                 let mut item = t.get("x").await.unwrap().unwrap();
                 item.text = "a2".into();
                 t.update(&item).await.unwrap();
                 rig.proxy.force(&times(between));
-                assert!(cancelled(&a.client.push().await.unwrap()), "{protocol} {between:?}");
+                assert!(cancelled(a.client.push().await), "{protocol} {between:?}");
                 let report = a.client.push().await.unwrap();
                 assert_eq!((report.pushed, report.errors), (1, 0), "{protocol} {between:?}: {report:?}");
                 assert!(landed(&report), "{protocol} {between:?}: {report:?}");
@@ -287,7 +292,7 @@ fn deleting_an_item_whose_insert_never_landed_spares_another_clients_item() {
             let t = a.store.table::<TodoItem>().await.unwrap();
             t.insert(TodoItem::new("x", "a1")).await.unwrap();
             rig.proxy.force(&[Fault::ResetRequest]);
-            assert!(cancelled(&a.client.push().await.unwrap()));
+            assert!(cancelled(a.client.push().await));
 
             let b = rig.direct("b", protocol).await;
             b.store.table::<TodoItem>().await.unwrap().insert(TodoItem::new("x", "b1")).await.unwrap();
@@ -312,7 +317,7 @@ fn deleting_an_item_whose_insert_landed_unseen_deletes_it() {
             let t = a.store.table::<TodoItem>().await.unwrap();
             t.insert(TodoItem::new("x", "a1")).await.unwrap();
             rig.proxy.force(&[Fault::DropAfterApplied]);
-            assert!(cancelled(&a.client.push().await.unwrap()));
+            assert!(cancelled(a.client.push().await));
             t.delete("x").await.unwrap();
             let report = a.client.push().await.unwrap();
             assert_eq!((report.pushed, report.errors), (1, 0), "{protocol}: {report:?}");
@@ -379,7 +384,11 @@ fn every_fault_is_a_clean_failure_for_push_and_pull() {
                 assert_eq!(a.store.pending_count().await.unwrap(), 0);
                 t.insert(TodoItem::new(&format!("i{i}"), "t")).await.unwrap();
                 rig.proxy.force(&times(*fault));
-                let report = a.client.push().await.unwrap();
+                let pushed = a.client.push().await;
+                let report = match &pushed {
+                    Ok(report) => report.clone(),
+                    Err(e) => e.push_report().cloned().unwrap_or_else(|| panic!("{protocol} {fault:?}: {e:?}")),
+                };
                 // The item stays queued unless the answer got through; a 500 that stays
                 // a 500 becomes an error row, and only network trouble and 503 stop the push.
                 let id = format!("i{i}");
@@ -390,7 +399,7 @@ fn every_fault_is_a_clean_failure_for_push_and_pull() {
                     Fault::Error500 => (true, true, false),
                     _ => (true, false, true),
                 };
-                assert_eq!((queued, failed, cancelled(&report)), expected, "{protocol} {fault:?}: {report:?}");
+                assert_eq!((queued, failed, cancelled(pushed)), expected, "{protocol} {fault:?}: {report:?}");
                 rig.proxy.force(&times(*fault));
                 let pulled = reader.client.pull(Query::<TodoItem>::new(), Some("all")).await;
                 match pulled {

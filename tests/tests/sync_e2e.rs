@@ -233,7 +233,9 @@ fn server_stopped_mid_push_keeps_the_op_and_never_duplicates() {
             server.stop();
             stopped_tx.send(()).unwrap();
             let (stopper, report) = push.await.unwrap();
-            let report = report.unwrap();
+            let err = report.unwrap_err();
+            assert!(err.is_network(), "{protocol}: {err:?}");
+            let report = err.push_report().unwrap();
             assert!(matches!(report.status, PushStatus::Cancelled(_)), "{protocol}: {report:?}");
             assert_eq!(report.pushed, 1, "{protocol}: {report:?}");
             // The first landed and is committed; the second met the stopped server and

@@ -77,6 +77,9 @@ impl Failure {
         use sync_runtime::Error;
         let at = |url: &str| server.map_or_else(|| url.to_owned(), str::to_owned);
         match error {
+            // A push that stopped early: what stopped it is what the user can act on
+            // (the changes stay queued).
+            Error::PushCancelled { cause, .. } => Failure::from_sync(*cause, server),
             Error::Network { url, source } => {
                 let message = chain(&source);
                 let detail = network_detail(&message);

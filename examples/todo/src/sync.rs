@@ -1,7 +1,7 @@
 //! `todo sync`, `todo push`, `todo pull`: what they do and what they report.
 
 use serde::Serialize;
-use sync_runtime::{PushStatus, Query, SyncClient};
+use sync_runtime::{Query, SyncClient};
 
 use crate::device::Device;
 use crate::failure::{Exit, Failure};
@@ -85,10 +85,9 @@ pub fn plural(n: u64, thing: &str) -> String {
 pub async fn run(device: &Device, client: &SyncClient, direction: Direction) -> sync_runtime::Result<Outcome> {
     let mut outcome = Outcome::default();
     if direction != Direction::Pull || device.todos.has_pending().await? {
+        // A push stopped by the network, the credentials or an unavailable server is an
+        // `Error::PushCancelled`: `?` reports it, and the changes stay queued.
         let report = client.push().await?;
-        if let PushStatus::Cancelled(reason) = &report.status {
-            return Err(reason.to_error());
-        }
         outcome.pushed = report.pushed;
     }
     if direction != Direction::Push {

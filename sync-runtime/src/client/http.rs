@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 
-use crate::error::{Error, NetworkCause, Result};
+use crate::error::{Error, Result};
+use crate::network_cause::NetworkCause;
 use sync_core::ProtocolVersion;
 
 use super::ClientInner;
@@ -17,6 +18,8 @@ pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
     pub(crate) url: String,
+    /// The size of the request body that got this answer.
+    pub(crate) sent_bytes: usize,
     /// The request was sent again after a 5xx / 429 answer: an earlier try may have been
     /// applied although its answer said otherwise (e.g. a gateway timing out).
     pub(crate) retried: bool,
@@ -25,6 +28,11 @@ pub(crate) struct Answer {
 impl Answer {
     pub(crate) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The body bytes of the exchange: the request's sent and the answer's received.
+    pub(crate) fn bytes(&self) -> u64 {
+        (self.sent_bytes + self.body.len()) as u64
     }
 
     /// The body as JSON, if it is JSON.
@@ -128,8 +136,16 @@ impl ClientInner {
         if let Some(version) = &req.if_match {
             builder = builder.header(reqwest::header::IF_MATCH, format!("\"{}\"", version.replace('"', "")));
         }
+        // The body serialized here rather than by `RequestBuilder::json`, to know its size
+        // (for progress events).
+        let mut sent_bytes = 0;
         if let Some(body) = &req.body {
-            builder = builder.json(body);
+            let bytes = serde_json::to_vec(body).map_err(|e| Error::Config {
+                message: "a request body does not serialize as JSON".into(),
+                source: Some(Box::new(e)),
+            })?;
+            sent_bytes = bytes.len();
+            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
         // The HTTP stack's error stays whole, as the source: its chain says what failed.
         let network = |e: reqwest::Error| Error::Network { url: url.clone(), source: NetworkCause::new(e) };
@@ -142,7 +158,7 @@ impl ClientInner {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = response.bytes().await.map_err(network)?.to_vec();
-        Ok((Answer { status, body, url, retried: false }, retry_after))
+        Ok((Answer { status, body, url, sent_bytes, retried: false }, retry_after))
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {

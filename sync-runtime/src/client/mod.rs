@@ -39,11 +39,11 @@ use sync_core::ProtocolVersion;
 use sync_core::SyncEntity;
 use sync_core::query::Query;
 
+pub use crate::push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use call::SyncCall;
 pub use conflict_handler::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
 pub use progress::{SyncEvent, SyncPhase};
 pub use pull::PullReport;
-pub use push::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 
 /// A future returned by a token provider.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
@@ -154,14 +154,65 @@ impl SyncClientBuilder {
 
     /// The conflict handler of `E`'s table: [`ServerWins`], [`ClientWins`], or a
     /// closure `|c: &Conflict<E>| -> Resolution<E>`. Without one, conflicts become error
-    /// rows for the app to resolve.
+    /// rows for the app to resolve ([`Table::errors`](crate::Table::errors)).
+    ///
+    /// A conflict is a 409 or 412 answer: the server's copy changed since this store
+    /// last saw it. The handler sees both sides as typed items; its decision is applied
+    /// at once, and a merged or client-wins item is sent again over the server's
+    /// version within the same push.
+    ///
+    /// ```no_run
+    /// # use sync_runtime::{Store, SyncClient, SyncEntity};
+    /// use sync_runtime::{Conflict, Resolution};
+    ///
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct TodoItem { id: String, text: String, complete: bool }
+    /// # async fn demo(store: Store) -> sync_runtime::Result<()> {
+    /// let client = SyncClient::builder(store, "http://127.0.0.1:8080")
+    ///     .conflict_handler::<TodoItem>(|c: &Conflict<TodoItem>| {
+    ///         // Keep the server's text, but a task done on either side stays done.
+    ///         let mut merged = c.server.clone();
+    ///         merged.complete |= c.client.complete;
+    ///         Resolution::Merged(merged)
+    ///     })
+    ///     .build()?;
+    /// let report = client.push().await?;
+    /// for c in &report.conflicts {
+    ///     println!("{} {}: {:?}", c.table, c.item_id, c.resolution);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn conflict_handler<E: SyncEntity>(mut self, handler: impl ConflictHandler<E>) -> Self {
         self.handlers.insert(E::TABLE, conflict_handler::erase::<E>(handler));
         self
     }
 
     /// Receives progress events of pushes and pulls (called on the task running them;
-    /// keep it quick).
+    /// keep it quick): one per operation pushed and per page pulled, then a last one
+    /// with `finished` set. Each says the table, how many are done (of how many, for a
+    /// push), the body bytes moved and the time spent.
+    ///
+    /// ```no_run
+    /// # use sync_runtime::{Store, SyncClient, SyncEntity};
+    /// use sync_runtime::SyncPhase;
+    ///
+    /// # async fn demo(store: Store) -> sync_runtime::Result<()> {
+    /// let client = SyncClient::builder(store, "http://127.0.0.1:8080")
+    ///     .on_progress(|e| {
+    ///         let verb = if e.phase == SyncPhase::Push { "sent" } else { "received" };
+    ///         match e.total {
+    ///             Some(total) => eprint!("\r{}: {verb} {}/{total} ({} bytes)", e.table, e.done, e.bytes),
+    ///             None => eprint!("\r{}: {verb} {} ({} bytes)", e.table, e.done, e.bytes),
+    ///         }
+    ///         if e.finished {
+    ///             eprintln!(" in {:?}", e.elapsed);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on_progress(mut self, sink: impl Fn(&SyncEvent) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(sink));
         self
@@ -240,6 +291,23 @@ impl std::fmt::Debug for SyncClient {
 impl SyncClient {
     /// A builder for a client of `store` talking to the server at `base_url`
     /// (`http://host:port`; tables live under `/tables/<name>`).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use sync_runtime::{ProtocolVersion, RetryPolicy, Store, SyncClient};
+    /// # async fn sign_in() -> Option<String> { None }
+    /// # async fn demo(store: Store) -> sync_runtime::Result<()> {
+    /// let client = SyncClient::builder(store, "https://api.example.com")
+    ///     .protocol(ProtocolVersion::V2) // Azure Mobile Apps servers; V3 for Datasync ones
+    ///     // Called before the first request, and with `true` once after a 401.
+    ///     .token_provider(|refresh| async move { if refresh { sign_in().await } else { Some("cached".into()) } })
+    ///     .timeout(Duration::from_secs(20))
+    ///     .page_size(200)
+    ///     .retry(RetryPolicy { max_retries: 2, ..RetryPolicy::default() })
+    ///     .build()?; // a URL that does not parse is an `Error::Config` here
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(store: Store, base_url: impl Into<String>) -> SyncClientBuilder {
         SyncClientBuilder {
             store,
@@ -265,34 +333,95 @@ impl SyncClient {
         self.inner.base.as_str()
     }
 
-    /// Pushes every queued operation, in order (DESIGN.md section 7). Network
-    /// failures, auth failures and an unavailable server stop the push with the
-    /// operation left queued; the report says why. Refused operations become error
-    /// rows and the push goes on. Pushes of one [`Store`] (from any of its clients)
-    /// take turns: a second one waits, then sends what the first left. (Two `Store`s
-    /// opened separately on one file do not know of each other: open one per file.)
+    /// Pushes every queued operation, strictly in the order they were queued, across
+    /// all tables.
+    ///
+    /// `Ok` means the push went through the whole queue. Operations the server refused
+    /// do not stop it: each becomes an error row ([`Table::errors`](crate::Table::errors))
+    /// and the push goes on; conflicts go to the table's conflict handler first. The
+    /// report counts both.
+    ///
+    /// A push that cannot go on is an error, never an `Ok`: when the server cannot be
+    /// reached, refuses the credentials (after one token refresh), or stays unavailable
+    /// (429, 502, 503, 504 after the retries), the push stops with
+    /// [`Error::PushCancelled`], which carries the report of what was done and whose
+    /// cause says why ([`Error::is_network`], [`Error::is_auth`] and
+    /// [`Error::http_status`] look through to it). The operation it stopped at, and
+    /// every one after it, stay queued for the next push.
+    ///
+    /// Pushes of one [`Store`] (from any of its clients) take turns: a second one
+    /// waits, then sends what the first left. (Two `Store`s opened separately on one
+    /// file do not know of each other: open one per file.)
+    ///
+    /// ```no_run
+    /// # use sync_runtime::{Store, SyncClient, SyncEntity};
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct TodoItem { id: String, text: String }
+    /// # async fn demo(client: SyncClient) -> sync_runtime::Result<()> {
+    /// match client.push().await {
+    ///     Ok(report) => println!("pushed {}, {} refused", report.pushed, report.errors),
+    ///     Err(e) if e.is_network() => {
+    ///         let sent = e.push_report().map_or(0, |r| r.pushed);
+    ///         println!("offline: {sent} sent, the rest waits for the next push");
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn push(&self) -> SyncCall<PushReport> {
         let inner = Arc::clone(&self.inner);
         SyncCall::new(async move { push::push(&inner).await })
     }
 
-    /// Pulls the rows of `query` from the server into `E`'s table (DESIGN.md section 8).
-    /// With a `query_id` the pull is incremental and resumable: only rows changed
-    /// since the last pull of that id are fetched. Pending local operations are pushed
-    /// first; rows that still have one are skipped, so local edits are kept.
-    pub fn pull<E: SyncEntity>(&self, query: Query<E>, query_id: Option<&str>) -> SyncCall<PullReport> {
-        let (client, query_id) = (self.clone(), query_id.map(str::to_owned));
+    /// Pulls the rows of `query` from the server into `E`'s table. `query` is a
+    /// [`Query`] or a table's query in the making (`table.query().filter(..)`); its
+    /// filter becomes the server's `$filter` (its order, limit and offset are not
+    /// sent: a pull reads in `(updatedAt, id)` order).
+    ///
+    /// With a `query_id` the pull is incremental and resumable: it saves a cursor (the
+    /// `(updatedAt, id)` of the last row applied) with each page, and the next pull of
+    /// that id fetches only rows changed since. Without one it fetches every row of the
+    /// query. Use one id per query: two queries sharing an id would share a cursor.
+    ///
+    /// The table's pending local operations are pushed first. The pull runs whether
+    /// or not that push got through (a cancelled one is logged, not returned); rows of
+    /// items that still have a queued operation are skipped, so local edits are kept.
+    /// Server tombstones delete local rows. Rows that do not fit `E` (a `null` for a
+    /// field that is not an `Option`, ...) are set aside as
+    /// [rejected rows](crate::Table::rejected_rows) and the pull goes on past them.
+    ///
+    /// ```no_run
+    /// # use sync_runtime::{Store, SyncClient, SyncEntity};
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct TodoItem { id: String, text: String, complete: bool }
+    /// # async fn demo(store: Store, client: SyncClient) -> sync_runtime::Result<()> {
+    /// let todos = store.table::<TodoItem>().await?;
+    /// // The open items, incrementally: the second pull fetches only what changed.
+    /// let open = || todos.query().filter(TodoItem::FIELDS.complete.eq(false));
+    /// let first = client.pull(open(), Some("open-items")).await?;
+    /// let later = client.pull(open(), Some("open-items")).await?;
+    /// println!("{} rows, then {} changed", first.received, later.received);
+    /// if later.rejected > 0 {
+    ///     for row in todos.rejected_rows().await? {
+    ///         eprintln!("server row {} does not fit: {}", row.item_id, row.reason);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pull<E: SyncEntity>(&self, query: impl Into<Query<E>>, query_id: Option<&str>) -> SyncCall<PullReport> {
+        let (client, query, query_id) = (self.clone(), query.into(), query_id.map(str::to_owned));
         SyncCall::new(async move { pull::pull::<E>(&client, &client.inner, query, query_id.as_deref()).await })
     }
 
-    /// Push, then pull every row of `E` incrementally: the quickstart's refresh.
+    /// Push, then pull every row of `E` incrementally: the quickstart's refresh. A
+    /// push that stops early is an [`Error::PushCancelled`], as with
+    /// [`SyncClient::push`], and nothing is pulled.
     pub fn sync<E: SyncEntity>(&self) -> SyncCall<SyncReport> {
         let client = self.clone();
         SyncCall::new(async move {
             let push = push::push(&client.inner).await?;
-            if let PushStatus::Cancelled(reason) = &push.status {
-                return Err(reason.to_error());
-            }
             let pull = pull::pull::<E>(&client, &client.inner, Query::new(), Some(pull::DEFAULT_QUERY_ID)).await?;
             Ok(SyncReport { push, pull })
         })
@@ -340,18 +469,29 @@ mod tests {
                 .retry(RetryPolicy::none())
                 .build()
                 .unwrap();
-            let report = client.push().await.unwrap();
+            // A push that cannot reach the server is an error, carrying its report.
+            let cancelled = client.push().await.unwrap_err();
+            assert!(cancelled.is_push_cancelled() && cancelled.is_network(), "{cancelled:?}");
+            let report = cancelled.push_report().expect("the report travels with the error");
+            assert_eq!((report.pushed, report.is_complete()), (0, false), "{report:?}");
             let PushStatus::Cancelled(cancel @ PushCancel::Network { .. }) = &report.status else {
                 panic!("expected a push cancelled by the network: {report:?}");
             };
             assert_eq!(cancel, &cancel.clone(), "a cancel compares equal to its clone");
             let err = cancel.to_error();
             assert!(err.is_network(), "{err:?}");
-            let source = std::error::Error::source(&err).expect("the cause is kept as the source");
-            let message = err.to_string();
-            assert!(!message.contains(&source.to_string()), "`{message}` repeats its source");
-            assert!(err.with_sources().len() > message.len(), "{}", err.with_sources());
+            for err in [&cancelled, &err] {
+                let source = std::error::Error::source(err).expect("the cause is kept as the source");
+                let message = err.to_string();
+                assert!(!message.contains(&source.to_string()), "`{message}` repeats its source");
+                assert!(err.with_sources().len() > message.len(), "{}", err.with_sources());
+            }
+            let cause = std::error::Error::source(&cancelled).map(ToString::to_string);
+            assert_eq!(cause, Some(err.to_string()), "the cancelled push's source is the network error");
             assert_eq!(store.pending_count().await.unwrap(), 1, "the operation stays queued");
+            // `sync` says the same.
+            let synced = client.sync::<Note>().await.unwrap_err();
+            assert!(synced.is_network() && synced.push_report().is_some(), "{synced:?}");
         });
     }
 }

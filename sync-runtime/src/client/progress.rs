@@ -18,14 +18,17 @@ pub enum SyncPhase {
 pub struct SyncEvent {
     /// Push or pull.
     pub phase: SyncPhase,
-    /// The table of the last step (a push walks every table in queue order).
+    /// The table of the last step (a push walks every table in queue order; its last
+    /// event names the table of the last operation it sent, and is empty only when
+    /// there was nothing to send).
     pub table: String,
     /// Operations sent (push) or rows received (pull) so far.
     pub done: u64,
     /// Operations queued when the push started (push); `None` for a pull, whose total
     /// is unknown until its end.
     pub total: Option<u64>,
-    /// Bytes received so far.
+    /// Body bytes moved so far: the pages a pull received; the requests a push sent
+    /// and the answers it received.
     pub bytes: u64,
     /// Time since the push or pull started.
     pub elapsed: Duration,

@@ -1,4 +1,4 @@
-//! `pull()` (DESIGN.md section 8).
+//! `pull()`: fetch the server's rows of a query, page by page, into the local table.
 //!
 //! A pull pages through the server's rows in `(updatedAt, id)` order, asking each page
 //! for the rows after the last one seen:
@@ -11,6 +11,12 @@
 //! with a query id). Rows whose item has a queued operation are skipped, so local
 //! edits are kept; the saved cursor then stays before the first skipped row, so the
 //! next pull looks at it again once the operation is settled.
+//!
+//! A row that does not fit the struct (the server's columns are nullable and looser
+//! than the struct's fields: another client may have written `null` where this one
+//! has a `String`) is set aside as a rejected row, with its field and the reason, and
+//! the pull goes on past it: one bad row must not stop every later pull. Only a row
+//! the pull cannot place (no `id` or `updatedAt`) fails the pull.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +24,7 @@ use std::time::Instant;
 use reqwest::Method;
 
 use crate::error::{Error, Result};
-use crate::store::{Answered, PullCursor, ServerCopy, TableMeta, Tx};
+use crate::store::{Answered, PullCursor, Rejection, ServerCopy, TableMeta, Tx};
 use sync_core::ProtocolVersion;
 use sync_core::Value;
 use sync_core::odata;
@@ -46,6 +52,10 @@ pub struct PullReport {
     pub deleted: u64,
     /// Rows skipped because their item has a queued local operation.
     pub skipped: u64,
+    /// Rows set aside because they do not fit the struct (see
+    /// [`Table::rejected_rows`](crate::Table::rejected_rows)); the pull applied the
+    /// others and moved past them.
+    pub rejected: u64,
     /// Pages fetched (the last one is empty or short).
     pub pages: u64,
     /// Bytes received.
@@ -139,8 +149,15 @@ pub(crate) async fn pull<E: SyncEntity>(
         }
     }
     if table.has_pending().await? {
-        let pushed = client.push().await?;
-        tracing::debug!(?pushed.status, "pushed before pulling");
+        // The pull runs whether or not the push got through the queue: rows of items
+        // still queued are skipped, so no local edit is overwritten.
+        match client.push().await {
+            Ok(pushed) => tracing::debug!(pushed = pushed.pushed, "pushed before pulling"),
+            Err(e @ Error::PushCancelled { .. }) => {
+                tracing::debug!(error = %e.with_sources(), "pulling after a cancelled push")
+            }
+            Err(e) => return Err(e),
+        }
     }
 
     let query_id = query_id.map(str::to_owned);
@@ -199,45 +216,17 @@ pub(crate) async fn pull<E: SyncEntity>(
         if page.items.is_empty() {
             break;
         }
+        let page_len = page.items.len() as u64;
         let mut rows = Vec::with_capacity(page.items.len());
-        for item in &page.items {
-            if !item.is_object() {
-                return Err(Error::Protocol {
-                    url: answer.url.clone(),
-                    message: "a list item is not a JSON object".into(),
-                });
-            }
-            let row = meta.row_from_json(item).map_err(|e| Error::Protocol {
-                url: answer.url.clone(),
-                message: format!("a row does not fit: {}", e.with_sources()),
-            })?;
-            // A value of the right JSON type may still not fit the field (2^31 for an
-            // `i32`, other text for a `Uuid`); stored, it would make every query of the
-            // table fail. Refuse the page instead (tombstones only delete).
-            if !meta.is_deleted(&row) {
-                meta.decode::<E>(&row).map_err(|e| Error::Protocol {
-                    url: answer.url.clone(),
-                    message: format!("a row does not fit: {}", e.with_sources()),
-                })?;
-            }
-            let cursor = match (&row[0], meta.column_index(UPDATED_AT).map(|i| &row[i])) {
-                (Value::String(id), Some(Value::String(at))) if !id.is_empty() => {
-                    PullCursor { updated_at: at.clone(), id: id.clone() }
-                }
-                _ => {
-                    return Err(Error::Protocol {
-                        url: answer.url.clone(),
-                        message: "a row lacks its `id` or `updatedAt`".into(),
-                    });
-                }
-            };
+        for item in page.items {
+            let (pulled, cursor) = read_item::<E>(&meta, item, &answer.url)?;
             // A row at or before the position was already seen (a server with finer
             // timestamps than milliseconds can send one again): drop it.
             if position.as_ref().is_some_and(|p| !after(&cursor, p)) {
                 continue;
             }
             position = Some(cursor.clone());
-            rows.push((row, cursor));
+            rows.push((pulled, cursor));
         }
         if rows.is_empty() {
             return Err(Error::Protocol {
@@ -250,12 +239,13 @@ pub(crate) async fn pull<E: SyncEntity>(
         let meta2 = Arc::clone(&meta);
         let qid = query_id.clone();
         let was_skipping = skipped_any;
-        let (applied, deleted, skipped) =
+        let applied =
             inner.store.transaction(move |tx| apply_page(tx, &meta2, rows, qid.as_deref(), was_skipping)).await?;
-        report.applied += applied;
-        report.deleted += deleted;
-        report.skipped += skipped;
-        skipped_any |= skipped > 0;
+        report.applied += applied.applied;
+        report.deleted += applied.deleted;
+        report.skipped += applied.skipped;
+        report.rejected += applied.rejected;
+        skipped_any |= applied.skipped > 0;
         inner.emit(SyncEvent {
             phase: SyncPhase::Pull,
             table: meta.name.to_owned(),
@@ -265,7 +255,7 @@ pub(crate) async fn pull<E: SyncEntity>(
             elapsed: started.elapsed(),
             finished: false,
         });
-        if page.last && (page.items.len() as u64) < u64::from(page_size) {
+        if page.last && page_len < u64::from(page_size) {
             break;
         }
     }
@@ -284,9 +274,61 @@ pub(crate) async fn pull<E: SyncEntity>(
         applied = report.applied,
         deleted = report.deleted,
         skipped = report.skipped,
+        rejected = report.rejected,
         "pull finished"
     );
     Ok(report)
+}
+
+/// A server row as a pull takes it: one that fits the struct (a full row, column
+/// order), or one set aside.
+enum Pulled {
+    Fits(Vec<Value>),
+    Rejected(Rejection),
+}
+
+/// Reads one list item: its place in `(updatedAt, id)` order, and the row, or why it
+/// does not fit `E`. Only an item without a place (not an object, no `id` or
+/// `updatedAt` text) fails the pull: a pull cannot move past what it cannot place.
+fn read_item<E: SyncEntity>(meta: &TableMeta, item: serde_json::Value, url: &str) -> Result<(Pulled, PullCursor)> {
+    let text = |key: &str| item.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let (id, updated_at) = match (&item, text(ID), text(UPDATED_AT)) {
+        (serde_json::Value::Object(_), Some(id), Some(at)) if !id.is_empty() => (id, at),
+        (serde_json::Value::Object(_), ..) => {
+            return Err(Error::Protocol { url: url.to_owned(), message: "a row lacks its `id` or `updatedAt`".into() });
+        }
+        _ => return Err(Error::Protocol { url: url.to_owned(), message: "a list item is not a JSON object".into() }),
+    };
+    let pulled = match fitting_row::<E>(meta, &id, &item) {
+        Ok(row) => Pulled::Fits(row),
+        Err(e) => {
+            let (field, reason) = match e {
+                Error::Decode { source, .. } => (Some(source.field), source.message),
+                Error::InvalidValue { column, reason, .. } => (meta.field_of_column(&column), reason),
+                Error::InvalidId { reason, .. } => (meta.field_of_column(ID), reason.to_owned()),
+                other => (None, other.with_sources()),
+            };
+            tracing::warn!(table = meta.name, id = %id, ?field, %reason, "a pulled row does not fit: set aside");
+            Pulled::Rejected(Rejection { field, reason, item })
+        }
+    };
+    Ok((pulled, PullCursor { updated_at, id }))
+}
+
+/// The row of a server item, checked as the store will check it when it writes it: it
+/// reads as an `E` (a value of the right JSON type may still not fit the field: 2^31
+/// for an `i32`, other text for a `Uuid`, a `null` for a field that is not an
+/// `Option`), and its id and values are ones the store holds. A tombstone only deletes:
+/// whatever else it carries is not read.
+fn fitting_row<E: SyncEntity>(meta: &TableMeta, id: &str, item: &serde_json::Value) -> Result<Vec<Value>> {
+    if item.get(sync_core::system::DELETED) == Some(&serde_json::Value::Bool(true)) {
+        return Ok(meta.tombstone_row(id));
+    }
+    let row = meta.row_from_json(item)?;
+    meta.decode::<E>(&row)?;
+    crate::store::validate_id(meta.name, id)?;
+    meta.validate_row(&row)?;
+    Ok(row)
 }
 
 /// Whether `a` comes after `b` in `(updatedAt, id)` order.
@@ -297,30 +339,54 @@ fn after(a: &PullCursor, b: &PullCursor) -> bool {
     }
 }
 
-/// Applies one page: upserts, tombstones, skips, and the cursor, in one transaction.
+/// What applying one page did.
+struct Applied {
+    applied: u64,
+    deleted: u64,
+    skipped: u64,
+    rejected: u64,
+}
+
+/// Applies one page: upserts, tombstones, skips, rejected rows, and the cursor, in one
+/// transaction.
 fn apply_page(
     tx: &mut Tx<'_>,
     meta: &TableMeta,
-    rows: Vec<(Vec<Value>, PullCursor)>,
+    rows: Vec<(Pulled, PullCursor)>,
     query_id: Option<&str>,
     mut skipping: bool,
-) -> Result<(u64, u64, u64)> {
-    let (mut applied, mut deleted, mut skipped) = (0, 0, 0);
+) -> Result<Applied> {
+    let mut done = Applied { applied: 0, deleted: 0, skipped: 0, rejected: 0 };
     let mut save: Option<PullCursor> = None;
-    // One look at the queue for the whole page: when nothing of this table is queued
-    // (the usual pull), no row needs a look of its own.
+    // One look at the queue and at the rejected rows for the whole page: when nothing
+    // of this table is queued or set aside (the usual pull), no row needs a look of
+    // its own.
     let table_queued = tx.table_has_ops(meta.name)?;
-    for (row, cursor) in rows {
+    let mut table_rejected = tx.table_has_rejected(meta.name)?;
+    for (pulled, cursor) in rows {
         if table_queued && tx.item_has_ops(meta.name, &cursor.id)? {
-            skipped += 1;
+            done.skipped += 1;
             skipping = true;
             continue;
         }
-        match tx.apply_server_copy(meta, &cursor.id, row, Answered::NothingQueued)? {
-            ServerCopy::Deleted => deleted += 1,
-            // A tombstone of an item this store never had (or already deleted).
-            ServerCopy::AlreadyGone => {}
-            ServerCopy::Written | ServerCopy::ServerColumnsTaken => applied += 1,
+        match pulled {
+            Pulled::Fits(row) => {
+                match tx.apply_server_copy(meta, &cursor.id, row, Answered::NothingQueued)? {
+                    ServerCopy::Deleted => done.deleted += 1,
+                    // A tombstone of an item this store never had (or already deleted).
+                    ServerCopy::AlreadyGone => {}
+                    ServerCopy::Written | ServerCopy::ServerColumnsTaken => done.applied += 1,
+                }
+                if table_rejected {
+                    // A version of the row that fits: the earlier one is settled.
+                    tx.clear_rejected(meta.name, &cursor.id)?;
+                }
+            }
+            Pulled::Rejected(rejection) => {
+                tx.reject_row(meta.name, &cursor.id, &cursor.updated_at, &rejection)?;
+                table_rejected = true;
+                done.rejected += 1;
+            }
         }
         if !skipping {
             save = Some(cursor);
@@ -329,5 +395,5 @@ fn apply_page(
     if let (Some(qid), Some(c)) = (query_id, save) {
         tx.save_pull_cursor(meta.name, qid, &c)?;
     }
-    Ok((applied, deleted, skipped))
+    Ok(done)
 }

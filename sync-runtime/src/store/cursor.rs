@@ -1,5 +1,5 @@
-//! Pull cursors: where the incremental pull of each table and query id stopped
-//! (DESIGN.md section 8).
+//! Pull cursors: where the incremental pull of each table and query id stopped, as
+//! the `(updatedAt, id)` of the last row applied.
 
 use rusqlite::{OptionalExtension, params};
 

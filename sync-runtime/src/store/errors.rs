@@ -143,7 +143,32 @@ impl Store {
 }
 
 impl<E: SyncEntity> Table<E> {
-    /// The recorded errors of this table, with typed client and server items.
+    /// The recorded errors of this table, with typed client and server items: the
+    /// operations a server refused (a conflict no handler settled, a 400, a 404 on an
+    /// update...), oldest first. Each waits, and the operations after it on the same
+    /// item wait behind it, until the app settles it with one of the `resolve_*` calls
+    /// (each refused with [`Error::StaleOperation`] if the operation changed since).
+    ///
+    /// ```no_run
+    /// # use sync_runtime::{Store, SyncClient, SyncEntity};
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct TodoItem { id: String, text: String, complete: bool }
+    /// # async fn demo(store: Store, client: SyncClient) -> sync_runtime::Result<()> {
+    /// let todos = store.table::<TodoItem>().await?;
+    /// client.push().await?;
+    /// for error in todos.errors().await? {
+    ///     match (&error.client_item, &error.server_item) {
+    ///         // A conflict: keep my text over the server's version (sent by the next push).
+    ///         (Some(mine), Some(_)) if error.is_conflict() => todos.resolve_retry_with(&error, mine.clone()).await?,
+    ///         // Refused otherwise: give up the local change, take the server's copy if any.
+    ///         (_, Some(_)) => todos.resolve_take_server(&error).await?,
+    ///         _ => todos.resolve_discard(&error).await?,
+    ///     }
+    /// }
+    /// client.push().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn errors(&self) -> StoreCall<Vec<SyncError<E>>> {
         let meta = std::sync::Arc::clone(self.meta());
         self.store().read(move |conn| {

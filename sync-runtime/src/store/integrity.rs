@@ -32,6 +32,16 @@ impl Store {
     /// update refers to an existing row (unless a later delete of the item is queued
     /// behind it), that every queued delete keeps its item, and that every error row
     /// belongs to an existing operation of the same version.
+    ///
+    /// ```
+    /// # use sync_runtime::Store;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::open_in_memory().await?;
+    /// let report = store.check_integrity().await?;
+    /// assert!(report.is_ok(), "{:?}", report.problems);
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn check_integrity(&self) -> StoreCall<IntegrityReport> {
         self.read(check)
     }

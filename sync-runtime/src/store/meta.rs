@@ -213,6 +213,22 @@ impl TableMeta {
             .collect()
     }
 
+    /// The row of a server tombstone of item `id`: only what deleting it locally needs.
+    pub(crate) fn tombstone_row(&self, id: &str) -> Vec<Value> {
+        let mut row = self.empty_row();
+        row[0] = Value::String(id.to_owned());
+        if let Some(i) = self.column_index(system::DELETED) {
+            row[i] = Value::Bool(true);
+        }
+        row
+    }
+
+    /// The Rust field a column of this table shows, if the struct has one.
+    pub(crate) fn field_of_column(&self, column: &str) -> Option<&'static str> {
+        let i = self.column_index(column)?;
+        self.field_columns.iter().position(|&c| c == i).map(|f| self.defs[f].field)
+    }
+
     /// The struct's values (field order) from a full row.
     pub(crate) fn fields_from_row(&self, row: &[Value]) -> Vec<Value> {
         self.field_columns.iter().map(|&i| row[i].clone()).collect()
@@ -228,9 +244,9 @@ impl TableMeta {
     }
 
     fn read_column(&self, r: &rusqlite::Row<'_>, i: usize) -> Result<Value> {
-        Value::from_sql(r.get_ref(i)?, self.columns[i].ty).map_err(|e| Error::Decode {
-            table: self.name.to_owned(),
-            source: sync_core::DecodeError { field: self.field_name(i), message: e.0 },
+        Value::from_sql(r.get_ref(i)?, self.columns[i].ty).map_err(|e| {
+            let source = sync_core::DecodeError { field: self.field_name(i), message: e.0 };
+            self.decode_error(stored_id(r), source)
         })
     }
 
@@ -241,13 +257,24 @@ impl TableMeta {
     pub(crate) fn decode_sql_row<E: sync_core::SyncEntity>(&self, r: &rusqlite::Row<'_>) -> Result<E> {
         sync_core::__private::RowReader::new(r, &self.field_columns, E::FIELD_DEFS)
             .and_then(|reader| E::from_row(&reader))
-            .map_err(|source| Error::Decode { table: self.name.to_owned(), source })
+            .map_err(|source| self.decode_error(stored_id(r), source))
     }
 
     /// The struct from a full row.
     pub(crate) fn decode<E: sync_core::SyncEntity>(&self, row: &[Value]) -> Result<E> {
-        E::from_values(self.fields_from_row(row))
-            .map_err(|source| Error::Decode { table: self.name.to_owned(), source })
+        E::from_values(self.fields_from_row(row)).map_err(|source| {
+            let id = match row.first() {
+                Some(Value::String(id)) => Some(id.clone()),
+                _ => None,
+            };
+            self.decode_error(id, source)
+        })
+    }
+
+    /// A row of this table that does not read, named by its id.
+    #[cold]
+    fn decode_error(&self, id: Option<String>, source: sync_core::DecodeError) -> Error {
+        Error::Decode { table: self.name.to_owned(), id, source }
     }
 
     fn field_name(&self, column: usize) -> &'static str {
@@ -264,7 +291,10 @@ impl TableMeta {
     /// A full row from a JSON object keyed by column name (missing keys are null).
     /// Column types are checked; nullability is not (the caller decides).
     pub(crate) fn row_from_json(&self, json: &serde_json::Value) -> Result<Vec<Value>> {
-        self.json_to_row(json).map_err(|source| Error::Decode { table: self.name.to_owned(), source })
+        self.json_to_row(json).map_err(|source| {
+            let id = json.get(system::ID).and_then(serde_json::Value::as_str).map(str::to_owned);
+            self.decode_error(id, source)
+        })
     }
 
     fn json_to_row(&self, json: &serde_json::Value) -> Result<Vec<Value>, sync_core::DecodeError> {
@@ -385,6 +415,15 @@ impl TableMeta {
 impl FilterSchema for TableMeta {
     fn column(&self, name: &str) -> Option<(ColumnType, bool)> {
         self.column_index(name).map(|i| (self.columns[i].ty, self.columns[i].nullable))
+    }
+}
+
+/// The id of a stored row being read (its first column), for an error about it.
+#[cold]
+fn stored_id(r: &rusqlite::Row<'_>) -> Option<String> {
+    match r.get_ref(0) {
+        Ok(rusqlite::types::ValueRef::Text(id)) => Some(String::from_utf8_lossy(id).into_owned()),
+        _ => None,
     }
 }
 

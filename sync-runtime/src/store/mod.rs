@@ -8,10 +8,13 @@ mod cursor;
 mod errors;
 mod integrity;
 mod meta;
+mod migrate;
+mod migration;
 mod pending;
 mod purge;
 pub mod queue;
 mod readers;
+mod rejected;
 mod schema;
 mod server_copy;
 mod table;
@@ -34,9 +37,12 @@ pub use call::StoreCall;
 pub(crate) use cursor::PullCursor;
 pub use errors::{ErrorRecord, SyncError};
 pub use integrity::IntegrityReport;
-pub(crate) use meta::TableMeta;
+pub(crate) use meta::{TableMeta, validate_id};
+pub use migration::Migration;
 pub use queue::PendingOp;
 pub(crate) use queue::{ErrorInput, OpToSend, QueuedOp};
+pub use rejected::RejectedRow;
+pub(crate) use rejected::Rejection;
 pub(crate) use server_copy::{Answered, ServerCopy};
 pub use table::{Table, TableQuery};
 pub use tx::Tx;
@@ -57,6 +63,7 @@ pub enum Durability {
 pub struct StoreOptions {
     durability: Durability,
     max_value_bytes: Option<usize>,
+    migrations: Vec<Migration>,
     #[cfg(feature = "encryption")]
     key: Option<cipher::Secret>,
 }
@@ -105,6 +112,13 @@ impl StoreOptions {
         }
         hex.push('\'');
         self.key = Some(cipher::Secret(hex));
+        self
+    }
+
+    /// The app's migrations, every one it ever shipped, oldest first: those the store
+    /// has not run yet run at open, together in one transaction (see [`Migration`]).
+    pub fn migrations(mut self, migrations: impl IntoIterator<Item = Migration>) -> Self {
+        self.migrations.extend(migrations);
         self
     }
 }
@@ -183,7 +197,24 @@ impl Store {
         Store::open_with(path, StoreOptions::default())
     }
 
-    /// Opens (or creates) the store in a file.
+    /// Opens (or creates) the store in a file, with options: durability, a cap on
+    /// value sizes, and the app's [`Migration`]s (run at open, see there).
+    ///
+    /// ```
+    /// use sync_runtime::{Durability, Migration, Store, StoreOptions};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let options = StoreOptions::new()
+    ///     .durability(Durability::Full) // fsync every commit: survives power loss
+    ///     .max_value_bytes(1 << 20)
+    ///     .migrations([Migration::new("TodoItem", 2).rename_column("title", "text")]);
+    /// let store = Store::open_with(dir.path().join("app.db"), options).await?;
+    /// assert!(store.path().is_some());
+    /// store.close().await?; // waits for the writes sent before, then checkpoints
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> StoreCall<Store> {
         let path = path.as_ref().to_path_buf();
         StoreCall::deferred(Box::new(move || Store::start(Some(path), options)))
@@ -359,7 +390,25 @@ impl Store {
 
     /// The typed handle on `E`'s table, creating the table (or adding new columns) on
     /// first use. Fails with [`Error::SchemaMismatch`] when a stored column was removed
-    /// or changed type; the file is then left untouched.
+    /// or changed type (declare a [`Migration`] for such a change); the file is then
+    /// left untouched.
+    ///
+    /// ```
+    /// # use sync_runtime::{Store, SyncEntity};
+    /// #[derive(SyncEntity, Clone, Debug, PartialEq)]
+    /// struct Note {
+    ///     id: String,
+    ///     body: String,
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::open_in_memory().await?;
+    /// let notes = store.table::<Note>().await?; // cheap to clone, and to ask for again
+    /// assert_eq!(notes.name(), "Note");
+    /// assert_eq!(notes.count_all().await?, 0);
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn table<E: SyncEntity>(&self) -> StoreCall<Table<E>> {
         let store = self.clone();
         self.call(move |w| w.meta::<E>().map(|meta| Table::new(store, meta)))
@@ -514,6 +563,7 @@ fn open_connection(path: Option<&Path>, options: &StoreOptions) -> Result<Connec
     };
     conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"))?;
     schema::init_system_tables(&mut conn, found_version)?;
+    migrate::run(&mut conn, &options.migrations)?;
     Ok(conn)
 }
 

@@ -1,5 +1,5 @@
-//! Purge: forget local rows so that the next pull fetches them again (DESIGN.md
-//! section 8). A local operation: nothing is sent to a server.
+//! Purge: forget local rows so that the next pull fetches them again. A local
+//! operation: nothing is sent to a server.
 
 use crate::error::{Error, Result};
 use sync_core::SyncEntity;
@@ -15,13 +15,31 @@ impl<E: SyncEntity> Table<E> {
     /// next pull fetches them again). Nothing is queued. Refused with
     /// [`Error::PendingOperations`] while the table has queued operations. Returns how
     /// many rows were deleted.
+    ///
+    /// ```
+    /// # use sync_runtime::{Error, Store, SyncEntity};
+    /// # #[derive(SyncEntity, Clone, Debug)]
+    /// # struct Note { id: String, archived: bool }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::open_in_memory().await?;
+    /// let notes = store.table::<Note>().await?;
+    /// notes.insert(Note { id: "a".into(), archived: true }).await?;
+    /// let archived = notes.query().filter(Note::FIELDS.archived.eq(true)).into_query();
+    /// // Refused while changes wait to be pushed: they would be lost.
+    /// assert!(matches!(notes.purge(&archived).await, Err(Error::PendingOperations { pending: 1, .. })));
+    /// // `force_purge` forgets everything of the table, queued changes included.
+    /// assert_eq!(notes.force_purge().await?, 1);
+    /// assert_eq!(store.pending_count().await?, 0);
+    /// # Ok::<_, sync_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn purge(&self, query: &Query<E>) -> StoreCall<u64> {
         let query = query.clone();
         self.store().transaction(move |tx| purge::<E>(tx, &query, false))
     }
 
-    /// Deletes all of the table's rows, queued operations, errors and pull cursors:
-    /// the next pull starts over. Returns how many rows were deleted.
+    /// Deletes all of the table's rows, queued operations, errors, rejected rows and
+    /// pull cursors: the next pull starts over. Returns how many rows were deleted.
     pub fn force_purge(&self) -> StoreCall<u64> {
         self.store().transaction(|tx| purge::<E>(tx, &Query::new(), true))
     }
@@ -33,6 +51,7 @@ fn purge<E: SyncEntity>(tx: &mut Tx<'_>, query: &Query<E>, force: bool) -> Resul
     if force {
         conn.execute(sql_once!("DELETE FROM {OPERATIONS_TABLE} WHERE table_name = ?1"), [meta.name])?;
         conn.execute(sql_once!("DELETE FROM {ERRORS_TABLE} WHERE table_name = ?1"), [meta.name])?;
+        tx.clear_rejected_of_table(meta.name)?;
     } else {
         let pending: i64 = conn.query_row(
             sql_once!("SELECT count(*) FROM {OPERATIONS_TABLE} WHERE table_name = ?1"),

@@ -1,5 +1,6 @@
 //! The operations queue: every local write leaves one operation here, in the same
-//! SQLite transaction as the row change, collapsed by the rules of DESIGN.md section 5.
+//! SQLite transaction as the row change, collapsed by these rules (the existing
+//! operation on the same item, against the new local write):
 //!
 //! | existing \ new | insert | update | delete |
 //! |---|---|---|---|

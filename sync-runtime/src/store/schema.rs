@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use sync_core::sql::quote_ident;
-use sync_core::system::{CONFIG_TABLE, CURSORS_TABLE, ERRORS_TABLE, OPERATIONS_TABLE, SCHEMA_TABLE};
+use sync_core::system::{CONFIG_TABLE, CURSORS_TABLE, ERRORS_TABLE, OPERATIONS_TABLE, REJECTED_TABLE, SCHEMA_TABLE};
 
 use super::meta::{LocalColumn, TableMeta};
 
@@ -67,6 +67,16 @@ pub(crate) fn init_system_tables(conn: &mut Connection, found_version: i64) -> R
             updated_at TEXT NOT NULL,
             last_id TEXT NOT NULL,
             PRIMARY KEY (table_name, query_id)
+        );
+        CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} (
+            table_name TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            field TEXT,
+            reason TEXT NOT NULL,
+            server_item TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (table_name, item_id)
         );
         CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (
             table_name TEXT NOT NULL,

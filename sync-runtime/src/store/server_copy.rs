@@ -5,7 +5,7 @@
 //! - When a later local operation on the item waits in the queue (written while the
 //!   answered one was in flight), only the server-managed columns (version,
 //!   timestamps, `deleted`) are taken: that operation then sends the app's data over the
-//!   server's version, and nothing the app wrote is lost (DESIGN.md section 5).
+//!   server's version, and nothing the app wrote is lost.
 //! - Otherwise a tombstone deletes the local row, and any other copy replaces it,
 //!   keeping the row's local-only columns (the server never has them).
 

@@ -12,6 +12,35 @@ use super::{Store, StoreCall, TableMeta, tx};
 /// A typed handle on the local table of `E`: local reads and writes, each write with its
 /// queue operation in the same transaction. Get one with [`Store::table`]; cheap to
 /// clone.
+///
+/// ```
+/// # use sync_runtime::{OpKind, Store, SyncEntity};
+/// #[derive(SyncEntity, Clone, Debug, PartialEq)]
+/// struct Note {
+///     id: String,
+///     body: String,
+///     pinned: bool,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let notes = store.table::<Note>().await?;
+///
+/// let mut note = notes.insert(Note { id: String::new(), body: "hello".into(), pinned: false }).await?;
+/// note.pinned = true;
+/// notes.update(&note).await?;
+/// assert_eq!(notes.get(&note.id).await?, Some(note.clone()));
+///
+/// // The insert and the update are one queued insert (carrying the latest data).
+/// let ops = notes.pending_ops().await?;
+/// assert_eq!((ops.len(), ops[0].kind), (1, OpKind::Insert));
+///
+/// // Deleting an item never pushed leaves nothing to send.
+/// notes.delete(&note.id).await?;
+/// assert_eq!((notes.get(&note.id).await?, notes.pending_count().await?), (None, 0));
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct Table<E> {
     store: Store,
     meta: Arc<TableMeta>,
@@ -46,13 +75,16 @@ impl<E: SyncEntity> Table<E> {
     }
 
     /// Inserts an item and queues its insert; an empty id is replaced by a new lowercase
-    /// UUID v4. Returns the item as stored.
+    /// UUID v4. Returns the item as stored, equal to what [`Table::get`] gives back:
+    /// timestamps in UTC at millisecond precision (the store's and the protocol's), and
+    /// the fields that view system columns as the store holds them (no version until
+    /// the server sends one).
     pub fn insert(&self, item: E) -> StoreCall<E> {
         self.store.transaction(move |tx| tx.insert(item))
     }
 
     /// Inserts many items in one transaction (each with its queue operation): all of
-    /// them or none. Returns the items as stored.
+    /// them or none. Returns the items as stored, as [`Table::insert`] does.
     pub fn insert_many(&self, items: Vec<E>) -> StoreCall<Vec<E>> {
         self.store.transaction(move |tx| tx.insert_many(items))
     }
@@ -135,7 +167,42 @@ impl<E: SyncEntity> Table<E> {
 }
 
 /// A query being built on a [`Table`]; end it with [`all`](TableQuery::all),
-/// [`first`](TableQuery::first) or [`count`](TableQuery::count).
+/// [`first`](TableQuery::first) or [`count`](TableQuery::count), or hand it to
+/// [`SyncClient::pull`](crate::SyncClient::pull) as the pull's filter.
+///
+/// ```
+/// # use sync_runtime::{Store, SyncEntity};
+/// #[derive(SyncEntity, Clone, Debug, PartialEq)]
+/// struct Task {
+///     id: String,
+///     title: String,
+///     priority: i64,
+///     due: Option<sync_runtime::time::OffsetDateTime>,
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let tasks = store.table::<Task>().await?;
+/// for (title, priority) in [("taxes", 3), ("milk", 1), ("tickets", 2)] {
+///     tasks.insert(Task { id: String::new(), title: title.into(), priority, due: None }).await?;
+/// }
+/// let f = Task::FIELDS;
+/// let urgent = tasks
+///     .query()
+///     .filter(f.priority.ge(2) & f.due.is_null())
+///     .filter(f.title.starts_with("t")) // several filters combine with `and`
+///     .order_by(f.priority.desc())
+///     .limit(10)
+///     .all()
+///     .await?;
+/// let titles: Vec<_> = urgent.iter().map(|t| t.title.as_str()).collect();
+/// assert_eq!(titles, ["taxes", "tickets"]);
+/// assert_eq!(tasks.query().filter(f.priority.lt(2)).count().await?, 1);
+/// let first = tasks.query().order_by(f.title.asc()).first().await?;
+/// assert_eq!(first.map(|t| t.title), Some("milk".into()));
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct TableQuery<E> {
     table: Table<E>,
     query: Query<E>,
@@ -172,7 +239,10 @@ impl<E: SyncEntity> TableQuery<E> {
         self
     }
 
-    /// The query built so far (to reuse it, e.g. as a pull filter).
+    /// The query built so far (to reuse it, e.g. as a pull filter; [`SyncClient::pull`]
+    /// also takes the `TableQuery` itself).
+    ///
+    /// [`SyncClient::pull`]: crate::SyncClient::pull
     pub fn into_query(self) -> Query<E> {
         self.query
     }
@@ -191,5 +261,12 @@ impl<E: SyncEntity> TableQuery<E> {
     /// How many items match (limit and offset ignored).
     pub fn count(self) -> StoreCall<u64> {
         self.table.count_owned(self.query)
+    }
+}
+
+impl<E> From<TableQuery<E>> for Query<E> {
+    /// The query built so far: what [`TableQuery::into_query`] gives.
+    fn from(query: TableQuery<E>) -> Query<E> {
+        query.query
     }
 }

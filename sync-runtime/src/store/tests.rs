@@ -72,7 +72,7 @@ async fn set_state(store: &Store, seq: i64, state: OpState) {
         .unwrap();
 }
 
-// ---- one test per cell of the collapse table (DESIGN.md section 5) ----
+// ---- one test per cell of the collapse table (see `queue`) ----
 
 #[test]
 fn none_then_insert_queues_insert() {
@@ -903,7 +903,7 @@ mod required_added {
 }
 
 /// A digest of the file, to tell whether it changed.
-fn file_bytes(path: &std::path::Path) -> u64 {
+pub(super) fn file_bytes(path: &std::path::Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::fs::read(path).unwrap().hash(&mut h);
@@ -1094,6 +1094,8 @@ fn a_row_narrower_than_the_struct_is_a_decode_error_naming_the_field() {
         matches!(&err, Error::Decode { source, .. } if source.field == "complete"),
         "the first field past the row's two columns: {err}"
     );
+    assert!(matches!(&err, Error::Decode { id: Some(id), .. } if id == "x"), "the error names the row: {err:?}");
+    assert!(err.to_string().contains("item `x`"), "{err}");
 }
 
 #[test]
@@ -1117,5 +1119,69 @@ fn one_query_shape_with_other_values_reads_its_own_rows() {
         // With an offset, the offset is the query's own too.
         assert_eq!(ids(t.fetch(&by(false, "").offset(1)).await.unwrap()), ["c"]);
         assert_eq!(ids(t.fetch(&by(false, "").offset(0)).await.unwrap()), ["a", "c"]);
+    });
+}
+
+/// A model with a timestamp finer than the store keeps, a view of the version, and a
+/// local-only field: what a write returns is what a read gives back.
+#[derive(crate::SyncEntity, Clone, Debug, PartialEq)]
+#[sync(crate = "crate")]
+struct Reading {
+    id: String,
+    at: time::OffsetDateTime,
+    due: Option<time::OffsetDateTime>,
+    value: f64,
+    #[sync(version)]
+    version: Option<String>,
+    #[sync(local_only)]
+    note: Option<String>,
+}
+
+fn reading(id: &str) -> Reading {
+    // Nanoseconds, and an offset other than UTC.
+    let at = time::macros::datetime!(2026-01-02 03:04:05.678_912_345 +01:00);
+    Reading {
+        id: id.into(),
+        at,
+        due: Some(at + time::Duration::nanoseconds(1)),
+        value: 0.1,
+        version: Some("made up by the app".into()),
+        note: Some("local".into()),
+    }
+}
+
+#[test]
+fn what_a_write_returns_is_what_a_read_gives_back() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<Reading>().await.unwrap();
+
+        // An empty table: `insert_many` takes its fast path.
+        let many = t.insert_many(vec![reading("two"), reading(""), reading("three")]).await.unwrap();
+        for item in &many {
+            assert_eq!(Some(item), t.get(&item.id).await.unwrap().as_ref(), "insert_many: {}", item.id);
+        }
+
+        let one = t.insert(reading("one")).await.unwrap();
+        assert_eq!(Some(&one), t.get("one").await.unwrap().as_ref());
+        assert_eq!(one.at, time::macros::datetime!(2026-01-02 02:04:05.678 UTC), "UTC, milliseconds");
+        assert_eq!(one.version, None, "the store keeps no version until a server sends one");
+        assert_eq!(one.note.as_deref(), Some("local"));
+
+        let (made, id) = store
+            .transaction(|tx| {
+                let made = tx.insert(reading(""))?;
+                let read = tx.get::<Reading>(&made.id)?;
+                assert_eq!(Some(&made), read.as_ref(), "inside the transaction");
+                let id = made.id.clone();
+                Ok((made, id))
+            })
+            .await
+            .unwrap();
+        assert_eq!(Some(made), t.get(&id).await.unwrap(), "after the commit");
+
+        // The general path of `insert_many` (the table has queued operations) too.
+        let later = t.insert_many(vec![reading("four")]).await.unwrap();
+        assert_eq!(Some(&later[0]), t.get("four").await.unwrap().as_ref());
     });
 }

@@ -17,7 +17,38 @@ use super::{Worker, schema};
 
 /// A transaction on the local store, handed to the closure of
 /// [`Store::transaction`](super::Store::transaction). Every write records its queue
-/// operation in this same transaction.
+/// operation in this same transaction; an `Err` from the closure rolls all of it back.
+///
+/// ```
+/// # use sync_runtime::{Error, Store, SyncEntity};
+/// #[derive(SyncEntity, Clone, Debug)]
+/// struct Account { id: String, balance: i64 }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Store::open_in_memory().await?;
+/// let accounts = store.table::<Account>().await?;
+/// accounts.insert(Account { id: "a".into(), balance: 10 }).await?;
+/// accounts.insert(Account { id: "b".into(), balance: 0 }).await?;
+///
+/// // Move 30 from a to b: refused as a whole, nothing written, nothing queued.
+/// let moved = store
+///     .transaction(|tx| {
+///         let mut b = tx.get::<Account>("b")?.expect("b exists");
+///         b.balance += 30;
+///         tx.update(&b)?;
+///         let mut a = tx.get::<Account>("a")?.expect("a exists");
+///         a.balance -= 30;
+///         if a.balance < 0 {
+///             return Err(Error::InvalidValue { table: "Account".into(), column: "balance".into(), reason: "overdrawn".into() });
+///         }
+///         tx.update(&a)
+///     })
+///     .await;
+/// assert!(moved.is_err());
+/// assert_eq!(accounts.get("b").await?.map(|b| b.balance), Some(0));
+/// # Ok::<_, sync_runtime::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct Tx<'a> {
     pub(super) tx: Transaction<'a>,
     /// The store's tables, as they were when the transaction began: borrowed, never
@@ -88,19 +119,24 @@ impl Tx<'_> {
     }
 
     /// Inserts an item; an empty id is replaced by a new lowercase UUID v4. Returns the
-    /// item as stored (with its id).
+    /// item as stored, which is what [`Tx::get`] gives back: its id, timestamps in UTC
+    /// at millisecond precision, and the system fields as the store holds them (no
+    /// version yet).
     pub fn insert<E: SyncEntity>(&mut self, mut item: E) -> Result<E> {
         let meta = self.meta::<E>()?;
         if item.id().is_empty() {
             item.set_id(uuid::Uuid::new_v4().to_string());
         }
         let row = meta.row_from_fields(item.to_values());
-        self.write(&meta, OpKind::Insert, item.id(), Some(row))?;
-        Ok(item)
+        let stored = self.write(&meta, OpKind::Insert, item.id(), Some(row))?;
+        match stored {
+            Some(row) => meta.decode(&row),
+            None => Ok(item),
+        }
     }
 
     /// Inserts many items: exactly what [`Tx::insert`] of each in turn does, faster.
-    /// Returns the items as stored (with their ids).
+    /// Returns the items as stored, as [`Tx::insert`] does.
     //
     // When no operation of the table is queued as the batch starts, no item of it can
     // meet one: the batch queues only inserts, and inserting an id a second time fails
@@ -136,7 +172,7 @@ impl Tx<'_> {
                 }
                 let no_item: Option<&str> = None;
                 append.execute(rusqlite::params![OpKind::Insert.as_str(), meta.name, item.id(), no_item, now])?;
-                out.push(item);
+                out.push(meta.decode(&row)?);
             }
         }
         for item in failed.into_iter().chain(items) {
@@ -154,13 +190,13 @@ impl Tx<'_> {
     pub(super) fn update_values<E: SyncEntity>(&mut self, id: &str, values: Vec<Value>) -> Result<()> {
         let meta = self.meta::<E>()?;
         let row = meta.row_from_fields(values);
-        self.write(&meta, OpKind::Update, id, Some(row))
+        self.write(&meta, OpKind::Update, id, Some(row)).map(drop)
     }
 
     /// Deletes an item.
     pub fn delete<E: SyncEntity>(&mut self, id: &str) -> Result<()> {
         let meta = self.meta::<E>()?;
-        self.write(&meta, OpKind::Delete, id, None)
+        self.write(&meta, OpKind::Delete, id, None).map(drop)
     }
 
     /// The item with this id, if any.
@@ -196,8 +232,15 @@ impl Tx<'_> {
     }
 
     /// The write path: validate, apply the collapse rule against the item's latest
-    /// operation, change the row, change the queue. All inside `self.tx`.
-    pub(crate) fn write(&mut self, meta: &TableMeta, new: OpKind, id: &str, row: Option<Vec<Value>>) -> Result<()> {
+    /// operation, change the row, change the queue. All inside `self.tx`. Returns the
+    /// full row an insert wrote (`None` for updates and deletes).
+    pub(crate) fn write(
+        &mut self,
+        meta: &TableMeta,
+        new: OpKind,
+        id: &str,
+        row: Option<Vec<Value>>,
+    ) -> Result<Option<Vec<Value>>> {
         validate_id(meta.name, id)?;
         if let Some(row) = &row {
             meta.validate_row(row)?;
@@ -215,6 +258,7 @@ impl Tx<'_> {
 
         // The row change.
         let mut snapshot: Option<String> = None;
+        let mut written = None;
         match new {
             OpKind::Insert => {
                 let mut row = row.unwrap_or_else(|| meta.empty_row());
@@ -239,6 +283,7 @@ impl Tx<'_> {
                     }
                     other => other,
                 })?;
+                written = Some(row);
             }
             OpKind::Update => {
                 let row = row.unwrap_or_else(|| meta.empty_row());
@@ -278,7 +323,7 @@ impl Tx<'_> {
             (Collapse::Remove, Some(op)) => queue::remove_op(&self.tx, op.seq)?,
             (_, None) => unreachable!("collapse only keeps, changes or removes an existing operation"),
         }
-        Ok(())
+        Ok(written)
     }
 
     fn exec_row<P: rusqlite::Params>(&self, meta: &TableMeta, id: &str, sql: &str, params: P) -> Result<usize> {

@@ -13,7 +13,7 @@ use crate::store::{Answered, ErrorInput, QueuedOp, TableMeta, Tx};
 
 use super::conflict::conflict;
 use super::prepare::{Prepared, prepare};
-use super::report::{PushCancel, PushReport};
+use crate::push_report::{PushCancel, PushReport};
 
 /// The local result of an operation the server took, not yet committed. It is committed
 /// by the store call that prepares the next batch of operations (or by the last call of
@@ -83,7 +83,10 @@ pub(super) async fn push_one(
         false => prepared.request.clone(),
     };
     let mut answer = match inner.send(&request).await {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            report.bytes += answer.bytes();
+            answer
+        }
         Err(Error::Network { url, source }) => return Ok(Step::Stop(PushCancel::Network { url, source })),
         Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),
         Err(e) => return Err(e),

@@ -18,7 +18,7 @@ use sync_core::{ProtocolVersion, Value};
 
 use super::answer::{Step, record};
 use super::prepare::Prepared;
-use super::report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport};
+use crate::push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport};
 
 /// The server answered 409 or 412: settle it (see the module's docs).
 pub(super) async fn conflict(
@@ -40,8 +40,12 @@ pub(super) async fn conflict(
         url.query_pairs_mut().append_pair(include_deleted(inner.protocol), "true");
         let get = Request { method: Method::GET, url, if_match: None, body: None };
         match inner.send(&get).await {
-            Ok(a) if a.is_success() => server_json = a.json().filter(serde_json::Value::is_object),
-            Ok(_) => {}
+            Ok(a) => {
+                report.bytes += a.bytes();
+                if a.is_success() {
+                    server_json = a.json().filter(serde_json::Value::is_object);
+                }
+            }
             Err(Error::Network { url, source }) => return Ok(Step::Stop(PushCancel::Network { url, source })),
             Err(Error::Auth { url, status }) => return Ok(Step::Stop(PushCancel::Auth { url, status })),
             Err(e) => return Err(e),
@@ -105,7 +109,7 @@ pub(super) async fn conflict(
 
     if kind == OpKind::Insert && meta.is_deleted(&server) {
         report.conflicts.push(outcome(ConflictResolution::Recreated));
-        return recreate(inner, op, prepared, &server).await;
+        return recreate(inner, op, prepared, &server, report).await;
     }
 
     let resolution = match inner.handlers.get(op.table.as_str()) {
@@ -164,7 +168,13 @@ fn include_deleted(protocol: ProtocolVersion) -> &'static str {
 /// server offers) and then updates it. Whatever refuses it ends as an error row that
 /// says so; a version that moved meanwhile sends the insert again (it meets the new
 /// tombstone, or the item someone else re-created).
-async fn recreate(inner: &ClientInner, op: &QueuedOp, prepared: Prepared, server: &[Value]) -> Result<Step> {
+async fn recreate(
+    inner: &ClientInner,
+    op: &QueuedOp,
+    prepared: Prepared,
+    server: &[Value],
+    report: &mut PushReport,
+) -> Result<Step> {
     let meta = Arc::clone(&prepared.meta);
     let version = meta.version_of(server);
     let url = inner.table_url(&op.table, Some(&op.item_id));
@@ -176,18 +186,18 @@ async fn recreate(inner: &ClientInner, op: &QueuedOp, prepared: Prepared, server
             }
             let mut url = url;
             url.query_pairs_mut().append_pair(include_deleted(ProtocolVersion::V3), "true");
-            send(inner, &Request { method: Method::PUT, url, if_match: version, body: Some(body) }).await?
+            send(inner, &Request { method: Method::PUT, url, if_match: version, body: Some(body) }, report).await?
         }
         ProtocolVersion::V2 => {
             let undelete = Request { method: Method::POST, url: url.clone(), if_match: version, body: None };
-            let undone = send(inner, &undelete).await?;
+            let undone = send(inner, &undelete, report).await?;
             match undone {
                 Sent::Answer(a) if a.is_success() => {
                     let version = a
                         .json()
                         .and_then(|j| j.get(sync_core::system::VERSION).and_then(|v| v.as_str()).map(str::to_owned));
                     let update = Request { method: Method::PATCH, url, if_match: version, body: Some(body) };
-                    send(inner, &update).await?
+                    send(inner, &update, report).await?
                 }
                 other => other,
             }
@@ -225,9 +235,13 @@ enum Sent {
     Stopped(PushCancel),
 }
 
-async fn send(inner: &ClientInner, request: &Request) -> Result<Sent> {
+/// Sends a request of the push (its bytes counted in `report`).
+async fn send(inner: &ClientInner, request: &Request, report: &mut PushReport) -> Result<Sent> {
     match inner.send(request).await {
-        Ok(answer) => Ok(Sent::Answer(answer)),
+        Ok(answer) => {
+            report.bytes += answer.bytes();
+            Ok(Sent::Answer(answer))
+        }
         Err(Error::Network { url, source }) => Ok(Sent::Stopped(PushCancel::Network { url, source })),
         Err(Error::Auth { url, status }) => Ok(Sent::Stopped(PushCancel::Auth { url, status })),
         Err(e) => Err(e),

@@ -15,22 +15,34 @@ use sync_core::ProtocolVersion;
 
 use super::answer::{Landed, Step, push_one, record};
 use super::prepare::{Prepared, prepare};
-use super::report::{PushReport, PushStatus};
+use crate::push_report::{PushReport, PushStatus};
 
 /// How many times one push sends an operation whose conflicts keep being resolved by
 /// rewriting it; then it becomes an error row.
 const MAX_ROUNDS: u32 = 4;
 
 /// How many operations one store call prepares (on as many different items). Each
-/// prepared operation is marked attempted before its request, as DESIGN.md section 7
-/// asks; one commit then serves a batch instead of one operation. A push that stops
+/// prepared operation is marked attempted before its request (so that a lost answer
+/// is recognized later); one commit then serves a batch instead of one operation. A push that stops
 /// undoes the marks of those it did not send; a crash leaves them: at most a batch and
 /// a half of operations marked attempted but not sent, which the next push sends as
 /// it sends any attempted operation.
 const BATCH: usize = 16;
 
-/// The push: see [`SyncClient::push`](crate::SyncClient::push).
+/// The push: see [`SyncClient::push`](crate::SyncClient::push). A push that stopped
+/// early is an [`Error::PushCancelled`] carrying its report.
 pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
+    let report = push_in_turn(inner).await?;
+    match &report.status {
+        PushStatus::Complete => Ok(report),
+        PushStatus::Cancelled(cancel) => {
+            Err(Error::PushCancelled { cause: Box::new(cancel.to_error()), report: Box::new(report) })
+        }
+    }
+}
+
+/// The push, its report whichever way it ended.
+async fn push_in_turn(inner: &ClientInner) -> Result<PushReport> {
     // A push that waited for another one finds what that one left.
     let _turn = inner.store.push_turn().await;
     let mut held = Held::default();
@@ -101,10 +113,12 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     let store = &inner.store;
     let total = store.pending_count().await?;
     let mut report =
-        PushReport { pushed: 0, conflicts: Vec::new(), errors: 0, skipped: 0, status: PushStatus::Complete };
+        PushReport { pushed: 0, conflicts: Vec::new(), errors: 0, skipped: 0, bytes: 0, status: PushStatus::Complete };
     let mut blocked: HashSet<(String, String)> = HashSet::new();
     let mut after = 0i64;
     let mut done = 0u64;
+    // The table of the last operation sent, for the last progress event.
+    let mut last_table = String::new();
     let mut landed: Vec<(i64, Landed)> = Vec::new();
     let mut next: Option<StoreCall<Next>> = None;
 
@@ -175,12 +189,13 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
             Step::Again => unreachable!("handled in the loop above"),
         }
         done += 1;
+        last_table.clone_from(&op.table);
         inner.emit(SyncEvent {
             phase: SyncPhase::Push,
             table: op.table.clone(),
             done,
             total: Some(total),
-            bytes: 0,
+            bytes: report.bytes,
             elapsed: started.elapsed(),
             finished: false,
         });
@@ -204,10 +219,10 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     }
     inner.emit(SyncEvent {
         phase: SyncPhase::Push,
-        table: String::new(),
+        table: last_table,
         done,
         total: Some(total),
-        bytes: 0,
+        bytes: report.bytes,
         elapsed: started.elapsed(),
         finished: true,
     });

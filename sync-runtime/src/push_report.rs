@@ -1,9 +1,14 @@
 //! What a push tells the app: its report, how it ended, and how each conflict ended.
+//! (A push that stopped early is an [`Error::PushCancelled`](crate::Error::PushCancelled)
+//! that carries its report.)
 
-use crate::error::{Error, NetworkCause};
+use crate::network_cause::NetworkCause;
 use crate::op::OpKind;
 
 /// How a push ended.
+///
+/// A push that returns `Ok` is always [`Complete`](PushStatus::Complete); the report of
+/// a cancelled one travels in [`Error::PushCancelled`](crate::Error::PushCancelled).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PushStatus {
@@ -40,19 +45,6 @@ pub enum PushCancel {
         /// The server's message.
         message: String,
     },
-}
-
-impl PushCancel {
-    /// The same failure as an [`Error`].
-    pub fn to_error(&self) -> Error {
-        match self {
-            PushCancel::Network { url, source } => Error::Network { url: url.clone(), source: source.clone() },
-            PushCancel::Auth { url, status } => Error::Auth { url: url.clone(), status: *status },
-            PushCancel::Unavailable { url, status, message } => {
-                Error::Http { url: url.clone(), status: *status, message: message.clone() }
-            }
-        }
-    }
 }
 
 /// How one conflict ended.
@@ -104,6 +96,8 @@ pub struct PushReport {
     /// Operations skipped because they (or an earlier operation on the same item) wait
     /// in the error table.
     pub skipped: u64,
+    /// Bytes of request and answer bodies this push sent and received.
+    pub bytes: u64,
     /// How the push ended.
     pub status: PushStatus,
 }
