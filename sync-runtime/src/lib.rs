@@ -147,8 +147,8 @@ pub use op::{OpKind, OpState};
 pub use push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use store::queue;
 pub use store::{
-    Durability, ErrorRecord, IntegrityReport, Migration, PendingOp, RejectedRow, Store, StoreCall, StoreOptions,
-    SyncError, Table, TableQuery, Tx,
+    Change, ChangeOrigin, ChangeStream, Durability, ErrorRecord, IntegrityReport, Migration, PendingOp, RejectedRow,
+    Store, StoreCall, StoreOptions, SyncError, Table, TableQuery, Tx, Watch, WatchHandle,
 };
 /// OData `$filter` / `$orderby` text: how a query travels to a server.
 pub use sync_core::odata;

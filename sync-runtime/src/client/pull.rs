@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use reqwest::Method;
 
+use crate::ChangeOrigin;
 use crate::error::{Error, Result};
 use crate::store::{Answered, PullCursor, Rejection, ServerCopy, TableMeta, Tx};
 use sync_core::ProtocolVersion;
@@ -239,8 +240,10 @@ pub(crate) async fn pull<E: SyncEntity>(
         let meta2 = Arc::clone(&meta);
         let qid = query_id.clone();
         let was_skipping = skipped_any;
-        let applied =
-            inner.store.transaction(move |tx| apply_page(tx, &meta2, rows, qid.as_deref(), was_skipping)).await?;
+        let applied = inner
+            .store
+            .transaction_as(ChangeOrigin::Pull, move |tx| apply_page(tx, &meta2, rows, qid.as_deref(), was_skipping))
+            .await?;
         report.applied += applied.applied;
         report.deleted += applied.deleted;
         report.skipped += applied.skipped;

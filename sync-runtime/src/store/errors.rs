@@ -10,6 +10,7 @@ use sync_core::SyncEntity;
 use sync_core::Value;
 use sync_core::system::ERRORS_TABLE;
 
+use super::ChangeOrigin;
 use super::queue::{OpKind, OpRow};
 use super::tx::Tx;
 use super::{Answered, Store, StoreCall, Table};
@@ -195,7 +196,7 @@ impl<E: SyncEntity> Table<E> {
     /// copy, so the next local edit updates that version.
     pub fn resolve_take(&self, error: &SyncError<E>, item: E) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store().transaction(move |tx| {
+        self.store().transaction_as(ChangeOrigin::Resolution, move |tx| {
             let meta = tx.meta::<E>()?;
             let op = check_op(tx, &record)?;
             let mut row = meta.row_from_fields(item.to_values());
@@ -217,7 +218,7 @@ impl<E: SyncEntity> Table<E> {
     /// copy.
     pub fn resolve_take_server(&self, error: &SyncError<E>) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store().transaction(move |tx| {
+        self.store().transaction_as(ChangeOrigin::Resolution, move |tx| {
             let meta = tx.meta::<E>()?;
             let op = check_op(tx, &record)?;
             let Some(server) = &record.server_item else {
@@ -236,7 +237,7 @@ impl<E: SyncEntity> Table<E> {
     /// Cancels the operation and removes the local row, without queueing a delete.
     pub fn resolve_discard(&self, error: &SyncError<E>) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store().transaction(move |tx| {
+        self.store().transaction_as(ChangeOrigin::Resolution, move |tx| {
             let meta = tx.meta::<E>()?;
             let op = check_op(tx, &record)?;
             tx.remove_op(op.seq)?;
@@ -249,7 +250,7 @@ impl<E: SyncEntity> Table<E> {
     /// ("client wins"); a refused insert then becomes an update.
     pub fn resolve_retry_with(&self, error: &SyncError<E>, item: E) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store().transaction(move |tx| {
+        self.store().transaction_as(ChangeOrigin::Resolution, move |tx| {
             let meta = tx.meta::<E>()?;
             let op = check_op(tx, &record)?;
             let mut row = meta.row_from_fields(item.to_values());
@@ -286,7 +287,7 @@ impl<E: SyncEntity> Table<E> {
     /// into an insert or update restores the row from the operation.
     pub fn resolve_change_kind(&self, error: &SyncError<E>, kind: OpKind) -> StoreCall<()> {
         let record = error.record.clone();
-        self.store().transaction(move |tx| {
+        self.store().transaction_as(ChangeOrigin::Resolution, move |tx| {
             let meta = tx.meta::<E>()?;
             let op = check_op(tx, &record)?;
             let local = tx.read_row(&meta, &record.item_id)?;

@@ -7,6 +7,7 @@ mod cipher;
 mod cursor;
 mod errors;
 mod integrity;
+mod live;
 mod meta;
 mod migrate;
 mod migration;
@@ -19,6 +20,7 @@ mod schema;
 mod server_copy;
 mod table;
 mod tx;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
@@ -37,6 +39,7 @@ pub use call::StoreCall;
 pub(crate) use cursor::PullCursor;
 pub use errors::{ErrorRecord, SyncError};
 pub use integrity::IntegrityReport;
+pub use live::{Change, ChangeOrigin, ChangeStream};
 pub(crate) use meta::{TableMeta, validate_id};
 pub use migration::Migration;
 pub use queue::PendingOp;
@@ -46,6 +49,7 @@ pub(crate) use rejected::Rejection;
 pub(crate) use server_copy::{Answered, ServerCopy};
 pub use table::{Table, TableQuery};
 pub use tx::Tx;
+pub use watch::{Watch, WatchHandle};
 
 /// How hard SQLite works to make a commit durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,6 +140,11 @@ struct Worker {
     close_ack: Option<oneshot::Sender<call::Answer<()>>>,
     /// Runs the WAL checkpoints of a store file off this thread.
     checkpointer: Option<checkpoint::Checkpointer>,
+    /// The store's listeners, told of each commit.
+    hub: Arc<live::Hub>,
+    /// Other connections' commits, noticed while anyone listens (a file store only).
+    external: live::ExternalWatch,
+    on_file: bool,
 }
 
 impl Worker {
@@ -177,6 +186,8 @@ struct StoreInner {
     readers: Option<readers::ReaderPool>,
     /// Held by a push for its whole run: pushes of one store take turns.
     push_turn: tokio::sync::Mutex<()>,
+    /// The change streams and watches of this store.
+    hub: Arc<live::Hub>,
 }
 
 impl std::fmt::Debug for Store {
@@ -256,6 +267,9 @@ impl Store {
                             in_flight: HashSet::new(),
                             close_ack: None,
                             checkpointer,
+                            hub: Arc::default(),
+                            external: live::ExternalWatch::default(),
+                            on_file: path.is_some(),
                         }
                     }
                     Err(e) => {
@@ -264,8 +278,16 @@ impl Store {
                     }
                 };
                 let readers = path.clone().map(|path| readers::ReaderPool::new(path, options.clone()));
+                let hub = Arc::clone(&worker.hub);
                 let store = Store {
-                    inner: Arc::new(StoreInner { id, sender, path, readers, push_turn: tokio::sync::Mutex::new(()) }),
+                    inner: Arc::new(StoreInner {
+                        id,
+                        sender,
+                        path,
+                        readers,
+                        push_turn: tokio::sync::Mutex::new(()),
+                        hub,
+                    }),
                 };
                 // The store goes to the caller: this thread keeps no handle on it, so it
                 // ends when the app drops its last one.
@@ -273,13 +295,30 @@ impl Store {
                     return;
                 }
                 // Sleeps in `recv` until a job comes: a store with nothing to do costs
-                // nothing.
-                while let Ok(job) = receiver.recv() {
-                    job(&mut worker);
-                    if worker.close_ack.is_some() {
-                        break;
+                // nothing. While anyone listens to a store file it wakes every 200 ms
+                // too, to read whether another process committed (and for the timers
+                // of throttled watches).
+                loop {
+                    let job = match worker.external.sleep_for(&worker.hub, std::time::Instant::now()) {
+                        None => match receiver.recv() {
+                            Ok(job) => Some(job),
+                            Err(_) => break,
+                        },
+                        Some(wait) => match receiver.recv_timeout(wait) {
+                            Ok(job) => Some(job),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        },
+                    };
+                    if let Some(job) = job {
+                        job(&mut worker);
+                        if worker.close_ack.is_some() {
+                            break;
+                        }
                     }
+                    worker.external.tick(&worker.conn, &worker.hub, worker.on_file);
                 }
+                worker.hub.close();
                 let ack = worker.close_ack.take();
                 // The checkpointer's connection first: the store's, closed last, then
                 // checkpoints what is left and removes the log.
@@ -447,7 +486,17 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
     {
-        self.call(move |w| tx::run(w, f))
+        self.call(move |w| tx::run(w, ChangeOrigin::Local, f))
+    }
+
+    /// [`Store::transaction`] for the library's own writes, told to listeners as
+    /// changes of `origin`.
+    pub(crate) fn transaction_as<R, F>(&self, origin: ChangeOrigin, f: F) -> StoreCall<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+    {
+        self.call(move |w| tx::run(w, origin, f))
     }
 
     /// [`Store::transaction`] for a closure that ends with the app's own error type:
@@ -494,18 +543,19 @@ impl Store {
         E: From<Error> + Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
     {
-        self.call(move |w| tx::run(w, |tx| f(tx).map_err(|e| Error::App(Box::new(e))))).convert_err(app_error::<E>)
+        self.call(move |w| tx::run(w, ChangeOrigin::Local, |tx| f(tx).map_err(|e| Error::App(Box::new(e)))))
+            .convert_err(app_error::<E>)
     }
 
-    /// Like [`Store::transaction`], but sent to the store thread now and awaited
-    /// later: the caller goes on with other work (a push sends its requests) while the
+    /// Like [`Store::transaction`] (a push's: its changes are of
+    /// [`ChangeOrigin::Push`]), but sent to the store thread now and awaited later: the caller goes on with other work (a push sends its requests) while the
     /// store runs it. Calls made meanwhile run after it.
     pub(crate) fn transaction_now<R, F>(&self, f: F) -> StoreCall<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
     {
-        match self.submit(Box::new(move |w| tx::run(w, f))) {
+        match self.submit(Box::new(move |w| tx::run(w, ChangeOrigin::Push, f))) {
             Ok(rx) => StoreCall::sent(rx),
             Err(e) => StoreCall::ready(Err(e)),
         }

@@ -6,6 +6,7 @@ use sync_core::SyncEntity;
 use sync_core::query::Query;
 use sync_core::system::{ERRORS_TABLE, ID, OPERATIONS_TABLE};
 
+use super::ChangeOrigin;
 use super::queue::sql_once;
 use super::tx::Tx;
 use super::{StoreCall, Table};
@@ -35,13 +36,13 @@ impl<E: SyncEntity> Table<E> {
     /// ```
     pub fn purge(&self, query: &Query<E>) -> StoreCall<u64> {
         let query = query.clone();
-        self.store().transaction(move |tx| purge::<E>(tx, &query, false))
+        self.store().transaction_as(ChangeOrigin::Purge, move |tx| purge::<E>(tx, &query, false))
     }
 
     /// Deletes all of the table's rows, queued operations, errors, rejected rows and
     /// pull cursors: the next pull starts over. Returns how many rows were deleted.
     pub fn force_purge(&self) -> StoreCall<u64> {
-        self.store().transaction(|tx| purge::<E>(tx, &Query::new(), true))
+        self.store().transaction_as(ChangeOrigin::Purge, |tx| purge::<E>(tx, &Query::new(), true))
     }
 }
 
@@ -64,10 +65,24 @@ fn purge<E: SyncEntity>(tx: &mut Tx<'_>, query: &Query<E>, force: bool) -> Resul
     }
     let ids = sync_core::sql::select(&sync_core::sql::Sqlite, meta.name, &[ID], query.spec(), &*meta)?;
     let table = sync_core::sql::quote_ident(meta.name);
-    let removed = conn.execute(
-        &format!("DELETE FROM {table} WHERE \"id\" IN ({})", ids.sql),
-        rusqlite::params_from_iter(ids.params.iter()),
-    )?;
+    let mut removed = 0u64;
+    {
+        let mut stmt = conn.prepare(&format!("DELETE FROM {table} WHERE \"id\" IN ({}) RETURNING \"id\"", ids.sql))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(ids.params.iter()))?;
+        let mut changes = tx.changes();
+        while let Some(row) = rows.next()? {
+            removed += 1;
+            match row.get_ref(0)?.as_str() {
+                Ok(id) => changes.row(meta.name, id),
+                Err(_) => changes.many_rows(meta.name),
+            }
+        }
+    }
     tx.delete_pull_cursors(meta.name)?;
-    Ok(removed as u64)
+    let mut changes = tx.changes();
+    if force {
+        changes.queue();
+        changes.errors();
+    }
+    Ok(removed)
 }

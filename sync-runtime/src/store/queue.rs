@@ -434,6 +434,7 @@ impl Tx<'_> {
         earlier: Vec<serde_json::Value>,
         sent: serde_json::Value,
     ) -> Result<()> {
+        self.changes().queue();
         mark_attempted_with(&self.tx, seq, earlier, Some(sent))
     }
 
@@ -441,22 +442,32 @@ impl Tx<'_> {
     /// and what earlier attempts sent go back to what they were (`state`, `stored_sent`),
     /// and the attempt is not counted.
     pub(crate) fn unmark_attempted(&self, seq: i64, state: OpState, stored_sent: Option<&str>) -> Result<()> {
+        self.changes().queue();
         unmark_attempted(&self.tx, seq, state, stored_sent)
     }
 
     /// Records (or replaces) the error row of an operation and marks it failed.
     pub(crate) fn record_error(&self, seq: i64, input: &ErrorInput) -> Result<()> {
+        let mut changes = self.changes();
+        changes.queue();
+        changes.errors();
         record_error(&self.tx, seq, input)
     }
 
     /// Removes an operation (settled) and its error row.
     pub(crate) fn remove_op(&self, seq: i64) -> Result<()> {
+        let mut changes = self.changes();
+        changes.queue();
+        changes.errors();
         remove_op(&self.tx, seq)
     }
 
     /// Rewrites an operation with a new kind and item: its version is bumped and its
     /// error row removed.
     pub(crate) fn rewrite_op(&self, seq: i64, kind: OpKind, item: Option<&str>) -> Result<()> {
+        let mut changes = self.changes();
+        changes.queue();
+        changes.errors();
         rewrite_op(&self.tx, seq, kind, item)
     }
 }

@@ -247,6 +247,11 @@ impl<E: SyncEntity> TableQuery<E> {
         self.query
     }
 
+    /// The table and the query.
+    pub(super) fn into_parts(self) -> (Table<E>, Query<E>) {
+        (self.table, self.query)
+    }
+
     /// Every matching item.
     pub fn all(self) -> StoreCall<Vec<E>> {
         self.table.fetch_owned(self.query)

@@ -1,6 +1,7 @@
 //! One SQLite transaction on the store thread, and the write path every local insert,
 //! update and delete goes through: the row change and its queue operation, together.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use sync_core::SyncEntity;
 use sync_core::Value;
 use sync_core::query::Query;
 
+use super::live::{ChangeOrigin, ChangeSet};
 use super::meta::{TableMeta, validate_id};
 use super::queue::{self, Collapse, OpKind};
 use super::{Worker, schema};
@@ -60,6 +62,8 @@ pub struct Tx<'a> {
     /// The time this transaction queues its operations at, taken on first use: one
     /// timestamp for every operation of one commit.
     now: Option<String>,
+    /// What the transaction touched, told to the store's listeners when it commits.
+    changes: RefCell<ChangeSet>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -69,8 +73,9 @@ impl std::fmt::Debug for Tx<'_> {
 }
 
 /// Runs `f` in one transaction: commit when it returns `Ok`, roll back otherwise (and
-/// when it panics: the store's state is then left as it was).
-pub(super) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+/// when it panics: the store's state is then left as it was). A commit is told to the
+/// store's listeners as a change of `origin`.
+pub(super) fn run<R>(w: &mut Worker, origin: ChangeOrigin, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
     // IMMEDIATE: take the write lock up front, waiting (busy timeout) for another
     // process holding it; a deferred transaction that reads and then writes fails at
     // once with "database is locked" when another process wrote in between.
@@ -78,21 +83,29 @@ pub(super) fn run<R>(w: &mut Worker, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -
     // The transaction borrows the connection and the table cache; the in-flight set is
     // copied into it. Tables it creates and changes to the in-flight marks are part of
     // the transaction: kept on commit, dropped on rollback or panic.
-    let (committed, in_flight, registered) = {
-        let mut t = Tx { tx, tables: &w.tables, in_flight: w.in_flight.clone(), registered: Vec::new(), now: None };
+    let (committed, in_flight, registered, changes) = {
+        let mut t = Tx {
+            tx,
+            tables: &w.tables,
+            in_flight: w.in_flight.clone(),
+            registered: Vec::new(),
+            now: None,
+            changes: RefCell::default(),
+        };
         let out = f(&mut t);
-        let Tx { tx, in_flight, registered, .. } = t;
+        let Tx { tx, in_flight, registered, changes, .. } = t;
         let committed = match out {
             Ok(out) => tx.commit().map(|()| out).map_err(Error::from),
             Err(e) => Err(e),
         };
-        (committed, in_flight, registered)
+        (committed, in_flight, registered, changes.into_inner())
     };
     if committed.is_ok() {
         for meta in registered {
             w.tables.insert(meta.name, meta);
         }
         w.in_flight = in_flight;
+        w.hub.publish(changes, origin);
     }
     committed
 }
@@ -172,6 +185,9 @@ impl Tx<'_> {
                 }
                 let no_item: Option<&str> = None;
                 append.execute(rusqlite::params![OpKind::Insert.as_str(), meta.name, item.id(), no_item, now])?;
+                let mut changes = self.changes.borrow_mut();
+                changes.row(meta.name, item.id());
+                changes.queue();
                 out.push(meta.decode(&row)?);
             }
         }
@@ -323,6 +339,13 @@ impl Tx<'_> {
             (Collapse::Remove, Some(op)) => queue::remove_op(&self.tx, op.seq)?,
             (_, None) => unreachable!("collapse only keeps, changes or removes an existing operation"),
         }
+        let mut changes = self.changes.borrow_mut();
+        changes.row(meta.name, id);
+        changes.queue();
+        if existing.is_some_and(|op| op.state == queue::OpState::Failed) {
+            // Rewriting or removing a failed operation removes its error row.
+            changes.errors();
+        }
         Ok(written)
     }
 
@@ -351,12 +374,22 @@ impl Tx<'_> {
         validate_id(meta.name, &id)?;
         meta.validate_row(row)?;
         self.exec_row(meta, &id, &meta.upsert, params_from_iter(row.iter()))?;
+        self.changes.get_mut().row(meta.name, &id);
         Ok(())
     }
 
     /// Deletes the local row of `id` without queueing anything; whether there was one.
     pub(crate) fn delete_row_unqueued(&mut self, meta: &TableMeta, id: &str) -> Result<bool> {
-        Ok(self.tx.prepare_cached(&meta.delete)?.execute([id])? > 0)
+        let had = self.tx.prepare_cached(&meta.delete)?.execute([id])? > 0;
+        if had {
+            self.changes.get_mut().row(meta.name, id);
+        }
+        Ok(had)
+    }
+
+    /// What this transaction touched so far, to add to.
+    pub(crate) fn changes(&self) -> std::cell::RefMut<'_, ChangeSet> {
+        self.changes.borrow_mut()
     }
 
     /// Marks an operation as in flight (its request is out) or no longer, as part of

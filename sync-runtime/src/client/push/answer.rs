@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use reqwest::Method;
 
+use crate::ChangeOrigin;
 use crate::client::ClientInner;
 use crate::client::http::{Answer, Request, is_unavailable};
 use crate::error::{Error, Result};
@@ -40,7 +41,7 @@ pub(super) enum Step {
 
 /// Records an error row for operation `seq` (and marks it failed).
 pub(super) async fn record(inner: &ClientInner, seq: i64, input: ErrorInput) -> Result<()> {
-    inner.store.transaction(move |tx| tx.record_error(seq, &input)).await
+    inner.store.transaction_as(ChangeOrigin::Push, move |tx| tx.record_error(seq, &input)).await
 }
 
 /// Sends one operation (`prepared` already, or prepared here) and settles its answer.
@@ -55,7 +56,7 @@ pub(super) async fn push_one(
         Some(prepared) => prepared,
         None => {
             let (op, protocol, base) = (op.clone(), inner.protocol, inner.base.clone());
-            inner.store.transaction(move |tx| prepare(tx, &op, protocol, &base)).await
+            inner.store.transaction_as(ChangeOrigin::Push, move |tx| prepare(tx, &op, protocol, &base)).await
         }
     };
     let prepared = match prepared {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use reqwest::Method;
 
+use crate::ChangeOrigin;
 use crate::client::ClientInner;
 use crate::client::conflict_handler::ErasedResolution;
 use crate::client::http::{Answer, Request};
@@ -92,7 +93,7 @@ pub(super) async fn conflict(
         let (seq, id) = (op.seq, op.item_id.clone());
         return inner
             .store
-            .transaction(move |tx| {
+            .transaction_as(ChangeOrigin::Push, move |tx| {
                 if changed_since {
                     // Continue as an update over the server's version.
                     tx.take_server_columns(&meta, &id, &server)?;
@@ -134,7 +135,7 @@ pub(super) async fn conflict(
             report.conflicts.push(outcome(ConflictResolution::ServerWins));
             inner
                 .store
-                .transaction(move |tx| {
+                .transaction_as(ChangeOrigin::Push, move |tx| {
                     tx.remove_op(seq)?;
                     tx.apply_server_copy(&meta, &id, server, Answered::Op(seq))
                 })
@@ -262,7 +263,7 @@ async fn overwrite(
     let server = server.to_vec();
     inner
         .store
-        .transaction(move |tx| {
+        .transaction_as(ChangeOrigin::Push, move |tx| {
             match kind {
                 OpKind::Delete => {
                     // Delete again over the server's version: keep it in the queued item.

@@ -6,6 +6,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
+use crate::ChangeOrigin;
 use crate::client::ClientInner;
 use crate::client::progress::{SyncEvent, SyncPhase};
 use crate::error::{Error, Result};
@@ -59,7 +60,7 @@ async fn push_in_turn(inner: &ClientInner) -> Result<PushReport> {
             .collect();
         let undone = inner
             .store
-            .transaction(move |tx| {
+            .transaction_as(ChangeOrigin::Push, move |tx| {
                 for (seq, state, sent_item) in marked {
                     tx.unmark_attempted(seq, state, sent_item.as_deref())?;
                 }
@@ -214,7 +215,9 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     pending?;
     if !landed.is_empty() {
         let seqs: Vec<i64> = landed.iter().map(|(seq, _)| *seq).collect();
-        store.transaction(move |tx| landed.into_iter().try_for_each(|(_, commit)| commit(tx))).await?;
+        store
+            .transaction_as(ChangeOrigin::Push, move |tx| landed.into_iter().try_for_each(|(_, commit)| commit(tx)))
+            .await?;
         held.uncommitted.retain(|seq| !seqs.contains(seq));
     }
     inner.emit(SyncEvent {
