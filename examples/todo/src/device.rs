@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sync_runtime::{ProtocolVersion, Store, SyncClient, Table};
+use sync_runtime::{ProtocolVersion, Store, SyncClient, Table, TableQuery};
 
 use crate::failure::{Failure, Result, chain};
 use crate::model::TodoItem;
@@ -92,11 +92,16 @@ impl Device {
 
     /// Every item ordered by text (then id); with `all == false`, only those not done.
     pub async fn items(&self, all: bool) -> Result<Vec<TodoItem>> {
+        Ok(self.items_query(all).all().await?)
+    }
+
+    /// The query of [`Device::items`], to run or to watch.
+    pub fn items_query(&self, all: bool) -> TableQuery<TodoItem> {
         let mut query = self.todos.query();
         if !all {
             query = query.filter(TodoItem::FIELDS.complete.eq(false));
         }
-        Ok(query.order_by(TodoItem::FIELDS.text.asc()).order_by(TodoItem::FIELDS.id.asc()).all().await?)
+        query.order_by(TodoItem::FIELDS.text.asc()).order_by(TodoItem::FIELDS.id.asc())
     }
 
     /// Every item ordered by id: what two synced replicas compare.

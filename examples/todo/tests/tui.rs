@@ -113,6 +113,15 @@ fn terminal_ui_adds_toggles_syncs_and_deletes() {
     tmux.keys(&["d"]);
     tmux.wait_for("the delete", |s| !s.contains("call mum") && s.contains("pending: 0"));
 
+    // Another process writes the same store file: the UI shows it by itself, no key.
+    let added = todo(d, &["--db", "tui.db", "add", "from another terminal"]);
+    let id = added.stdout.trim().to_owned();
+    tmux.wait_for("the other process's item", |s| {
+        s.contains("[ ] from another terminal") && s.contains("not synced") && s.contains("pending: 1")
+    });
+    todo(d, &["--db", "tui.db", "rm", &id]).ok();
+    tmux.wait_for("the other process's delete", |s| !s.contains("from another terminal") && s.contains("pending: 0"));
+
     tmux.keys(&["q"]);
     tmux.wait_for("todo to exit", |s| s.contains("todo exited with"));
     let screen = tmux.screen();

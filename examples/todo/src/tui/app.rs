@@ -49,6 +49,8 @@ pub struct App {
     pub notice: Option<String>,
     /// Set by `q`.
     pub quit: bool,
+    /// The item to select once the list shows it (one just added).
+    select_when_shown: Option<String>,
 }
 
 impl App {
@@ -68,26 +70,15 @@ impl App {
             last_sync: None,
             notice: None,
             quit: false,
+            select_when_shown: None,
         }
     }
 
-    /// Reads the items and counts again, keeping the selection on the same item.
-    pub async fn reload(&mut self) {
-        let selected = self.selected().map(|item| item.id.clone());
-        let read = async {
-            let items = self.device.items(true).await?;
-            let marks = self.device.marks().await?;
-            let pending = self.device.store.pending_count().await?;
-            Ok::<_, Failure>((items, marks, pending))
-        };
-        match read.await {
-            Ok((items, marks, pending)) => {
-                self.items = items;
-                self.marks = marks;
-                self.pending = pending;
-            }
-            Err(failure) => self.notice = Some(failure.message),
-        }
+    /// Shows the items a watch yielded, keeping the selection on the same item (or
+    /// moving it to one just added).
+    fn show_items(&mut self, items: Vec<TodoItem>) {
+        let selected = self.select_when_shown.take().or_else(|| self.selected().map(|item| item.id.clone()));
+        self.items = items;
         let index = selected
             .and_then(|id| self.items.iter().position(|item| item.id == id))
             .or(self.list.selected())
@@ -108,8 +99,11 @@ impl App {
             Event::SyncDone(result) => {
                 self.syncing = None;
                 self.last_sync = Some(LastSync { at: Instant::now(), result });
-                self.reload().await;
             }
+            Event::Items(Ok(items)) => self.show_items(items),
+            Event::Pending(n) => self.pending = n,
+            Event::Marks(marks) => self.marks = marks,
+            Event::Items(Err(message)) => self.notice = Some(message),
         }
     }
 
@@ -166,15 +160,10 @@ impl App {
     async fn write(&mut self, write: Write) {
         let todos = &self.device.todos;
         let result = match write {
-            Write::Add(text) => match todos.insert(TodoItem::new(text)).await {
-                Ok(item) => {
-                    self.reload().await;
-                    let index = self.items.iter().position(|i| i.id == item.id);
-                    self.list.select(index);
-                    return;
-                }
-                Err(e) => Err(e),
-            },
+            Write::Add(text) => todos.insert(TodoItem::new(text)).await.map(|item| {
+                // The list's watch shows it in a moment: select it then.
+                self.select_when_shown = Some(item.id);
+            }),
             Write::Toggle(mut item) => {
                 item.complete = !item.complete;
                 todos.update(&item).await
@@ -184,7 +173,6 @@ impl App {
         if let Err(e) = result {
             self.notice = Some(Failure::from(e).message);
         }
-        self.reload().await;
     }
 
     /// Starts a sync in the background, unless one runs.

@@ -2,7 +2,10 @@
 //! sync, and a status bar with the pending-changes count and the last sync's result.
 //!
 //! Keys are read on their own thread and arrive with sync results on one channel; a
-//! sync runs as a spawned task, so the UI keeps answering while it runs. With no
+//! sync runs as a spawned task, so the UI keeps answering while it runs. What the
+//! screen shows comes from watches of the store (the list, the pending count, the
+//! marks beside items), so it redraws itself whenever the data changes: after a key,
+//! a sync, or a write by another process (`todo add` in another terminal). With no
 //! `--server`, an embedded server starts on 127.0.0.1 with its database beside the
 //! store (`<store>.server.db`), so what was synced is still there next time.
 
@@ -29,6 +32,12 @@ pub enum Event {
     Resize,
     /// A sync finished: its outcome, or the message of its failure.
     SyncDone(std::result::Result<crate::sync::Outcome, String>),
+    /// The list changed (from its watch), or could not be read.
+    Items(std::result::Result<Vec<crate::model::TodoItem>, String>),
+    /// The number of queued changes changed.
+    Pending(u64),
+    /// The marks beside items that are not in sync changed.
+    Marks(std::collections::HashMap<String, &'static str>),
 }
 
 /// The embedded server's database for a store file: `<name>.server.db` beside it.
@@ -52,8 +61,8 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
     };
     let client = device.client(&url, ctx.protocol, None)?;
     let (tx, rx) = mpsc::unbounded_channel();
+    watch_store(&device, &tx);
     let mut app = App::new(device, client, label, tx.clone());
-    app.reload().await;
 
     spawn_input_thread(tx);
     let mut terminal =
@@ -88,6 +97,46 @@ async fn event_loop(
         }
     }
     Ok(())
+}
+
+/// Forwards what the screen shows, from watches of the store, to the loop: the list,
+/// the pending count, and the marks (read again when the queue or the error table
+/// changes). The tasks end when the loop is gone.
+fn watch_store(device: &crate::device::Device, tx: &mpsc::UnboundedSender<Event>) {
+    let mut items = device.items_query(true).watch();
+    let events = tx.clone();
+    tokio::spawn(async move {
+        while let Some(result) = items.next().await {
+            let event = Event::Items(result.map_err(|e| Failure::from(e).message));
+            if events.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let mut pending = device.store.watch_pending_count();
+    let events = tx.clone();
+    tokio::spawn(async move {
+        while let Some(result) = pending.next().await {
+            if events.send(Event::Pending(result.unwrap_or(0))).is_err() {
+                break;
+            }
+        }
+    });
+    let mut changes = device.store.changes();
+    let (device, events) = (device.clone(), tx.clone());
+    tokio::spawn(async move {
+        let mut stale = true;
+        loop {
+            if stale {
+                let marks = device.marks().await.unwrap_or_default();
+                if events.send(Event::Marks(marks)).is_err() {
+                    break;
+                }
+            }
+            let Some(change) = changes.next().await else { break };
+            stale = change.queue_changed() || change.errors_changed();
+        }
+    });
 }
 
 /// Reads terminal events on a thread of its own (crossterm's `read` blocks) and sends
