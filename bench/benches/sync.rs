@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use sync_bench::measure::Figure;
 use sync_bench::remote::{Db, PgSchema};
-use sync_bench::{Sizes, local, remote};
+use sync_bench::{Sizes, live, local, remote};
 
 /// The PostgreSQL database of the `pull_pg` and `push_pg` scenarios (each in a schema
 /// of its own, dropped afterwards); `SYNC_TEST_POSTGRES_URL` is used when it is unset.
@@ -56,6 +56,16 @@ fn main() -> ExitCode {
                 }
             };
         }
+    }
+    // The other process of `live_latency_process` (see `live::child_writer`).
+    if let Ok(path) = std::env::var(live::CHILD_WRITER_VAR) {
+        return match live::child_writer(&path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("child writer failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let args = args();
     match run(&args) {
@@ -112,6 +122,21 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
     }
     if wanted("idle") {
         show(&mut figures, local::idle(&rt, d, sizes.idle_secs)?);
+    }
+    if wanted("live_latency") {
+        show(&mut figures, live::latency(d, sizes.live_writes)?);
+    }
+    if wanted("live_latency_process") {
+        show(&mut figures, live::latency_across_processes(d, sizes.live_writes)?);
+    }
+    if wanted("live_unrelated_write") {
+        show(&mut figures, live::unrelated_write(d, r, sizes.live_round_writes, 100)?);
+    }
+    if wanted("live_requery") {
+        show(&mut figures, live::requery(d, r, sizes.live_round_writes, sizes.live_rows, 10)?);
+    }
+    if wanted("live_idle") {
+        show(&mut figures, live::idle(d, sizes.idle_secs, 10)?);
     }
     if wanted("pull") {
         let db = Db::Sqlite(d.join("pull-server.db"));

@@ -15,6 +15,7 @@
 //! - [`local`]: `insert_one`, `insert_batch`, `query`, `queue_read`.
 //! - [`remote`]: `pull` and `push` against a `sync-server` on 127.0.0.1.
 
+pub mod live;
 pub mod local;
 pub mod measure;
 pub mod model;
@@ -50,6 +51,12 @@ pub struct Sizes {
     pub queue_calls: usize,
     /// `idle`: seconds of measured idleness.
     pub idle_secs: u64,
+    /// `live_latency`, `live_latency_process`: writes, one at a time.
+    pub live_writes: usize,
+    /// `live_unrelated_write`, `live_requery`: writes per round.
+    pub live_round_writes: usize,
+    /// `live_requery`: rows in the watched table.
+    pub live_rows: usize,
 }
 
 impl Sizes {
@@ -68,6 +75,9 @@ impl Sizes {
         queue_ops: 10_000,
         queue_calls: 2_000,
         idle_secs: 10,
+        live_writes: 200,
+        live_round_writes: 500,
+        live_rows: 100_000,
     };
 
     /// Small sizes: the whole run takes well under a minute.
@@ -85,5 +95,8 @@ impl Sizes {
         queue_ops: 10_000,
         queue_calls: 1_000,
         idle_secs: 2,
+        live_writes: 50,
+        live_round_writes: 200,
+        live_rows: 20_000,
     };
 }

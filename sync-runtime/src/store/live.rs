@@ -322,6 +322,8 @@ pub(crate) struct Hub {
     inner: Mutex<HubState>,
     /// How many listeners there are (read without the lock on every commit).
     listeners: AtomicUsize,
+    /// How many timers are set (read without the lock between jobs).
+    timers: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -371,6 +373,7 @@ impl Hub {
             self.listeners.fetch_sub(1, Ordering::AcqRel);
         }
         hub.timers.retain(|(_, i)| *i != id);
+        self.timers.store(hub.timers.len(), Ordering::Release);
     }
 
     /// Tells every listener `set` concerns; a set that touched nothing tells nobody.
@@ -412,16 +415,23 @@ impl Hub {
         let mut hub = self.lock();
         let earliest = hub.timers.iter().all(|(t, _)| *t > at);
         hub.timers.push((at, id));
+        self.timers.store(hub.timers.len(), Ordering::Release);
         earliest
     }
 
     /// The earliest timer, if any.
     pub(crate) fn next_timer(&self) -> Option<Instant> {
+        if self.timers.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         self.lock().timers.iter().map(|(t, _)| *t).min()
     }
 
     /// Wakes the listeners whose timers are due.
     pub(crate) fn fire_timers(&self, now: Instant) {
+        if self.timers.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let due: Vec<Arc<Mailbox>> = {
             let mut hub = self.lock();
             let HubState { timers, mailboxes, .. } = &mut *hub;
@@ -435,6 +445,7 @@ impl Hub {
                 }
                 false
             });
+            self.timers.store(timers.len(), Ordering::Release);
             due
         };
         for mailbox in due {
@@ -450,6 +461,7 @@ impl Hub {
             let mut hub = self.lock();
             hub.closed = true;
             hub.timers.clear();
+            self.timers.store(0, Ordering::Release);
             std::mem::take(&mut hub.mailboxes)
         };
         self.listeners.store(0, Ordering::Release);
@@ -523,7 +535,7 @@ impl ExternalWatch {
 }
 
 fn data_version(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+    conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))
 }
 
 /// The changes a store commits, one per transaction, in commit order: from
