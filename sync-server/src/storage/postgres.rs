@@ -11,34 +11,45 @@
 //! `"version"`, `"updatedAt"`, `"createdAt"` (fixed-width UTC text) and `"deleted"
 //! BOOLEAN`; primary key `id`, or `(owner, id)` for an owned table; an index on
 //! `("updatedAt", "id")` (and `(owner, "updatedAt", "id")`) for incremental readers.
-//! `__sync_server_clock` holds one row per table: the last `(updatedAt, id)` assigned.
-//! [`Storage::prepare`] creates all of it idempotently, inside a transaction holding a
-//! `pg_advisory_xact_lock`, so that several instances may start at once.
+//! `__sync_server_clock` holds one row per shared table and `__sync_server_owner_clock`
+//! one per owner of an owned table: the last `(updatedAt, id)` assigned
+//! ([`super::statements`]); `__sync_server_inflight` (unlogged) the pairs reserved by
+//! writes in flight ([`reservations`]). [`Storage::prepare`] creates all of it
+//! idempotently, inside a transaction holding a `pg_advisory_xact_lock`, so that several
+//! instances may start at once. PostgreSQL 12 or later (readers of a shared table rely
+//! on it folding a `WITH` query into the query that uses it).
 //!
 //! # Incremental readers under concurrent writers
 //!
 //! A reader pages by `(updatedAt, id)` and resumes after the last pair it saw
 //! ([`crate::stamp`]); it misses a row if that row becomes visible *after* a row with a
 //! greater pair. With concurrent transactions, assigning a pair at write time is not
-//! enough: transactions commit in any order.
+//! enough: transactions commit in any order. Writes go through the write path shared
+//! with SQLite ([`super::write`]), with this backend's attempts ([`attempt`]):
 //!
-//! The mechanism: **writers of one table are serialized on the table's clock row.**
-//! Every write transaction starts with `SELECT .. FROM __sync_server_clock WHERE tbl = $1
-//! FOR UPDATE`, then reads the row, checks, assigns the next pair by the rule of
-//! [`crate::stamp`], writes the row and the clock row, and commits (the write path
-//! shared with SQLite, [`super::write`], over this backend's [`PgWrite`]). The row lock is held
-//! until the transaction ends, so pairs are assigned and committed in the same order,
-//! one transaction at a time; and PostgreSQL releases a transaction's locks only after
-//! its commit is visible to new snapshots, so the next writer (which waits on that lock)
-//! commits strictly later. Hence any snapshot that sees a pair sees every smaller pair of
-//! the table, whichever instance wrote it. Writes to different tables do not wait for
-//! each other; reads never wait. The cost is one write transaction per table at a time
-//! (four round trips: `BEGIN`, lock + read, write + clock, `COMMIT`; statements that do
-//! not depend on each other are pipelined).
+//! - **Owned tables**: an owner's readers see only that owner's rows, so only writers of
+//!   one owner need to agree. A write transaction locks the owner's clock row (`SELECT
+//!   .. FOR UPDATE`) until it commits: one owner's writers commit one at a time in the
+//!   order of their pairs (PostgreSQL releases a transaction's locks only after its
+//!   commit is visible to new snapshots, so the next writer commits strictly later), and
+//!   writers of different owners never wait for each other.
+//! - **Shared tables**: writers do not queue at all. Each reserves its pair in a short
+//!   statement of its own, then reads and writes its row; readers see only the rows
+//!   before the oldest reservation still in flight. [`reservations`] describes it and
+//!   shows why no reader can skip a row.
 //!
-//! Rows written by other programs bypass the clock and void this guarantee.
+//! Both hold across any number of instances on one database: the clock rows, the locks
+//! and the reservations are PostgreSQL's; no process trusts a lock of its own. Reads
+//! never wait.
+//!
+//! Rows written by other programs bypass the clocks and void this guarantee. All
+//! instances on one database must run this version (an older one would write without
+//! reserving). Not behind a transaction-pooling proxy (the pool keeps prepared
+//! statements per connection).
 
+mod attempt;
 mod pool;
+mod reservations;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -47,18 +58,19 @@ use deadpool_postgres::ClientWrapper;
 use sync_core::{ColumnType, Value, datetime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, IsolationLevel, Transaction};
+use tokio_postgres::{IsolationLevel, Transaction};
 
+use self::attempt::PgWrite;
 use self::pool::Pool;
 use super::engine::Engine;
 use super::schema::{self, StoredTable};
 use super::statements;
-use super::write::{self, ClockRow, Read, WriteTransaction};
+use super::write;
 use super::{BoxFuture, Change, Key, ListQuery, Page, Row, Storage, StorageError, StorageFuture};
 use crate::stamp::Clock;
 use crate::table::{StorageSchema, TableDef};
 use sync_core::sql::SqlQuery;
-use sync_core::sql::postgres::{self as pg_sql, PgArg, PgValue, Postgres, bind};
+use sync_core::sql::postgres::{self as pg_sql, PgArg, Postgres, bind};
 
 /// The `pg_advisory_xact_lock` key that serializes [`Storage::prepare`] across processes
 /// ("syncserv" in ASCII).
@@ -180,80 +192,6 @@ fn key_params<'k>(params: &'k [&'k str]) -> Vec<&'k (dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
-// ---- writes -----------------------------------------------------------------------
-
-/// A write transaction (see [`super::write`]): the clock row locked with `FOR UPDATE`;
-/// statements that do not depend on each other pipelined; each prepared once per
-/// connection.
-struct PgWrite<'c> {
-    tx: deadpool_postgres::Transaction<'c>,
-}
-
-impl PgWrite<'_> {
-    async fn begin(client: &mut ClientWrapper) -> Result<PgWrite<'_>, StorageError> {
-        Ok(PgWrite { tx: client.transaction().await.map_err(db_error)? })
-    }
-}
-
-impl WriteTransaction for PgWrite<'_> {
-    async fn lock_and_read(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
-        let lock = self.tx.prepare_cached(&statements::read_clock(Engine::Postgres)).await.map_err(db_error)?;
-        let select =
-            self.tx.prepare_cached(&statements::select_row(table, Engine::Postgres)).await.map_err(db_error)?;
-        let lock_params: [&(dyn ToSql + Sync); 1] = [&table.name];
-        let key = key.params();
-        let key = key_params(&key);
-        // Pipelined; PostgreSQL runs them in order, so the read sees every write that
-        // committed before the lock was granted.
-        let (clock, rows) =
-            tokio::try_join!(self.tx.query(&lock, &lock_params), self.tx.query(&select, &key)).map_err(db_error)?;
-        let clock = match clock.first() {
-            Some(r) => {
-                Some(ClockRow { updated_at: r.try_get(0).map_err(db_error)?, id: r.try_get(1).map_err(db_error)? })
-            }
-            None => None,
-        };
-        Ok((clock, rows.first().map(|r| read_row(table, r)).transpose()?))
-    }
-
-    async fn write_row(&mut self, table: &TableDef, key: &Key<'_>, row: &Row, new: bool) -> Result<(), StorageError> {
-        let sql = match new {
-            true => statements::insert_row(table, Engine::Postgres),
-            false => statements::update_row(table, Engine::Postgres),
-        };
-        let write = self.tx.prepare_cached(&sql).await.map_err(db_error)?;
-        let clock = self.tx.prepare_cached(&statements::set_clock(Engine::Postgres)).await.map_err(db_error)?;
-        let values = statements::row_params(table, key, row, new);
-        let bound: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-        let params: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let clock_params: [&(dyn ToSql + Sync); 3] = [&table.name, &row.updated_at, &row.id];
-        tokio::try_join!(self.tx.execute(&write, &params), self.tx.execute(&clock, &clock_params)).map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn delete_row(&mut self, table: &TableDef, key: &Key<'_>) -> Result<(), StorageError> {
-        let delete =
-            self.tx.prepare_cached(&statements::delete_row(table, Engine::Postgres)).await.map_err(db_error)?;
-        self.tx.execute(&delete, &key_params(&key.params())).await.map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn commit(self) -> Result<(), StorageError> {
-        self.tx.commit().await.map_err(db_error)
-    }
-}
-
-async fn write(
-    client: &mut ClientWrapper,
-    table: &TableDef,
-    key: &Key<'_>,
-    change: Change,
-    clock: &dyn Clock,
-) -> Result<Row, StorageError> {
-    let tx = PgWrite::begin(client).await?;
-    write::run(tx, table, key, change, clock).await
-}
-
 // ---- reads ------------------------------------------------------------------------
 
 async fn get(client: &ClientWrapper, table: &TableDef, key: &Key<'_>) -> Result<Option<Row>, StorageError> {
@@ -266,17 +204,57 @@ fn typed<'b>(bound: &'b [(PgArg<'_>, Type)]) -> Vec<(&'b (dyn ToSql + Sync), Typ
     bound.iter().map(|(v, t)| (v as &(dyn ToSql + Sync), t.clone())).collect()
 }
 
+/// The SQL of `query` on `table`: for a shared table, reading only the rows before the
+/// oldest reservation ([`reservations::visible_rows`]; the table's name is one more
+/// parameter).
+fn narrowed<'a>(table: &'a TableDef, query: &SqlQuery, params: &mut Vec<(&'a (dyn ToSql + Sync), Type)>) -> String {
+    if table.owner_column.is_some() {
+        return query.sql.clone();
+    }
+    params.push((&table.name, Type::TEXT));
+    format!("{}{}", reservations::visible_rows(table, params.len()), query.sql)
+}
+
+/// The rows of a list query (and their count): a shared table's through
+/// [`reservations::visible_rows`], after expiring its stale reservations.
 async fn list(
-    client: &mut Client,
+    client: &mut ClientWrapper,
     table: &TableDef,
     select: &SqlQuery,
     count: Option<&SqlQuery>,
 ) -> Result<Page, StorageError> {
+    let shared = table.owner_column.is_none();
+    let name: [&(dyn ToSql + Sync); 1] = [&table.name];
     let select_bound = bind(select);
-    let select_params = typed(&select_bound);
+    let mut select_params = typed(&select_bound);
+    let select_sql = narrowed(table, select, &mut select_params);
+    let expire = match shared {
+        true => Some(client.prepare_cached(&reservations::expire()).await.map_err(db_error)?),
+        false => None,
+    };
+    let expired = |result: Result<u64, tokio_postgres::Error>| {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "expiring stale reservations failed");
+        }
+    };
     let rows = match count {
-        None => client.query_typed(&select.sql, &select_params).await.map_err(query_error)?,
+        None => {
+            let query = client.query_typed(&select_sql, &select_params);
+            match &expire {
+                // Sent together: the expiry commits before the query takes its snapshot.
+                Some(expire) => {
+                    let (expiry, rows) = tokio::join!(client.execute(expire, &name), query);
+                    expired(expiry);
+                    rows
+                }
+                None => query.await,
+            }
+            .map_err(query_error)?
+        }
         Some(count) => {
+            if let Some(expire) = &expire {
+                expired(client.execute(expire, &name).await);
+            }
             // One snapshot for the page and the count.
             let tx = client
                 .build_transaction()
@@ -286,10 +264,11 @@ async fn list(
                 .await
                 .map_err(db_error)?;
             let count_bound = bind(count);
-            let count_params = typed(&count_bound);
+            let mut count_params = typed(&count_bound);
+            let count_sql = narrowed(table, count, &mut count_params);
             let (rows, total) = tokio::try_join!(
-                tx.query_typed(&select.sql, &select_params),
-                tx.query_typed(&count.sql, &count_params)
+                tx.query_typed(&select_sql, &select_params),
+                tx.query_typed(&count_sql, &count_params)
             )
             .map_err(query_error)?;
             tx.commit().await.map_err(db_error)?;
@@ -323,7 +302,10 @@ async fn prepare(client: &mut ClientWrapper, tables: &[Arc<TableDef>]) -> Result
             "no schema to create the tables in: the search_path names no existing schema".into(),
         ));
     }
-    tx.batch_execute(&schema::clock_table(Engine::Postgres)).await.map_err(db_error)?;
+    for clock_table in schema::clock_tables(Engine::Postgres) {
+        tx.batch_execute(&clock_table).await.map_err(db_error)?;
+    }
+    tx.batch_execute(&reservations::inflight_table()).await.map_err(db_error)?;
     let icu: bool = tx
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')", &[])
         .await
@@ -430,8 +412,12 @@ impl Storage for PostgresStorage {
         Box::pin(async move {
             let key = Key::new(&table, &id, owner.as_deref())?;
             let mut lease = self.pool.get().await?;
-            let result = write(lease.client()?, &table, &key, change, &*self.clock).await;
-            lease.finish();
+            let mut writer = PgWrite::new(lease.client()?, &self.pool, &*self.clock);
+            let result = write::run(&mut writer, &table, &key, change, &*self.clock).await;
+            if !writer.broken() {
+                drop(writer);
+                lease.finish();
+            }
             result
         })
     }

@@ -29,13 +29,14 @@ pub(super) const DEFAULT_MAX_CONNECTIONS: usize = 16;
 pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long opening a connection may take, unless the URL says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Session settings of every connection: a write that waits this long for the table's
-/// clock lock gives up (503, and the client retries) instead of piling up; a session
-/// left idle inside a transaction (a stuck instance) is ended and its locks released.
+/// Session settings of every connection: a write that waits this long for a lock (an
+/// owner's clock row, a row another write is writing) gives up (503, and the client
+/// retries) instead of piling up; a session left idle inside a transaction (a stuck
+/// instance) is ended and its locks released.
 const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
 
-/// The pool of one storage.
-#[derive(Debug)]
+/// The pool of one storage (clones share it).
+#[derive(Clone, Debug)]
 pub(super) struct Pool(deadpool_postgres::Pool);
 
 impl Pool {

@@ -1,0 +1,275 @@
+//! Reserved stamps: how PostgreSQL's writers of a shared table run in parallel and
+//! incremental readers still never miss a row.
+//!
+//! # The mechanism
+//!
+//! A write to a shared table (see [`super::attempt`]):
+//!
+//! 1. **reserves** its `(updatedAt, id)` in one short statement of its own: it moves the
+//!    table's clock row to the next pair (the rule of [`crate::stamp`], in SQL:
+//!    [`next_updated_at`]) and records that pair in `__sync_server_inflight`, then
+//!    commits. The clock row is locked only for that statement (its commit does not
+//!    wait for the disk: see *Crashes*), not for the write.
+//! 2. reads the row (no lock), decides with the rules of [`crate::storage::write`];
+//! 3. **writes** in one statement that withdraws the reservation and writes the row
+//!    only if the withdrawal found it ([`guarded`]), and only if the row still has the
+//!    version read (else it tries again with a new reservation). A write that writes
+//!    nothing withdraws its reservation alone.
+//!
+//! A reader of a shared table sees only the rows *before the oldest reservation* in its
+//! own snapshot: its query reads the table through [`visible_rows`], in one statement,
+//! so the reservations and the rows come from one snapshot. Writers wait for nobody but
+//! the writers of the same row (and for the clock row, for one statement); readers wait
+//! for nobody.
+//!
+//! # Why a reader cannot skip a row
+//!
+//! Write `p(V)` for the pair of a row version `V`. A reader whose query (snapshot `S`)
+//! returned a row `R` sets its cursor to `p(R)` and later asks only for pairs above it;
+//! it misses a version `V` with `p(V) < p(R)` exactly when `V` commits but is not
+//! visible in `S`. That cannot happen:
+//!
+//! - Pairs are taken in the order the clock row is locked, and each is greater than
+//!   the one before. So `p(V) < p(R)` means `V`'s reservation committed before `R`'s
+//!   took the clock row, which is before `R`'s write committed, which is before `S` was
+//!   taken (`R` is visible in `S`). PostgreSQL makes a commit visible before it releases
+//!   the transaction's locks, so `V`'s reservation is visible in `S`.
+//! - `S` also sees `R` *below the oldest reservation*, so `V`'s reservation, visible in
+//!   `S`, is no longer there in `S`: a transaction that committed before `S` deleted it.
+//!   Either `V`'s own write did (it withdraws its reservation in the same transaction
+//!   as the row), and then `V` is visible in `S`; or another transaction did (a failed
+//!   write withdrawing, a reader expiring it, a write giving its stamp back), and then
+//!   `V` never commits: its write deletes the reservation in the same statement and
+//!   writes only if that deletion found the row. Two transactions deleting one row are
+//!   serialized on its row lock, and in READ COMMITTED the second one's delete finds
+//!   nothing once the first committed.
+//!
+//! Nothing here depends on which server process wrote what, or on the order in which
+//! transactions commit: the clock row, the reservations and the rows are all in
+//! PostgreSQL, so any number of instances on one database agree. The clock rows of
+//! several tables are independent; a reader of one table only looks at its own
+//! reservations.
+//!
+//! # Crashes, cancellations and stuck writers
+//!
+//! Since any transaction may delete any reservation without harm (its write then just
+//! does not happen, and its request tries again with a new reservation), a reservation
+//! left behind is only a matter of freshness, never of correctness:
+//!
+//! - a write that fails midway withdraws its reservation; one whose request was
+//!   cancelled mid-way (the client went away) has it withdrawn by a task on another
+//!   connection;
+//! - a reader first expires the table's reservations older than [`EXPIRY`] (by
+//!   PostgreSQL's clock): a crashed or hung instance holds readers back that long at
+//!   most, whoever writes or not.
+//!
+//! A reservation commits asynchronously (`synchronous_commit = off` for its own
+//! transaction): it is visible at once, and made durable by the next synchronous
+//! commit of anything (WAL is flushed in order). If PostgreSQL crashes before that, the
+//! clock row may come back behind a reservation that was lost, but every row that
+//! became visible was committed synchronously after its own reservation, so the clock
+//! comes back at or after every pair a reader could have seen. The in-flight table is
+//! `UNLOGGED`: after a crash it is empty, as no writer of before survives one.
+//!
+//! A clock that steps back is absorbed by the rule (pairs never go back); instances
+//! whose clocks disagree just stamp with the later one. Expiry uses only PostgreSQL's
+//! clock.
+//!
+//! Rows written by other programs bypass the clock and void this guarantee.
+
+use std::time::Duration;
+
+use sync_core::sql::quote_ident;
+
+use crate::storage::statements::CLOCK_TABLE;
+use crate::table::TableDef;
+
+/// The table of reserved pairs not yet written or given back: `(table, updatedAt, id)`
+/// and when it was reserved (PostgreSQL's clock).
+pub(super) const INFLIGHT_TABLE: &str = "__sync_server_inflight";
+
+/// How long a reservation may stay before any reader withdraws it (its write then fails
+/// and tries again with a new one). Far above a healthy write's few milliseconds
+/// between reserving and writing, so only crashed or stuck writers meet it.
+pub(super) const EXPIRY: Duration = Duration::from_secs(5);
+
+/// The name of the withdrawal a guarded write is conditioned on.
+const WITHDRAWN: &str = "withdrawn";
+
+/// Creates the in-flight table when it is missing.
+pub(super) fn inflight_table() -> String {
+    format!(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS {} (\"tbl\" TEXT NOT NULL, \"updatedAt\" TEXT COLLATE \"C\" NOT NULL, \
+         \"id\" TEXT COLLATE \"C\" NOT NULL, \"reservedAt\" TIMESTAMPTZ NOT NULL, \
+         PRIMARY KEY (\"tbl\", \"updatedAt\", \"id\"))",
+        quote_ident(INFLIGHT_TABLE)
+    )
+}
+
+/// The rule of [`crate::stamp::next_updated_at`] in SQL, on the text form of the
+/// timestamps (fixed width, so text order is time order; compared in the `"C"`
+/// collation, bytewise like the Rust rule): the `updatedAt` of a write of row `id` at
+/// `now`, after the last pair `(last_at, last_id)` (`''` before the first write).
+pub(super) fn next_updated_at(last_at: &str, last_id: &str, now: &str, id: &str) -> String {
+    format!(
+        "CASE WHEN {now} > {last_at} COLLATE \"C\" THEN {now} \
+         WHEN {id} > {last_id} COLLATE \"C\" THEN {last_at} \
+         ELSE to_char(({last_at}::timestamptz AT TIME ZONE 'UTC') + interval '1 millisecond', \
+         'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') END"
+    )
+}
+
+/// `WITH "async" AS (..)`: makes the statement's own transaction commit without
+/// waiting for the disk (referenced in its `FROM`).
+const ASYNC_COMMIT: &str = "\"async\" AS (SELECT set_config('synchronous_commit', 'off', true))";
+
+/// Reserves the next pair of the table named by parameter 1 for a write of row `$3` at
+/// `$2` (the writer's clock, as `updatedAt` text): moves the clock row and records the
+/// pair as in flight, in one statement; answers the reserved `updatedAt` (no row when
+/// the table has no clock row).
+pub(super) fn reserve() -> String {
+    format!(
+        "WITH {ASYNC_COMMIT}, \"stamp\" AS (UPDATE {clock} SET \"updatedAt\" = {next}, \"id\" = $3 \
+         WHERE \"tbl\" = $1 RETURNING \"updatedAt\", \"id\") \
+         INSERT INTO {inflight} (\"tbl\", \"updatedAt\", \"id\", \"reservedAt\") \
+         SELECT $1, s.\"updatedAt\", s.\"id\", statement_timestamp() FROM \"stamp\" AS s, \"async\" \
+         RETURNING \"updatedAt\"",
+        clock = quote_ident(CLOCK_TABLE),
+        inflight = quote_ident(INFLIGHT_TABLE),
+        next = next_updated_at("\"updatedAt\"", "\"id\"", "$2", "$3"),
+    )
+}
+
+/// Withdraws the reservation `($1 table, $2 updatedAt, $3 id)`, if it is still there.
+pub(super) fn withdraw() -> String {
+    format!(
+        "WITH {ASYNC_COMMIT} DELETE FROM {} USING \"async\" WHERE \"tbl\" = $1 AND \"updatedAt\" = $2 AND \"id\" = $3",
+        quote_ident(INFLIGHT_TABLE)
+    )
+}
+
+/// Withdraws the reservations of the table named by parameter 1 made more than
+/// [`EXPIRY`] ago, skipping those a write is withdrawing right now.
+pub(super) fn expire() -> String {
+    let inflight = quote_ident(INFLIGHT_TABLE);
+    format!(
+        "WITH {ASYNC_COMMIT} DELETE FROM {inflight} USING \"async\" WHERE ctid = ANY (ARRAY(\
+         SELECT ctid FROM {inflight} WHERE \"tbl\" = $1 \
+         AND \"reservedAt\" < statement_timestamp() - interval '{} milliseconds' FOR UPDATE SKIP LOCKED))",
+        EXPIRY.as_millis()
+    )
+}
+
+/// `write`, a row write guarded by [`WITHDRAWN`] ([`crate::storage::statements`]) with
+/// `params` parameters, made to withdraw the writer's reservation and to write only if
+/// it did: parameter `params + 1` is the table's name, `params + 2` the reserved
+/// `updatedAt`, and the id is parameter 1 of every row write.
+pub(super) fn guarded(write: &str, params: usize) -> String {
+    format!(
+        "WITH {} AS (DELETE FROM {} WHERE \"tbl\" = ${} AND \"updatedAt\" = ${} AND \"id\" = $1 RETURNING 1) {write}",
+        quote_ident(WITHDRAWN),
+        quote_ident(INFLIGHT_TABLE),
+        params + 1,
+        params + 2
+    )
+}
+
+/// The guard a row write names for [`guarded`].
+pub(super) const GUARD: Option<&str> = Some(WITHDRAWN);
+
+/// What a reader's query of `table` starts with: `WITH "<table>" AS (..)`, the table's
+/// rows before the oldest reservation of the table named by parameter `table_param`.
+/// The name hides the table in the query that follows, whose `FROM "<table>"` then reads
+/// only those rows (PostgreSQL 12 and later fold it into that query, so its indexes
+/// still serve it).
+pub(super) fn visible_rows(table: &TableDef, table_param: usize) -> String {
+    let name = quote_ident(&table.name);
+    format!(
+        "WITH {name} AS (SELECT * FROM {name} WHERE (\"updatedAt\", \"id\") < (\
+         SELECT h.\"updatedAt\", h.\"id\" FROM (\
+         (SELECT f.\"updatedAt\", f.\"id\" FROM {inflight} AS f WHERE f.\"tbl\" = ${table_param} \
+         ORDER BY f.\"updatedAt\", f.\"id\" LIMIT 1) \
+         UNION ALL SELECT '~' COLLATE \"C\", '' COLLATE \"C\") AS h \
+         ORDER BY 1, 2 LIMIT 1)) ",
+        inflight = quote_ident(INFLIGHT_TABLE)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarded_writes_withdraw_their_own_reservation() {
+        assert_eq!(
+            guarded("DELETE FROM \"T\" WHERE x", 2),
+            "WITH \"withdrawn\" AS (DELETE FROM \"__sync_server_inflight\" WHERE \"tbl\" = $3 AND \"updatedAt\" = $4 \
+             AND \"id\" = $1 RETURNING 1) DELETE FROM \"T\" WHERE x"
+        );
+    }
+
+    /// The rule in SQL gives what the rule in Rust gives, over many cases around one
+    /// instant (equal, earlier and later clocks; equal, greater, smaller and prefix
+    /// ids, non-ASCII ones; carries into the next second, day and year).
+    #[tokio::test]
+    async fn the_rule_in_sql_is_the_rule_in_rust() {
+        use crate::stamp::{self, from_unix_ms, next_updated_at as rule};
+        use sync_core::datetime;
+
+        let Some(url) = std::env::var("SYNC_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+            eprintln!("SKIPPED: SYNC_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+
+        let bases = ["2026-12-31T23:59:59.998Z", "2028-02-28T23:59:59.999Z", "2026-06-15T10:20:30.400Z"];
+        let ids = ["", "a", "ab", "b", "B", "a\u{1}", "é", "z", "\u{10FFFF}"];
+        let (mut last_ats, mut last_ids, mut nows, mut row_ids, mut expected) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut seed = 0x2026_1124_u64;
+        let mut below = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..3000 {
+            let base = stamp::unix_ms(datetime::parse(bases[below(bases.len())]).unwrap());
+            let last = (below(8) != 0).then(|| (base, ids[below(ids.len())]));
+            let now = base + below(5) as i64 - 2;
+            let id = ids[below(ids.len())];
+            let text = |ms: i64| datetime::format(from_unix_ms(ms).unwrap());
+            last_ats.push(last.map_or(String::new(), |(ms, _)| text(ms)));
+            last_ids.push(last.map_or("", |(_, id)| id).to_owned());
+            nows.push(text(now));
+            row_ids.push(id.to_owned());
+            expected.push(text(rule(now, id, last)));
+        }
+        let sql = format!(
+            "SELECT {} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY \
+             AS c(last_at, last_id, now, id, n) ORDER BY n",
+            next_updated_at("c.last_at", "c.last_id", "c.now", "c.id")
+        );
+        let got: Vec<String> = client
+            .query(&sql, &[&last_ats, &last_ids, &nows, &row_ids])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (i, (got, want)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                got, want,
+                "last ({:?}, {:?}), now {:?}, id {:?}",
+                last_ats[i], last_ids[i], nows[i], row_ids[i]
+            );
+        }
+        assert_eq!(got.len(), expected.len());
+    }
+
+    #[test]
+    fn the_sentinel_sorts_after_every_timestamp() {
+        // The horizon when nothing is in flight: above any `updatedAt` in the C collation.
+        assert!("~" > "9999-12-31T23:59:59.999Z");
+        assert!(visible_rows(&TableDef::new("T"), 4).contains("f.\"tbl\" = $4"));
+    }
+}
