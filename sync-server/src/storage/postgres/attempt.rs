@@ -298,3 +298,201 @@ impl Drop for PgWrite<'_> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use sync_core::ColumnType;
+    use sync_core::query::QuerySpec;
+
+    use super::*;
+    use crate::stamp::SystemClock;
+    use crate::storage::{Change, ListQuery, PostgresStorage, Row, Storage};
+
+    /// A storage in a schema of its own of the test PostgreSQL, with a shared table `T`
+    /// and an owned table `O`, and a plain connection to that schema; `None` (said on
+    /// stderr) without `SYNC_TEST_POSTGRES_URL`.
+    struct TestDb {
+        storage: Arc<PostgresStorage>,
+        raw: tokio_postgres::Client,
+        base: String,
+        schema: String,
+        shared: Arc<TableDef>,
+        owned: Arc<TableDef>,
+    }
+
+    impl TestDb {
+        async fn new() -> Option<TestDb> {
+            let Some(base) = std::env::var("SYNC_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+                eprintln!("SKIPPED: SYNC_TEST_POSTGRES_URL is not set");
+                return None;
+            };
+            // Named like the integration tests' schemas, which drop leftovers after an hour.
+            let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            let schema = format!("sync_test_{secs}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            let (admin, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            admin.batch_execute(&format!("CREATE SCHEMA \"{schema}\"")).await.unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+            let storage = Arc::new(PostgresStorage::connect(&url, Arc::new(SystemClock)).await.unwrap());
+            let shared = Arc::new(TableDef::new("T").column("text", ColumnType::String, true));
+            let owned = Arc::new(TableDef::new("O").column("text", ColumnType::String, true).owner_column("owner"));
+            storage.prepare(vec![shared.clone(), owned.clone()]).await.unwrap();
+            let (raw, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            Some(TestDb { storage, raw, base, schema, shared, owned })
+        }
+
+        async fn insert(&self, table: &Arc<TableDef>, id: &str, owner: Option<&str>) -> Result<Row, StorageError> {
+            let insert = Change::Insert { values: vec![Value::String("x".into())] };
+            self.storage.write(table.clone(), id.into(), insert, owner.map(str::to_owned)).await
+        }
+
+        /// The ids a list of the shared table answers, in order.
+        async fn listed(&self) -> Vec<String> {
+            let page = self.storage.list(self.shared.clone(), ListQuery { spec: QuerySpec::default(), count: false });
+            page.await.unwrap().rows.into_iter().map(|r| r.id).collect()
+        }
+
+        async fn reservations(&self) -> i64 {
+            let sql = format!("SELECT count(*) FROM {}", reservations::INFLIGHT_TABLE);
+            self.raw.query_one(&sql, &[]).await.unwrap().get(0)
+        }
+
+        async fn drop_schema(self) {
+            self.storage.close().await;
+            let (admin, connection) = tokio_postgres::connect(&self.base, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            admin.batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema)).await.unwrap();
+        }
+    }
+
+    /// The row an attempt at inserting `id` with `updated_at` writes.
+    fn new_row(id: &str, updated_at: &str) -> Row {
+        Row {
+            id: id.into(),
+            values: vec![Value::String("late".into())],
+            version: "v".into(),
+            updated_at: updated_at.into(),
+            created_at: updated_at.into(),
+            deleted: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_in_flight_holds_readers_back_not_writers() {
+        let Some(db) = TestDb::new().await else { return };
+        db.insert(&db.shared, "before", None).await.unwrap();
+        let mut lease = db.storage.pool.get().await.unwrap();
+        let mut slow = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
+        let key = Key { id: "slow", owner: None };
+        let Read { stamp: Stamp::Reserved(at), current: None } = slow.begin(&db.shared, &key).await.unwrap() else {
+            panic!("a shared table's attempt reserves its stamp")
+        };
+
+        // Other writers do not wait for it; readers see nothing from its stamp on.
+        let after = tokio::time::timeout(Duration::from_secs(5), db.insert(&db.shared, "after", None));
+        let after = after.await.expect("a write does not wait for one in flight").unwrap();
+        assert!(after.updated_at >= at);
+        assert_eq!(db.listed().await, ["before"]);
+
+        // Its write goes through; then the reader sees both, in pair order.
+        assert!(
+            slow.finish(&db.shared, &key, Effect::Write { row: &new_row("slow", &at), replaces: None }).await.unwrap()
+        );
+        let mut listed = db.listed().await;
+        listed.sort();
+        assert_eq!(listed, ["after", "before", "slow"]);
+        assert_eq!(db.reservations().await, 0);
+        drop(slow);
+        lease.finish();
+        db.drop_schema().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_reservation_is_expired_by_readers_and_its_write_then_fails() {
+        let Some(db) = TestDb::new().await else { return };
+        let mut lease = db.storage.pool.get().await.unwrap();
+        let mut stuck = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
+        let key = Key { id: "stuck", owner: None };
+        let Read { stamp: Stamp::Reserved(at), .. } = stuck.begin(&db.shared, &key).await.unwrap() else {
+            panic!("a shared table's attempt reserves its stamp")
+        };
+        db.insert(&db.shared, "after", None).await.unwrap();
+        assert!(db.listed().await.is_empty(), "held back by the reservation");
+
+        // Made long ago: the next reader expires it before reading.
+        let sql = format!("UPDATE {} SET \"reservedAt\" = now() - interval '1 minute'", reservations::INFLIGHT_TABLE);
+        db.raw.execute(&sql, &[]).await.unwrap();
+        assert_eq!(db.listed().await, ["after"]);
+        assert_eq!(db.reservations().await, 0);
+
+        // The write that held it finds it gone and writes nothing.
+        let row = new_row("stuck", &at);
+        assert!(!stuck.finish(&db.shared, &key, Effect::Write { row: &row, replaces: None }).await.unwrap());
+        assert_eq!(db.storage.get(db.shared.clone(), "stuck".into(), None).await.unwrap(), None);
+        // A whole write tries again with a new reservation.
+        let written =
+            write::run(&mut stuck, &db.shared, &key, Change::Insert { values: vec![Value::Null] }, &SystemClock);
+        assert!(written.await.unwrap().updated_at > at);
+        drop(stuck);
+        lease.finish();
+        db.drop_schema().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_write_gives_its_reservation_back() {
+        let Some(db) = TestDb::new().await else { return };
+        let mut lease = db.storage.pool.get().await.unwrap();
+        let mut cancelled = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
+        cancelled.begin(&db.shared, &Key { id: "gone", owner: None }).await.unwrap();
+        db.insert(&db.shared, "after", None).await.unwrap();
+        assert_eq!(db.reservations().await, 1);
+        // Dropped midway (its request went away): withdrawn from another connection.
+        drop(cancelled);
+        drop(lease);
+        for _ in 0..100 {
+            if db.reservations().await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(db.reservations().await, 0);
+        assert_eq!(db.listed().await, ["after"]);
+        db.drop_schema().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn owners_never_wait_for_each_other() {
+        let Some(db) = TestDb::new().await else { return };
+        let mut lease = db.storage.pool.get().await.unwrap();
+        let mut alice = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
+        let key = Key { id: "a1", owner: Some("alice") };
+        // Alice's first write makes her clock row and holds it.
+        let Read { stamp: Stamp::Locked(Some(_)), .. } = alice.begin(&db.owned, &key).await.unwrap() else {
+            panic!("an owned table's attempt locks the owner's clock row")
+        };
+
+        let bob = tokio::time::timeout(Duration::from_secs(5), db.insert(&db.owned, "b1", Some("bob")));
+        bob.await.expect("bob does not wait for alice").unwrap();
+        let other = {
+            let db_storage = Arc::clone(&db.storage);
+            let owned = db.owned.clone();
+            tokio::spawn(async move {
+                let insert = Change::Insert { values: vec![Value::Null] };
+                db_storage.write(owned, "a2".into(), insert, Some("alice".into())).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!other.is_finished(), "alice's writers queue");
+        alice.abandon().await;
+        let a2 = tokio::time::timeout(Duration::from_secs(5), other).await.unwrap().unwrap().unwrap();
+        assert_eq!(a2.id, "a2");
+        drop(alice);
+        lease.finish();
+        db.drop_schema().await;
+    }
+}
