@@ -24,11 +24,11 @@
 //! hard deletes of the newest row, and several server processes on one database.
 //!
 //! Pairs growing is half of it; the other half is that a row never becomes visible to a
-//! reader after a row with a greater pair: SQLite's writers (one at a time) and one
-//! owner's writers on PostgreSQL hold the clock row until they commit, and PostgreSQL's
-//! writers of a shared table publish their pair before writing, so that readers wait
-//! for it (see `storage/postgres/reservations.rs`). That path applies the same rule in
-//! SQL; a test holds the two to the same answers.
+//! reader after a row with a greater pair: SQLite's writers (one at a time) hold the
+//! clock row until they commit, and PostgreSQL's writers publish their pair before
+//! writing, so that readers hold back until it is written (see
+//! `storage/postgres/reservations.rs`). That path applies the same rule in SQL; a test
+//! holds the two to the same answers.
 
 use std::fmt;
 use std::sync::Arc;

@@ -24,23 +24,21 @@
 //! A reader pages by `(updatedAt, id)` and resumes after the last pair it saw
 //! ([`crate::stamp`]); it misses a row if that row becomes visible *after* a row with a
 //! greater pair. With concurrent transactions, assigning a pair at write time is not
-//! enough: transactions commit in any order. Writes go through the write path shared
-//! with SQLite ([`super::write`]), with this backend's attempts ([`attempt`]):
+//! enough: transactions commit in any order.
 //!
-//! - **Owned tables**: an owner's readers see only that owner's rows, so only writers of
-//!   one owner need to agree. A write transaction locks the owner's clock row (`SELECT
-//!   .. FOR UPDATE`) until it commits: one owner's writers commit one at a time in the
-//!   order of their pairs (PostgreSQL releases a transaction's locks only after its
-//!   commit is visible to new snapshots, so the next writer commits strictly later), and
-//!   writers of different owners never wait for each other.
-//! - **Shared tables**: writers do not queue at all. Each reserves its pair in a short
-//!   statement of its own, then reads and writes its row; readers see only the rows
-//!   before the oldest reservation still in flight. [`reservations`] describes it and
-//!   shows why no reader can skip a row.
+//! Writes go through the write path shared with SQLite ([`super::write`]) with this
+//! backend's attempts ([`attempt`]): each write *reserves* its pair on the clock row of
+//! the rows its readers see (the table's, or for an owned table the owner's) in a short
+//! statement of its own, then reads and writes its row; readers see only the rows before
+//! the oldest reservation still in flight. Writers wait for no other write's
+//! transaction (only, for one statement, for a write of the same row), so writers of
+//! different owners, and of different rows of a shared table, run in parallel; reads
+//! never wait. [`reservations`] describes it and shows why no reader can skip a row;
+//! [`stamps`] is the task that makes the reservations of one instance, together.
 //!
-//! Both hold across any number of instances on one database: the clock rows, the locks
-//! and the reservations are PostgreSQL's; no process trusts a lock of its own. Reads
-//! never wait.
+//! It holds across any number of instances on one database: the clock rows, the
+//! reservations and the rows are PostgreSQL's; no process trusts a lock of its own. A
+//! storage holds one connection beyond its pool, the reserving task's.
 //!
 //! Rows written by other programs bypass the clocks and void this guarantee. All
 //! instances on one database must run this version (an older one would write without
@@ -50,6 +48,7 @@
 mod attempt;
 mod pool;
 mod reservations;
+mod stamps;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -62,6 +61,7 @@ use tokio_postgres::{IsolationLevel, Transaction};
 
 use self::attempt::PgWrite;
 use self::pool::Pool;
+use self::stamps::Stamps;
 use super::engine::Engine;
 use super::schema::{self, StoredTable};
 use super::statements;
@@ -82,6 +82,8 @@ const MAX_IDENTIFIER: usize = 63;
 #[derive(Debug)]
 pub struct PostgresStorage {
     pool: Pool,
+    /// The reserving task of the storage's writes (which has the clock).
+    stamps: Stamps,
     clock: Arc<dyn Clock>,
 }
 
@@ -101,9 +103,10 @@ impl PostgresStorage {
         max_connections: usize,
     ) -> Result<PostgresStorage, StorageError> {
         let config = tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Database(Box::new(e)))?;
-        let pool = Pool::new(config, max_connections, pool::ACQUIRE_TIMEOUT)?;
+        let config = pool::with_defaults(config);
+        let pool = Pool::new(config.clone(), max_connections, pool::ACQUIRE_TIMEOUT)?;
         pool.get().await?.finish();
-        Ok(PostgresStorage { pool, clock })
+        Ok(PostgresStorage { pool, stamps: Stamps::start(config, Arc::clone(&clock)), clock })
     }
 }
 
@@ -204,34 +207,27 @@ fn typed<'b>(bound: &'b [(PgArg<'_>, Type)]) -> Vec<(&'b (dyn ToSql + Sync), Typ
     bound.iter().map(|(v, t)| (v as &(dyn ToSql + Sync), t.clone())).collect()
 }
 
-/// The SQL of `query` on `table`: for a shared table, reading only the rows before the
-/// oldest reservation ([`reservations::visible_rows`]; the table's name is one more
+/// The SQL of `query` on `table`, reading only the rows before the table's oldest
+/// reservation ([`reservations::visible_rows`]; the table's name is one more
 /// parameter).
 fn narrowed<'a>(table: &'a TableDef, query: &SqlQuery, params: &mut Vec<(&'a (dyn ToSql + Sync), Type)>) -> String {
-    if table.owner_column.is_some() {
-        return query.sql.clone();
-    }
     params.push((&table.name, Type::TEXT));
     format!("{}{}", reservations::visible_rows(table, params.len()), query.sql)
 }
 
-/// The rows of a list query (and their count): a shared table's through
-/// [`reservations::visible_rows`], after expiring its stale reservations.
+/// The rows of a list query (and their count), through
+/// [`reservations::visible_rows`], after expiring the table's stale reservations.
 async fn list(
     client: &mut ClientWrapper,
     table: &TableDef,
     select: &SqlQuery,
     count: Option<&SqlQuery>,
 ) -> Result<Page, StorageError> {
-    let shared = table.owner_column.is_none();
     let name: [&(dyn ToSql + Sync); 1] = [&table.name];
     let select_bound = bind(select);
     let mut select_params = typed(&select_bound);
     let select_sql = narrowed(table, select, &mut select_params);
-    let expire = match shared {
-        true => Some(client.prepare_cached(&reservations::expire()).await.map_err(db_error)?),
-        false => None,
-    };
+    let expire = client.prepare_cached(&reservations::expire()).await.map_err(db_error)?;
     let expired = |result: Result<u64, tokio_postgres::Error>| {
         if let Err(e) = result {
             tracing::warn!(error = %e, "expiring stale reservations failed");
@@ -239,22 +235,14 @@ async fn list(
     };
     let rows = match count {
         None => {
-            let query = client.query_typed(&select_sql, &select_params);
-            match &expire {
-                // Sent together: the expiry commits before the query takes its snapshot.
-                Some(expire) => {
-                    let (expiry, rows) = tokio::join!(client.execute(expire, &name), query);
-                    expired(expiry);
-                    rows
-                }
-                None => query.await,
-            }
-            .map_err(query_error)?
+            // Sent together: the expiry commits before the query takes its snapshot.
+            let (expiry, rows) =
+                tokio::join!(client.execute(&expire, &name), client.query_typed(&select_sql, &select_params));
+            expired(expiry);
+            rows.map_err(query_error)?
         }
         Some(count) => {
-            if let Some(expire) = &expire {
-                expired(client.execute(expire, &name).await);
-            }
+            expired(client.execute(&expire, &name).await);
             // One snapshot for the page and the count.
             let tx = client
                 .build_transaction()
@@ -412,7 +400,7 @@ impl Storage for PostgresStorage {
         Box::pin(async move {
             let key = Key::new(&table, &id, owner.as_deref())?;
             let mut lease = self.pool.get().await?;
-            let mut writer = PgWrite::new(lease.client()?, &self.pool, &*self.clock);
+            let mut writer = PgWrite::new(lease.client()?, &self.pool, &self.stamps);
             let result = write::run(&mut writer, &table, &key, change, &*self.clock).await;
             if !writer.broken() {
                 drop(writer);
@@ -432,6 +420,9 @@ impl Storage for PostgresStorage {
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move { self.pool.close() })
+        Box::pin(async move {
+            self.stamps.close();
+            self.pool.close();
+        })
     }
 }

@@ -313,7 +313,9 @@ impl<'c> SqliteWrite<'c> {
 }
 
 impl WriteAttempt for SqliteWrite<'_> {
-    async fn begin(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
+    /// Always reads the row (under the write lock a read is cheap, and an insert that
+    /// met a row would only be tried again).
+    async fn begin(&mut self, table: &TableDef, key: &Key<'_>, _: bool) -> Result<Read, StorageError> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
         self.open = true;
         let mut clock = self.read_clock(table, key)?;

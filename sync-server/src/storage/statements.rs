@@ -11,7 +11,7 @@
 //!   is prepared (`''` for an empty table);
 //! - an owned table's in `__sync_server_owner_clock`, one row per `(table, owner)`: an
 //!   owner's readers see only that owner's rows, so owners need no common order, and
-//!   writers of different owners never wait for each other. An owner's row is made by
+//!   writers of different owners never meet on a clock row. An owner's row is made by
 //!   its first write, seeded from the table's row (which holds the last pair of every
 //!   write made before owners had clocks of their own, so it bounds them all).
 //!
@@ -20,8 +20,8 @@
 //! An update or a delete names the version it read (`AND "version" = ..`) and an insert
 //! gives way to an existing row (`ON CONFLICT DO NOTHING`): a write that affects no row
 //! lost a race to another writer of the row, and is tried again
-//! ([`super::write`]). Under a locked clock row that never happens; PostgreSQL's
-//! shared tables read rows without a lock and rely on it.
+//! ([`super::write`]). Under SQLite's write lock that never happens; PostgreSQL reads
+//! rows without a lock and relies on it.
 //!
 //! A write may also be guarded by a relation that must yield a row for it to happen
 //! (PostgreSQL's reservations: the write happens only if it withdrew its own
@@ -155,11 +155,12 @@ fn clock_row(table: &TableDef, engine: Engine, first: usize) -> (String, String)
     }
 }
 
-/// Reads the clock row of a write of `table` ([`clock_params`]), locking it until the
-/// transaction ends where the engine needs that ([`Engine::row_lock`]).
+/// Reads the clock row of a write of `table` ([`clock_params`]). (SQLite reads it
+/// inside its write lock; PostgreSQL moves clock rows in its reservations instead, see
+/// `postgres/reservations.rs`.)
 pub(crate) fn read_clock(table: &TableDef, engine: Engine) -> String {
     let (clock, condition) = clock_row(table, engine, 1);
-    format!("SELECT \"updatedAt\", \"id\" FROM {clock} WHERE {condition}{}", engine.row_lock())
+    format!("SELECT \"updatedAt\", \"id\" FROM {clock} WHERE {condition}")
 }
 
 /// Sets the clock row of a write of `table` to parameters 1 (`updatedAt`) and 2 (`id`);
@@ -250,19 +251,17 @@ mod tests {
     fn shared_tables_have_one_clock_row_and_owned_tables_one_per_owner() {
         let shared = TableDef::new("S");
         assert_eq!(
-            read_clock(&shared, Engine::Postgres),
-            "SELECT \"updatedAt\", \"id\" FROM \"__sync_server_clock\" WHERE \"tbl\" = $1 FOR UPDATE"
+            read_clock(&shared, Engine::Sqlite),
+            "SELECT \"updatedAt\", \"id\" FROM \"__sync_server_clock\" WHERE \"tbl\" = ?1"
         );
-        assert!(!read_clock(&shared, Engine::Sqlite).contains("FOR UPDATE"));
         assert_eq!(
             set_clock(&shared, Engine::Sqlite),
             "UPDATE \"__sync_server_clock\" SET \"updatedAt\" = ?1, \"id\" = ?2 WHERE \"tbl\" = ?3"
         );
         let owned = TableDef::new("O").owner_column("owner");
         assert_eq!(
-            read_clock(&owned, Engine::Postgres),
-            "SELECT \"updatedAt\", \"id\" FROM \"__sync_server_owner_clock\" WHERE \"tbl\" = $1 AND \"owner\" = $2 \
-             FOR UPDATE"
+            read_clock(&owned, Engine::Sqlite),
+            "SELECT \"updatedAt\", \"id\" FROM \"__sync_server_owner_clock\" WHERE \"tbl\" = ?1 AND \"owner\" = ?2"
         );
         assert_eq!(
             set_clock(&owned, Engine::Postgres),

@@ -4,7 +4,8 @@
 //! [`WriteAttempt`]:
 //!
 //! 1. [`WriteAttempt::begin`]: fix where the write's `(updatedAt, id)` comes from (a
-//!    [`Stamp`]) and read the stored row of the key;
+//!    [`Stamp`]) and read the stored row of the key (an insert's first attempt may
+//!    take it to be absent);
 //! 2. [`decide`] what the change does to that row: the checks in the order
 //!    [`super::Storage`] promises (existence, tombstone, expected version), the owner
 //!    rule (a served owner column always holds the key's owner), a new version, and the
@@ -24,15 +25,14 @@
 //! visible to them with a smaller `(updatedAt, id)` than one they already saw. The
 //! backends keep that in one of two ways ([`Stamp`]):
 //!
-//! - **A locked clock row** ([`Stamp::Locked`]): the attempt's transaction locks the
+//! - **A locked clock row** ([`Stamp::Locked`]): the attempt's transaction holds the
 //!   clock row of the rows the write's readers see (the table's, or the owner's for an
 //!   owned table: see [`super::statements`]) until it commits, and takes the next pair
-//!   after it. Writers sharing a clock row commit one at a time, in the order of their
-//!   pairs. SQLite (one writer at a time anyway) and PostgreSQL's owned tables (writers
-//!   of one owner queue, different owners never meet) do this.
+//!   after it: writers sharing a clock row commit one at a time, in the order of their
+//!   pairs. SQLite does this (its one write lock holds every clock row).
 //! - **A reserved stamp** ([`Stamp::Reserved`]): the pair was taken and published as in
 //!   flight before the attempt, and readers hold back everything at or after the oldest
-//!   pair in flight. Writers wait for nobody. PostgreSQL's shared tables do this (see
+//!   pair in flight. Writers wait for nobody. PostgreSQL does this (see
 //!   `postgres/reservations.rs`, which also says why no reader can skip a row). Since
 //!   writers of one row may then take their pairs in one order and write in the other,
 //!   an attempt whose row already carries a pair at or after its own gives its stamp
@@ -105,9 +105,11 @@ pub(crate) enum Effect<'r> {
 /// [`WriteAttempt::finish`] succeeds or [`WriteAttempt::abandon`] is called.
 pub(crate) trait WriteAttempt {
     /// Opens an attempt at writing the row of `key` in `table`: fixes where its stamp
-    /// comes from (locking a clock row, or reserving a stamp) and reads the stored row
-    /// (after the lock or the reservation).
-    async fn begin(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError>;
+    /// comes from (locking a clock row, or reserving a stamp) and reads the stored row.
+    /// With `expect_absent` (the first attempt of an insert) it may skip the read and
+    /// answer no row: if there is one, the insert affects no row and the next attempt
+    /// reads it.
+    async fn begin(&mut self, table: &TableDef, key: &Key<'_>, expect_absent: bool) -> Result<Read, StorageError>;
 
     /// Carries out `effect` (with a [`Stamp::Locked`] one, a write also moves the clock
     /// row to the row's pair) and commits, ending the attempt. Answers whether the
@@ -155,8 +157,9 @@ pub(crate) async fn run<W: WriteAttempt>(
     change: Change,
     clock: &dyn Clock,
 ) -> Result<Row, StorageError> {
-    for _ in 0..MAX_ATTEMPTS {
-        match attempt(writer, table, key, change.clone(), clock).await {
+    for n in 0..MAX_ATTEMPTS {
+        let expect_absent = n == 0 && matches!(change, Change::Insert { .. });
+        match attempt(writer, table, key, change.clone(), clock, expect_absent).await {
             Ok(Some(row)) => return Ok(row),
             Ok(None) => {}
             Err(e) => {
@@ -176,8 +179,9 @@ async fn attempt<W: WriteAttempt>(
     key: &Key<'_>,
     change: Change,
     clock: &dyn Clock,
+    expect_absent: bool,
 ) -> Result<Option<Row>, StorageError> {
-    let Read { stamp, current } = writer.begin(table, key).await?;
+    let Read { stamp, current } = writer.begin(table, key, expect_absent).await?;
     let (updated_at, reserved) = match stamp {
         Stamp::Locked(clock_row) => {
             let last = last_pair(&table.name, clock_row)?;
@@ -487,8 +491,8 @@ mod tests {
     }
 
     impl WriteAttempt for Scripted {
-        async fn begin(&mut self, _: &TableDef, _: &Key<'_>) -> Result<Read, StorageError> {
-            self.log.push("begin".into());
+        async fn begin(&mut self, _: &TableDef, _: &Key<'_>, expect_absent: bool) -> Result<Read, StorageError> {
+            self.log.push(if expect_absent { "begin absent" } else { "begin" }.into());
             Ok(self.reads.remove(0))
         }
 
@@ -564,7 +568,23 @@ mod tests {
             Scripted { reads: vec![Read { stamp: Stamp::Locked(None), current: None }], ..Scripted::default() };
         let insert = Change::Insert { values: vec![Value::Null, Value::Null] };
         assert!(matches!(run_scripted(&mut backend, insert), Err(StorageError::Schema { .. })));
-        assert_eq!(backend.log, ["begin", "abandon"], "a table without a clock row is refused");
+        assert_eq!(backend.log, ["begin absent", "abandon"], "a table without a clock row is refused");
+    }
+
+    #[test]
+    fn an_insert_first_expects_no_row_and_reads_when_there_is_one() {
+        let mut backend = Scripted {
+            reads: vec![
+                Read { stamp: Stamp::Reserved(AT.into()), current: None },
+                Read { stamp: Stamp::Reserved(AT.into()), current: Some(stored(true)) },
+            ],
+            applies: vec![false],
+            ..Scripted::default()
+        };
+        let insert = Change::Insert { values: vec![Value::Null, Value::Null] };
+        let err = run_scripted(&mut backend, insert).unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists(row) if row.deleted));
+        assert_eq!(backend.log, ["begin absent", &format!("write {AT} over None"), "begin", "nothing", "abandon"]);
     }
 
     #[test]

@@ -1,77 +1,42 @@
-//! PostgreSQL's write attempts ([`crate::storage::write::WriteAttempt`]), two kinds:
-//!
-//! - **owned tables**: a transaction that locks the owner's clock row (`FOR UPDATE`)
-//!   until it commits ([`Stamp::Locked`]): writers of one owner queue, writers of
-//!   different owners never meet, and an owner's readers see its rows committed in the
-//!   order of their pairs;
-//! - **shared tables**: a reserved stamp ([`Stamp::Reserved`], see [`super::reservations`]),
-//!   the row read without a lock and written by one guarded statement.
-//!
-//! Each attempt takes two round trips: statements that do not depend on each other's
-//! answers are sent together (tokio-postgres pipelines them, and PostgreSQL runs them
-//! in order): `BEGIN`, the clock lock and the row read; then the write, the clock and
-//! `COMMIT`. A shared table's attempt: the reservation and the row read; then the
-//! guarded write.
+//! PostgreSQL's write attempts ([`crate::storage::write::WriteAttempt`]): every write,
+//! to a shared or an owned table, reserves its stamp ([`Stamp::Reserved`], see
+//! [`super::reservations`]) from the storage's reserving task ([`super::stamps`]) while
+//! it reads the row on its own connection (the two are independent: a row read before
+//! or after the reservation is fine, as the write names the version it read), then
+//! writes the row with one guarded statement. Two round trips, no transaction held
+//! open across them, no lock held across a commit.
 
 use deadpool_postgres::ClientWrapper;
 use sync_core::Value;
-use sync_core::datetime;
 use sync_core::sql::postgres::PgValue;
 use tokio_postgres::types::ToSql;
 
 use super::pool::Pool;
-use super::reservations;
+use super::reservations::{self, Reservation};
+use super::stamps::Stamps;
 use super::{db_error, read_row};
-use crate::stamp::Clock;
 use crate::storage::engine::Engine;
 use crate::storage::statements;
-use crate::storage::write::{self, ClockRow, Effect, Read, Stamp, WriteAttempt};
+use crate::storage::write::{Effect, Read, Stamp, WriteAttempt};
 use crate::storage::{Key, StorageError};
 use crate::table::TableDef;
-
-/// A pair reserved for a write and not yet written or given back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Reservation {
-    table: String,
-    updated_at: String,
-    id: String,
-}
-
-impl Reservation {
-    /// Withdraws it, if it is still there.
-    pub(super) async fn withdraw(&self, client: &ClientWrapper) -> Result<(), StorageError> {
-        let withdraw = client.prepare_cached(&reservations::withdraw()).await.map_err(db_error)?;
-        client.execute(&withdraw, &[&self.table, &self.updated_at, &self.id]).await.map_err(db_error)?;
-        Ok(())
-    }
-}
-
-/// What an attempt holds open.
-#[derive(Debug, Default)]
-enum Open {
-    #[default]
-    Nothing,
-    /// A transaction (holding an owner's clock row).
-    Transaction,
-    /// A reservation.
-    Reservation(Reservation),
-}
 
 /// The write attempts of one call, on one connection.
 pub(super) struct PgWrite<'c> {
     client: &'c ClientWrapper,
     /// Where a reservation left behind (a cancelled call) is withdrawn from.
     pool: &'c Pool,
-    clock: &'c dyn Clock,
-    open: Open,
-    /// A step failed and what it held could not be released on this connection: the
-    /// caller closes the connection (PostgreSQL then rolls back whatever it had open).
+    stamps: &'c Stamps,
+    /// The reservation of the open attempt.
+    open: Option<Reservation>,
+    /// A reservation could not be withdrawn on this connection: the caller closes it
+    /// (and the reservation is withdrawn from another one when this is dropped).
     broken: bool,
 }
 
 impl<'c> PgWrite<'c> {
-    pub(super) fn new(client: &'c ClientWrapper, pool: &'c Pool, clock: &'c dyn Clock) -> PgWrite<'c> {
-        PgWrite { client, pool, clock, open: Open::Nothing, broken: false }
+    pub(super) fn new(client: &'c ClientWrapper, pool: &'c Pool, stamps: &'c Stamps) -> PgWrite<'c> {
+        PgWrite { client, pool, stamps, open: None, broken: false }
     }
 
     /// Whether the connection must be closed rather than given back to the pool.
@@ -79,144 +44,11 @@ impl<'c> PgWrite<'c> {
         self.broken
     }
 
-    /// Opens a transaction, locks the owner's clock row (made by the owner's first
-    /// write) and reads the row.
-    async fn lock_and_read(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
-        let client = self.client;
-        let lock = client.prepare_cached(&statements::read_clock(table, Engine::Postgres)).await.map_err(db_error)?;
-        let select = client.prepare_cached(&statements::select_row(table, Engine::Postgres)).await.map_err(db_error)?;
-        let clock_params = statements::clock_params(table, key);
-        let clock_params = as_params(&clock_params);
-        let key_params = key.params();
-        let key_params = as_params(&key_params);
-        self.open = Open::Transaction;
-        let (begun, mut clock, mut rows) = tokio::join!(
-            client.batch_execute("BEGIN"),
-            client.query(&lock, &clock_params),
-            client.query(&select, &key_params)
-        );
-        begun.map_err(db_error)?;
-        if clock.as_ref().is_ok_and(Vec::is_empty) {
-            // The owner's first write: make its clock row, then lock it and read again
-            // (the first read was not under the lock).
-            let seed =
-                client.prepare_cached(&statements::seed_owner_clock(Engine::Postgres)).await.map_err(db_error)?;
-            let seeded;
-            (seeded, clock, rows) = tokio::join!(
-                client.execute(&seed, &clock_params),
-                client.query(&lock, &clock_params),
-                client.query(&select, &key_params)
-            );
-            seeded.map_err(db_error)?;
-        }
-        let clock = match clock.map_err(db_error)?.first() {
-            Some(r) => {
-                Some(ClockRow { updated_at: r.try_get(0).map_err(db_error)?, id: r.try_get(1).map_err(db_error)? })
-            }
-            None => None,
-        };
-        let current = rows.map_err(db_error)?.first().map(|r| read_row(table, r)).transpose()?;
-        Ok(Read { stamp: Stamp::Locked(clock), current })
-    }
-
-    /// Reserves a pair and reads the row.
-    async fn reserve_and_read(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
-        let client = self.client;
-        let reserve = client.prepare_cached(&reservations::reserve()).await.map_err(db_error)?;
-        let select = client.prepare_cached(&statements::select_row(table, Engine::Postgres)).await.map_err(db_error)?;
-        let now = datetime::format(self.clock.now());
-        let key_params = key.params();
-        let key_params = as_params(&key_params);
-        let reserve_params: [&(dyn ToSql + Sync); 3] = [&table.name, &now, &key.id];
-        let (reserved, rows) =
-            tokio::join!(client.query(&reserve, &reserve_params), client.query(&select, &key_params));
-        let reserved = reserved.map_err(db_error)?;
-        let updated_at: String = match reserved.first() {
-            Some(r) => r.try_get(0).map_err(db_error)?,
-            None => return Err(write::unprepared(&table.name)),
-        };
-        let reservation =
-            Reservation { table: table.name.clone(), updated_at: updated_at.clone(), id: key.id.to_owned() };
-        self.open = Open::Reservation(reservation);
-        let current = rows.map_err(db_error)?.first().map(|r| read_row(table, r)).transpose()?;
-        Ok(Read { stamp: Stamp::Reserved(updated_at), current })
-    }
-
-    /// Writes (or removes) the row and moves the owner's clock row, then commits.
-    async fn write_and_commit(
-        &mut self,
-        table: &TableDef,
-        key: &Key<'_>,
-        effect: Effect<'_>,
-    ) -> Result<bool, StorageError> {
-        let client = self.client;
-        let (applied, committed) = match effect {
-            Effect::Write { row, replaces } => {
-                let write = client.prepare_cached(&row_write(table, replaces, None)).await.map_err(db_error)?;
-                let set_clock =
-                    client.prepare_cached(&statements::set_clock(table, Engine::Postgres)).await.map_err(db_error)?;
-                let values = statements::row_params(table, key, row, replaces);
-                let values: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-                let mut clock_params = vec![row.updated_at.as_str(), row.id.as_str()];
-                clock_params.extend(statements::clock_params(table, key));
-                let (values, clock_params) = (as_params(&values), as_params(&clock_params));
-                let (written, clocked, committed) = tokio::join!(
-                    client.execute(&write, &values),
-                    client.execute(&set_clock, &clock_params),
-                    client.batch_execute("COMMIT")
-                );
-                (written.and_then(|n| clocked.map(|_| n == 1)), committed)
-            }
-            Effect::Remove { version } => {
-                let delete = statements::delete_row(table, Engine::Postgres, None);
-                let delete = client.prepare_cached(&delete).await.map_err(db_error)?;
-                let params = statements::delete_params(key, version);
-                let params = as_params(&params);
-                let (deleted, committed) =
-                    tokio::join!(client.execute(&delete, &params), client.batch_execute("COMMIT"));
-                (deleted.map(|n| n == 1), committed)
-            }
-            Effect::Nothing => (Ok(true), client.batch_execute("COMMIT").await),
-        };
-        // A failed statement turned the `COMMIT` into a rollback; either way the
-        // transaction is over once it answered.
-        committed.map_err(db_error)?;
-        self.open = Open::Nothing;
-        applied.map_err(db_error)
-    }
-
-    /// Writes (or removes) the row in one statement that withdraws the reservation and
-    /// does nothing if the reservation was gone ([`reservations::guarded`]).
-    async fn write_guarded(
-        &mut self,
-        table: &TableDef,
-        key: &Key<'_>,
-        effect: Effect<'_>,
-        reservation: &Reservation,
-    ) -> Result<bool, StorageError> {
-        let client = self.client;
-        let (sql, mut values) = match effect {
-            Effect::Write { row, replaces } => {
-                (row_write(table, replaces, reservations::GUARD), statements::row_params(table, key, row, replaces))
-            }
-            Effect::Remove { version } => (
-                statements::delete_row(table, Engine::Postgres, reservations::GUARD),
-                statements::delete_params(key, version).into_iter().map(|p| Value::String(p.to_owned())).collect(),
-            ),
-            Effect::Nothing => {
-                reservation.withdraw(client).await?;
-                self.open = Open::Nothing;
-                return Ok(true);
-            }
-        };
-        let statement = client.prepare_cached(&reservations::guarded(&sql, values.len())).await.map_err(db_error)?;
-        values.push(Value::String(reservation.table.clone()));
-        values.push(Value::String(reservation.updated_at.clone()));
-        let values: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-        let written = client.execute(&statement, &as_params(&values)).await.map_err(db_error)?;
-        // Withdrawn, written or not.
-        self.open = Open::Nothing;
-        Ok(written == 1)
+    /// Withdraws `reservation` on this connection.
+    async fn withdraw(&self, reservation: &Reservation) -> Result<(), StorageError> {
+        let withdraw = self.client.prepare_cached(&reservations::withdraw()).await.map_err(db_error)?;
+        self.client.execute(&withdraw, &reservation.params()).await.map_err(db_error)?;
+        Ok(())
     }
 }
 
@@ -234,41 +66,69 @@ fn as_params<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl WriteAttempt for PgWrite<'_> {
-    async fn begin(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
-        match table.owner_column {
-            Some(_) => self.lock_and_read(table, key).await,
-            None => self.reserve_and_read(table, key).await,
-        }
+    /// Skips the read of an insert's first attempt: one statement less for most
+    /// inserts (the guarded insert gives way to an existing row).
+    async fn begin(&mut self, table: &TableDef, key: &Key<'_>, expect_absent: bool) -> Result<Read, StorageError> {
+        let client = self.client;
+        let reserve = self.stamps.reserve(&table.name, key.owner, key.id);
+        let (reserved, rows) = match expect_absent {
+            true => (reserve.await, None),
+            false => {
+                let select = statements::select_row(table, Engine::Postgres);
+                let select = client.prepare_cached(&select).await.map_err(db_error)?;
+                let key_params = key.params();
+                let key_params = as_params(&key_params);
+                let (reserved, rows) = tokio::join!(reserve, client.query(&select, &key_params));
+                (reserved, Some(rows))
+            }
+        };
+        let updated_at = reserved?;
+        self.open = Some(Reservation::new(&table.name, key.owner, &updated_at, key.id));
+        let current = match rows {
+            Some(rows) => rows.map_err(db_error)?.first().map(|r| read_row(table, r)).transpose()?,
+            None => None,
+        };
+        Ok(Read { stamp: Stamp::Reserved(updated_at), current })
     }
 
+    /// Writes (or removes) the row in one statement that withdraws the reservation and
+    /// does nothing if the reservation was gone ([`reservations::guarded`]).
     async fn finish(&mut self, table: &TableDef, key: &Key<'_>, effect: Effect<'_>) -> Result<bool, StorageError> {
-        match &self.open {
-            Open::Transaction => self.write_and_commit(table, key, effect).await,
-            Open::Reservation(reservation) => {
-                let reservation = reservation.clone();
-                self.write_guarded(table, key, effect, &reservation).await
+        let Some(reservation) = self.open.clone() else {
+            return Err(StorageError::Unavailable("a write attempt finished without beginning"));
+        };
+        let (sql, values) = match effect {
+            Effect::Write { row, replaces } => {
+                (row_write(table, replaces, reservations::GUARD), statements::row_params(table, key, row, replaces))
             }
-            Open::Nothing => Err(StorageError::Unavailable("a write attempt finished without beginning")),
-        }
+            Effect::Remove { version } => (
+                statements::delete_row(table, Engine::Postgres, reservations::GUARD),
+                statements::delete_params(key, version).into_iter().map(|p| Value::String(p.to_owned())).collect(),
+            ),
+            Effect::Nothing => {
+                self.withdraw(&reservation).await?;
+                self.open = None;
+                return Ok(true);
+            }
+        };
+        let statement =
+            self.client.prepare_cached(&reservations::guarded(&sql, values.len())).await.map_err(db_error)?;
+        let values: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
+        let mut params = as_params(&values);
+        params.extend(reservation.guard_params());
+        let written = self.client.execute(&statement, &params).await.map_err(db_error)?;
+        // Withdrawn, written or not.
+        self.open = None;
+        Ok(written == 1)
     }
 
     async fn abandon(&mut self) {
-        match std::mem::take(&mut self.open) {
-            Open::Nothing => {}
-            Open::Transaction => {
-                if let Err(e) = self.client.batch_execute("ROLLBACK").await {
-                    tracing::warn!(error = %e, "rolling back a PostgreSQL write failed; closing its connection");
-                    self.broken = true;
-                }
-            }
-            Open::Reservation(reservation) => {
-                if let Err(e) = reservation.withdraw(self.client).await {
-                    tracing::warn!(error = %e, "withdrawing a reservation failed; closing its connection");
-                    self.broken = true;
-                    // Withdrawn from another connection when this is dropped.
-                    self.open = Open::Reservation(reservation);
-                }
-            }
+        let Some(reservation) = self.open.take() else { return };
+        if let Err(e) = self.withdraw(&reservation).await {
+            tracing::warn!(error = %e, "withdrawing a reservation failed; closing its connection");
+            self.broken = true;
+            // Withdrawn from another connection when this is dropped.
+            self.open = Some(reservation);
         }
     }
 }
@@ -279,7 +139,7 @@ impl Drop for PgWrite<'_> {
     /// wait for it to expire. (Its own connection is closed with the call: see
     /// [`super::pool::Lease`].)
     fn drop(&mut self) {
-        let Open::Reservation(reservation) = std::mem::take(&mut self.open) else { return };
+        let Some(reservation) = self.open.take() else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("a reservation is left to expire: no runtime to withdraw it from");
             return;
@@ -288,7 +148,9 @@ impl Drop for PgWrite<'_> {
         runtime.spawn(async move {
             let withdrawn = async {
                 let mut lease = pool.get().await?;
-                let result = reservation.withdraw(lease.client()?).await;
+                let client = lease.client()?;
+                let withdraw = client.prepare_cached(&reservations::withdraw()).await.map_err(db_error)?;
+                let result = client.execute(&withdraw, &reservation.params()).await.map(drop).map_err(db_error);
                 lease.finish();
                 result
             };
@@ -309,6 +171,8 @@ mod tests {
 
     use super::*;
     use crate::stamp::SystemClock;
+    use crate::storage::statements::{CLOCK_TABLE, OWNER_CLOCK_TABLE};
+    use crate::storage::write;
     use crate::storage::{Change, ListQuery, PostgresStorage, Row, Storage};
 
     /// A storage in a schema of its own of the test PostgreSQL, with a shared table `T`
@@ -387,9 +251,10 @@ mod tests {
         let Some(db) = TestDb::new().await else { return };
         db.insert(&db.shared, "before", None).await.unwrap();
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut slow = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
+        let mut slow = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
         let key = Key { id: "slow", owner: None };
-        let Read { stamp: Stamp::Reserved(at), current: None } = slow.begin(&db.shared, &key).await.unwrap() else {
+        let Read { stamp: Stamp::Reserved(at), current: None } = slow.begin(&db.shared, &key, false).await.unwrap()
+        else {
             panic!("a shared table's attempt reserves its stamp")
         };
 
@@ -416,9 +281,9 @@ mod tests {
     async fn a_stale_reservation_is_expired_by_readers_and_its_write_then_fails() {
         let Some(db) = TestDb::new().await else { return };
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut stuck = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
+        let mut stuck = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
         let key = Key { id: "stuck", owner: None };
-        let Read { stamp: Stamp::Reserved(at), .. } = stuck.begin(&db.shared, &key).await.unwrap() else {
+        let Read { stamp: Stamp::Reserved(at), .. } = stuck.begin(&db.shared, &key, false).await.unwrap() else {
             panic!("a shared table's attempt reserves its stamp")
         };
         db.insert(&db.shared, "after", None).await.unwrap();
@@ -447,8 +312,8 @@ mod tests {
     async fn a_cancelled_write_gives_its_reservation_back() {
         let Some(db) = TestDb::new().await else { return };
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut cancelled = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
-        cancelled.begin(&db.shared, &Key { id: "gone", owner: None }).await.unwrap();
+        let mut cancelled = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
+        cancelled.begin(&db.shared, &Key { id: "gone", owner: None }, true).await.unwrap();
         db.insert(&db.shared, "after", None).await.unwrap();
         assert_eq!(db.reservations().await, 1);
         // Dropped midway (its request went away): withdrawn from another connection.
@@ -466,31 +331,35 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn owners_never_wait_for_each_other() {
+    async fn owners_stamp_on_clock_rows_of_their_own_and_wait_for_nobody() {
         let Some(db) = TestDb::new().await else { return };
+        // The table's clock row, from before owners had their own: where new owners start.
+        let sql = format!("UPDATE {} SET \"updatedAt\" = '2020-01-01T00:00:00.000Z', \"id\" = 'zzz'", CLOCK_TABLE);
+        db.raw.execute(&sql, &[]).await.unwrap();
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut alice = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &SystemClock);
+        let mut alice = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
         let key = Key { id: "a1", owner: Some("alice") };
-        // Alice's first write makes her clock row and holds it.
-        let Read { stamp: Stamp::Locked(Some(_)), .. } = alice.begin(&db.owned, &key).await.unwrap() else {
-            panic!("an owned table's attempt locks the owner's clock row")
+        let Read { stamp: Stamp::Reserved(at), .. } = alice.begin(&db.owned, &key, true).await.unwrap() else {
+            panic!("an owned table's attempt reserves its stamp")
         };
+        assert!(at.as_str() > "2020-01-01T00:00:00.000Z");
 
-        let bob = tokio::time::timeout(Duration::from_secs(5), db.insert(&db.owned, "b1", Some("bob")));
-        bob.await.expect("bob does not wait for alice").unwrap();
-        let other = {
-            let db_storage = Arc::clone(&db.storage);
-            let owned = db.owned.clone();
-            tokio::spawn(async move {
-                let insert = Change::Insert { values: vec![Value::Null] };
-                db_storage.write(owned, "a2".into(), insert, Some("alice".into())).await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!other.is_finished(), "alice's writers queue");
+        // Writers of any owner, alice's too, go ahead while alice's write is in flight.
+        for (id, owner) in [("b1", "bob"), ("a2", "alice"), ("b2", "bob")] {
+            let write = tokio::time::timeout(Duration::from_secs(5), db.insert(&db.owned, id, Some(owner)));
+            write.await.expect("no writer waits for one in flight").unwrap();
+        }
         alice.abandon().await;
-        let a2 = tokio::time::timeout(Duration::from_secs(5), other).await.unwrap().unwrap().unwrap();
-        assert_eq!(a2.id, "a2");
+        let clocks: Vec<(String, String)> = db
+            .raw
+            .query(&format!("SELECT \"owner\", \"id\" FROM {OWNER_CLOCK_TABLE} ORDER BY 1"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(clocks, [("alice".into(), "a2".into()), ("bob".into(), "b2".into())]);
+        assert_eq!(db.reservations().await, 0);
         drop(alice);
         lease.finish();
         db.drop_schema().await;

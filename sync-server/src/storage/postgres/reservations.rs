@@ -1,40 +1,49 @@
-//! Reserved stamps: how PostgreSQL's writers of a shared table run in parallel and
-//! incremental readers still never miss a row.
+//! Reserved stamps: how PostgreSQL's writers run in parallel and incremental readers
+//! still never miss a row.
 //!
 //! # The mechanism
 //!
-//! A write to a shared table (see [`super::attempt`]):
+//! Every write (see [`super::attempt`]):
 //!
-//! 1. **reserves** its `(updatedAt, id)` in one short statement of its own: it moves the
-//!    table's clock row to the next pair (the rule of [`crate::stamp`], in SQL:
-//!    [`next_updated_at`]) and records that pair in `__sync_server_inflight`, then
-//!    commits. The clock row is locked only for that statement (its commit does not
-//!    wait for the disk: see *Crashes*), not for the write.
-//! 2. reads the row (no lock), decides with the rules of [`crate::storage::write`];
-//! 3. **writes** in one statement that withdraws the reservation and writes the row
-//!    only if the withdrawal found it ([`guarded`]), and only if the row still has the
-//!    version read (else it tries again with a new reservation). A write that writes
-//!    nothing withdraws its reservation alone.
+//! 1. **reserves** its `(updatedAt, id)`: the storage's reserving task
+//!    ([`super::stamps`]) moves the clock row of the rows the write's readers see (the
+//!    table's for a shared table, the owner's for an owned one) to the next pair, by the
+//!    rule of [`crate::stamp`] (in SQL: [`next_updated_at`]), and records the pair in
+//!    `__sync_server_inflight`, in one statement that commits at once. The clock row is
+//!    locked for that statement only, never across a write;
+//! 2. meanwhile reads the row (no lock) and decides with the rules of
+//!    [`crate::storage::write`];
+//! 3. **writes** in one statement that withdraws its reservation and writes the row only
+//!    if the withdrawal found it ([`guarded`]), and only if the row still has the version
+//!    read (else it tries again with a new reservation). A write that writes nothing
+//!    withdraws its reservation alone.
 //!
-//! A reader of a shared table sees only the rows *before the oldest reservation* in its
-//! own snapshot: its query reads the table through [`visible_rows`], in one statement,
-//! so the reservations and the rows come from one snapshot. Writers wait for nobody but
-//! the writers of the same row (and for the clock row, for one statement); readers wait
-//! for nobody.
+//! A reader sees only the rows *before the oldest reservation of the table* in its own
+//! snapshot: its query reads the table through [`visible_rows`], in one statement, so
+//! the reservations and the rows come from one snapshot. (For an owned table that holds
+//! an owner's readers back behind other owners' writes in flight too: a few
+//! milliseconds, and never wrong; the owners' pairs just need no common order.)
+//!
+//! Nobody waits for another write's transaction: writers of different rows never wait
+//! for each other, and readers never wait at all. Writers of one row wait for each
+//! other's single statement; reservations of one clock row queue for one statement at a
+//! time (the reserving task batches them, see [`super::stamps`]).
 //!
 //! # Why a reader cannot skip a row
 //!
 //! Write `p(V)` for the pair of a row version `V`. A reader whose query (snapshot `S`)
 //! returned a row `R` sets its cursor to `p(R)` and later asks only for pairs above it;
-//! it misses a version `V` with `p(V) < p(R)` exactly when `V` commits but is not
-//! visible in `S`. That cannot happen:
+//! it misses a version `V` of a row it may see (the same table, and for an owned table
+//! the same owner, so `V` and `R` share a clock row) with `p(V) < p(R)` exactly when `V`
+//! commits but is not visible in `S`. That cannot happen:
 //!
-//! - Pairs are taken in the order the clock row is locked, and each is greater than
-//!   the one before. So `p(V) < p(R)` means `V`'s reservation committed before `R`'s
-//!   took the clock row, which is before `R`'s write committed, which is before `S` was
-//!   taken (`R` is visible in `S`). PostgreSQL makes a commit visible before it releases
-//!   the transaction's locks, so `V`'s reservation is visible in `S`.
-//! - `S` also sees `R` *below the oldest reservation*, so `V`'s reservation, visible in
+//! - The pairs of one clock row are taken in the order the row is locked, each batch's
+//!   above the one before (within a batch, in id order), and a batch's reservations
+//!   commit together. So `p(V) < p(R)` means `V`'s reservation committed no later than
+//!   `R`'s, which is before `R`'s write committed, which is before `S` was taken (`R` is
+//!   visible in `S`). PostgreSQL makes a commit visible before it releases the
+//!   transaction's locks, so `V`'s reservation is visible in `S`.
+//! - `S` also sees `R` *before the oldest reservation*, so `V`'s reservation, visible in
 //!   `S`, is no longer there in `S`: a transaction that committed before `S` deleted it.
 //!   Either `V`'s own write did (it withdraws its reservation in the same transaction
 //!   as the row), and then `V` is visible in `S`; or another transaction did (a failed
@@ -44,11 +53,10 @@
 //!   serialized on its row lock, and in READ COMMITTED the second one's delete finds
 //!   nothing once the first committed.
 //!
-//! Nothing here depends on which server process wrote what, or on the order in which
-//! transactions commit: the clock row, the reservations and the rows are all in
-//! PostgreSQL, so any number of instances on one database agree. The clock rows of
-//! several tables are independent; a reader of one table only looks at its own
-//! reservations.
+//! Nothing here depends on which server process wrote what, on any process's own
+//! locks, or on the order in which transactions commit: the clock rows, the
+//! reservations and the rows are all in PostgreSQL, so any number of instances on one
+//! database agree.
 //!
 //! # Crashes, cancellations and stuck writers
 //!
@@ -58,7 +66,7 @@
 //!
 //! - a write that fails midway withdraws its reservation; one whose request was
 //!   cancelled mid-way (the client went away) has it withdrawn by a task on another
-//!   connection;
+//!   connection (or by the reserving task, when it never got it);
 //! - a reader first expires the table's reservations older than [`EXPIRY`] (by
 //!   PostgreSQL's clock): a crashed or hung instance holds readers back that long at
 //!   most, whoever writes or not.
@@ -75,17 +83,19 @@
 //! whose clocks disagree just stamp with the later one. Expiry uses only PostgreSQL's
 //! clock.
 //!
-//! Rows written by other programs bypass the clock and void this guarantee.
+//! Rows written by other programs bypass the clock rows and void this guarantee.
 
 use std::time::Duration;
 
 use sync_core::sql::quote_ident;
+use tokio_postgres::types::ToSql;
 
-use crate::storage::statements::CLOCK_TABLE;
+use crate::storage::statements::{CLOCK_TABLE, OWNER_CLOCK_TABLE};
 use crate::table::TableDef;
 
-/// The table of reserved pairs not yet written or given back: `(table, updatedAt, id)`
-/// and when it was reserved (PostgreSQL's clock).
+/// The table of reserved pairs not yet written or given back: `(table, owner, updatedAt,
+/// id)` (the owner `''` for a shared table) and when it was reserved (PostgreSQL's
+/// clock).
 pub(super) const INFLIGHT_TABLE: &str = "__sync_server_inflight";
 
 /// How long a reservation may stay before any reader withdraws it (its write then fails
@@ -96,12 +106,43 @@ pub(super) const EXPIRY: Duration = Duration::from_secs(5);
 /// The name of the withdrawal a guarded write is conditioned on.
 const WITHDRAWN: &str = "withdrawn";
 
+/// A pair reserved for a write and not yet written or given back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Reservation {
+    table: String,
+    /// `''` for a shared table.
+    owner: String,
+    updated_at: String,
+    id: String,
+}
+
+impl Reservation {
+    pub(super) fn new(table: &str, owner: Option<&str>, updated_at: &str, id: &str) -> Reservation {
+        Reservation {
+            table: table.to_owned(),
+            owner: owner.unwrap_or_default().to_owned(),
+            updated_at: updated_at.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// The parameters of [`withdraw`].
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.table, &self.owner, &self.updated_at, &self.id]
+    }
+
+    /// The parameters [`guarded`] adds after a row write's own.
+    pub(super) fn guard_params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.table, &self.owner, &self.updated_at]
+    }
+}
+
 /// Creates the in-flight table when it is missing.
 pub(super) fn inflight_table() -> String {
     format!(
-        "CREATE UNLOGGED TABLE IF NOT EXISTS {} (\"tbl\" TEXT NOT NULL, \"updatedAt\" TEXT COLLATE \"C\" NOT NULL, \
-         \"id\" TEXT COLLATE \"C\" NOT NULL, \"reservedAt\" TIMESTAMPTZ NOT NULL, \
-         PRIMARY KEY (\"tbl\", \"updatedAt\", \"id\"))",
+        "CREATE UNLOGGED TABLE IF NOT EXISTS {} (\"tbl\" TEXT NOT NULL, \"owner\" TEXT COLLATE \"C\" NOT NULL, \
+         \"updatedAt\" TEXT COLLATE \"C\" NOT NULL, \"id\" TEXT COLLATE \"C\" NOT NULL, \
+         \"reservedAt\" TIMESTAMPTZ NOT NULL, PRIMARY KEY (\"tbl\", \"owner\", \"updatedAt\", \"id\"))",
         quote_ident(INFLIGHT_TABLE)
     )
 }
@@ -119,31 +160,63 @@ pub(super) fn next_updated_at(last_at: &str, last_id: &str, now: &str, id: &str)
     )
 }
 
-/// `WITH "async" AS (..)`: makes the statement's own transaction commit without
-/// waiting for the disk (referenced in its `FROM`).
+/// `"async" AS (..)`: makes the statement's own transaction commit without waiting for
+/// the disk (when referenced in its `FROM`).
 const ASYNC_COMMIT: &str = "\"async\" AS (SELECT set_config('synchronous_commit', 'off', true))";
 
-/// Reserves the next pair of the table named by parameter 1 for a write of row `$3` at
-/// `$2` (the writer's clock, as `updatedAt` text): moves the clock row and records the
-/// pair as in flight, in one statement; answers the reserved `updatedAt` (no row when
-/// the table has no clock row).
-pub(super) fn reserve() -> String {
+/// Reserves pairs on a shared table's clock row, for rows of ascending distinct ids at
+/// one time: `$1` the table, `$2` the writers' clock (as `updatedAt` text), `$3` and `$4`
+/// the first and last id, `$5` every id. Moves the clock row to the next pair of the
+/// first id (the rule) with the last id, and records `(updatedAt, id)` of every id in
+/// flight, in one statement; answers `(owner, updatedAt)` per id (no row when the table
+/// has no clock row).
+pub(super) fn reserve_shared() -> String {
     format!(
-        "WITH {ASYNC_COMMIT}, \"stamp\" AS (UPDATE {clock} SET \"updatedAt\" = {next}, \"id\" = $3 \
-         WHERE \"tbl\" = $1 RETURNING \"updatedAt\", \"id\") \
-         INSERT INTO {inflight} (\"tbl\", \"updatedAt\", \"id\", \"reservedAt\") \
-         SELECT $1, s.\"updatedAt\", s.\"id\", statement_timestamp() FROM \"stamp\" AS s, \"async\" \
-         RETURNING \"updatedAt\"",
+        "WITH {ASYNC_COMMIT}, \"stamp\" AS (UPDATE {clock} SET \"updatedAt\" = {next}, \"id\" = $4 \
+         WHERE \"tbl\" = $1 RETURNING \"updatedAt\") \
+         INSERT INTO {inflight} (\"tbl\", \"owner\", \"updatedAt\", \"id\", \"reservedAt\") \
+         SELECT $1, '', s.\"updatedAt\", r.\"id\", statement_timestamp() \
+         FROM \"stamp\" AS s CROSS JOIN \"async\" CROSS JOIN unnest($5::text[]) AS r(\"id\") \
+         RETURNING \"owner\", \"updatedAt\"",
         clock = quote_ident(CLOCK_TABLE),
         inflight = quote_ident(INFLIGHT_TABLE),
         next = next_updated_at("\"updatedAt\"", "\"id\"", "$2", "$3"),
     )
 }
 
-/// Withdraws the reservation `($1 table, $2 updatedAt, $3 id)`, if it is still there.
+/// [`reserve_shared`] for several owners of an owned table at once, each on its own
+/// clock row: `$1` the table, `$2` the clock, `$3`, `$4`, `$5` the owners with their
+/// first and last ids, `$6` and `$7` the owner and id of every reservation. Owners
+/// without a clock row get no answer. The clock rows are locked in the order of their
+/// owners before they are moved, so that two instances reserving for the same owners
+/// wait for each other (one statement) rather than deadlock.
+pub(super) fn reserve_owned() -> String {
+    format!(
+        "WITH {ASYNC_COMMIT}, \
+         \"groups\" AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]) AS g(\"owner\", \"first\", \"last\")), \
+         \"locked\" AS (SELECT c.\"owner\" FROM {clock} AS c WHERE c.\"tbl\" = $1 AND c.\"owner\" = ANY ($3::text[]) \
+         ORDER BY c.\"owner\" FOR UPDATE), \
+         \"stamp\" AS (UPDATE {clock} AS c SET \"updatedAt\" = {next}, \"id\" = g.\"last\" \
+         FROM \"groups\" AS g, \"locked\" AS l \
+         WHERE c.\"tbl\" = $1 AND c.\"owner\" = g.\"owner\" AND l.\"owner\" = g.\"owner\" \
+         RETURNING c.\"owner\", c.\"updatedAt\") \
+         INSERT INTO {inflight} (\"tbl\", \"owner\", \"updatedAt\", \"id\", \"reservedAt\") \
+         SELECT $1, s.\"owner\", s.\"updatedAt\", r.\"id\", statement_timestamp() \
+         FROM \"stamp\" AS s CROSS JOIN \"async\" \
+         JOIN unnest($6::text[], $7::text[]) AS r(\"owner\", \"id\") ON r.\"owner\" = s.\"owner\" \
+         RETURNING \"owner\", \"updatedAt\"",
+        clock = quote_ident(OWNER_CLOCK_TABLE),
+        inflight = quote_ident(INFLIGHT_TABLE),
+        next = next_updated_at("c.\"updatedAt\"", "c.\"id\"", "$2", "g.\"first\""),
+    )
+}
+
+/// Withdraws the reservation `($1 table, $2 owner, $3 updatedAt, $4 id)`, if it is still
+/// there.
 pub(super) fn withdraw() -> String {
     format!(
-        "WITH {ASYNC_COMMIT} DELETE FROM {} USING \"async\" WHERE \"tbl\" = $1 AND \"updatedAt\" = $2 AND \"id\" = $3",
+        "WITH {ASYNC_COMMIT} DELETE FROM {} USING \"async\" \
+         WHERE \"tbl\" = $1 AND \"owner\" = $2 AND \"updatedAt\" = $3 AND \"id\" = $4",
         quote_ident(INFLIGHT_TABLE)
     )
 }
@@ -162,15 +235,17 @@ pub(super) fn expire() -> String {
 
 /// `write`, a row write guarded by [`WITHDRAWN`] ([`crate::storage::statements`]) with
 /// `params` parameters, made to withdraw the writer's reservation and to write only if
-/// it did: parameter `params + 1` is the table's name, `params + 2` the reserved
-/// `updatedAt`, and the id is parameter 1 of every row write.
+/// it did: parameters `params + 1` to `params + 3` are [`Reservation::guard_params`],
+/// and the id is parameter 1 of every row write.
 pub(super) fn guarded(write: &str, params: usize) -> String {
     format!(
-        "WITH {} AS (DELETE FROM {} WHERE \"tbl\" = ${} AND \"updatedAt\" = ${} AND \"id\" = $1 RETURNING 1) {write}",
+        "WITH {} AS (DELETE FROM {} WHERE \"tbl\" = ${} AND \"owner\" = ${} AND \"updatedAt\" = ${} \
+         AND \"id\" = $1 RETURNING 1) {write}",
         quote_ident(WITHDRAWN),
         quote_ident(INFLIGHT_TABLE),
         params + 1,
-        params + 2
+        params + 2,
+        params + 3
     )
 }
 
@@ -203,8 +278,8 @@ mod tests {
     fn guarded_writes_withdraw_their_own_reservation() {
         assert_eq!(
             guarded("DELETE FROM \"T\" WHERE x", 2),
-            "WITH \"withdrawn\" AS (DELETE FROM \"__sync_server_inflight\" WHERE \"tbl\" = $3 AND \"updatedAt\" = $4 \
-             AND \"id\" = $1 RETURNING 1) DELETE FROM \"T\" WHERE x"
+            "WITH \"withdrawn\" AS (DELETE FROM \"__sync_server_inflight\" WHERE \"tbl\" = $3 AND \"owner\" = $4 \
+             AND \"updatedAt\" = $5 AND \"id\" = $1 RETURNING 1) DELETE FROM \"T\" WHERE x"
         );
     }
 
