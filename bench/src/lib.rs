@@ -14,11 +14,14 @@
 //! - [`measure`]: rounds, medians, figures, peak RSS.
 //! - [`local`]: `insert_one`, `insert_batch`, `query`, `queue_read`.
 //! - [`remote`]: `pull` and `push` against a `sync-server` on 127.0.0.1.
+//! - [`writers`]: concurrent HTTP writers against a `sync-server` on PostgreSQL (and on
+//!   SQLite), vs the same statements sent raw.
 
 pub mod local;
 pub mod measure;
 pub mod model;
 pub mod remote;
+pub mod writers;
 
 /// Sizes of one run: the full run, or `--quick`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +51,9 @@ pub struct Sizes {
     pub queue_ops: usize,
     /// `queue_read`: calls of each function per round.
     pub queue_calls: usize,
+    /// `writers_*`: acknowledged writes per round at 50 writers (fewer writers do
+    /// proportionally fewer, at least 300).
+    pub writers_ops: usize,
 }
 
 impl Sizes {
@@ -65,6 +71,7 @@ impl Sizes {
         queue_rows: 100_000,
         queue_ops: 10_000,
         queue_calls: 2_000,
+        writers_ops: 6_000,
     };
 
     /// Small sizes: the whole run takes well under a minute.
@@ -81,5 +88,6 @@ impl Sizes {
         queue_rows: 100_000,
         queue_ops: 10_000,
         queue_calls: 1_000,
+        writers_ops: 1_500,
     };
 }
