@@ -400,12 +400,10 @@ impl Storage for PostgresStorage {
         Box::pin(async move {
             let key = Key::new(&table, &id, owner.as_deref())?;
             let mut lease = self.pool.get().await?;
-            let mut writer = PgWrite::new(lease.client()?, &self.pool, &self.stamps);
+            let mut writer = PgWrite::new(lease.client()?, &self.stamps);
             let result = write::run(&mut writer, &table, &key, change, &*self.clock).await;
-            if !writer.broken() {
-                drop(writer);
-                lease.finish();
-            }
+            drop(writer);
+            lease.finish();
             result
         })
     }

@@ -3,17 +3,17 @@
 //! [`super::reservations`]) from the storage's reserving task ([`super::stamps`]) while
 //! it reads the row on its own connection (the two are independent: a row read before
 //! or after the reservation is fine, as the write names the version it read), then
-//! writes the row with one guarded statement. Two round trips, no transaction held
-//! open across them, no lock held across a commit.
+//! writes the row with one guarded statement. Two round trips, every statement its own
+//! transaction, no lock held across a commit. A reservation the write lets go of
+//! without writing goes back to the reserving task ([`Held`]), which withdraws it.
 
 use deadpool_postgres::ClientWrapper;
 use sync_core::Value;
 use sync_core::sql::postgres::PgValue;
 use tokio_postgres::types::ToSql;
 
-use super::pool::Pool;
-use super::reservations::{self, Reservation};
-use super::stamps::Stamps;
+use super::reservations;
+use super::stamps::{Held, Stamps};
 use super::{db_error, read_row};
 use crate::storage::engine::Engine;
 use crate::storage::statements;
@@ -24,31 +24,14 @@ use crate::table::TableDef;
 /// The write attempts of one call, on one connection.
 pub(super) struct PgWrite<'c> {
     client: &'c ClientWrapper,
-    /// Where a reservation left behind (a cancelled call) is withdrawn from.
-    pool: &'c Pool,
     stamps: &'c Stamps,
     /// The reservation of the open attempt.
-    open: Option<Reservation>,
-    /// A reservation could not be withdrawn on this connection: the caller closes it
-    /// (and the reservation is withdrawn from another one when this is dropped).
-    broken: bool,
+    open: Option<Held>,
 }
 
 impl<'c> PgWrite<'c> {
-    pub(super) fn new(client: &'c ClientWrapper, pool: &'c Pool, stamps: &'c Stamps) -> PgWrite<'c> {
-        PgWrite { client, pool, stamps, open: None, broken: false }
-    }
-
-    /// Whether the connection must be closed rather than given back to the pool.
-    pub(super) fn broken(&self) -> bool {
-        self.broken
-    }
-
-    /// Withdraws `reservation` on this connection.
-    async fn withdraw(&self, reservation: &Reservation) -> Result<(), StorageError> {
-        let withdraw = self.client.prepare_cached(&reservations::withdraw()).await.map_err(db_error)?;
-        self.client.execute(&withdraw, &reservation.params()).await.map_err(db_error)?;
-        Ok(())
+    pub(super) fn new(client: &'c ClientWrapper, stamps: &'c Stamps) -> PgWrite<'c> {
+        PgWrite { client, stamps, open: None }
     }
 }
 
@@ -71,19 +54,20 @@ impl WriteAttempt for PgWrite<'_> {
     async fn begin(&mut self, table: &TableDef, key: &Key<'_>, expect_absent: bool) -> Result<Read, StorageError> {
         let client = self.client;
         let reserve = self.stamps.reserve(&table.name, key.owner, key.id);
-        let (reserved, rows) = match expect_absent {
+        let (held, rows) = match expect_absent {
             true => (reserve.await, None),
             false => {
                 let select = statements::select_row(table, Engine::Postgres);
                 let select = client.prepare_cached(&select).await.map_err(db_error)?;
                 let key_params = key.params();
                 let key_params = as_params(&key_params);
-                let (reserved, rows) = tokio::join!(reserve, client.query(&select, &key_params));
-                (reserved, Some(rows))
+                let (held, rows) = tokio::join!(reserve, client.query(&select, &key_params));
+                (held, Some(rows))
             }
         };
-        let updated_at = reserved?;
-        self.open = Some(Reservation::new(&table.name, key.owner, &updated_at, key.id));
+        let held = held?;
+        let updated_at = held.reservation().updated_at().to_owned();
+        self.open = Some(held);
         let current = match rows {
             Some(rows) => rows.map_err(db_error)?.first().map(|r| read_row(table, r)).transpose()?,
             None => None,
@@ -94,7 +78,7 @@ impl WriteAttempt for PgWrite<'_> {
     /// Writes (or removes) the row in one statement that withdraws the reservation and
     /// does nothing if the reservation was gone ([`reservations::guarded`]).
     async fn finish(&mut self, table: &TableDef, key: &Key<'_>, effect: Effect<'_>) -> Result<bool, StorageError> {
-        let Some(reservation) = self.open.clone() else {
+        let Some(held) = self.open.take() else {
             return Err(StorageError::Unavailable("a write attempt finished without beginning"));
         };
         let (sql, values) = match effect {
@@ -105,59 +89,25 @@ impl WriteAttempt for PgWrite<'_> {
                 statements::delete_row(table, Engine::Postgres, reservations::GUARD),
                 statements::delete_params(key, version).into_iter().map(|p| Value::String(p.to_owned())).collect(),
             ),
-            Effect::Nothing => {
-                self.withdraw(&reservation).await?;
-                self.open = None;
-                return Ok(true);
-            }
+            // Given back as it is dropped.
+            Effect::Nothing => return Ok(true),
         };
         let statement =
             self.client.prepare_cached(&reservations::guarded(&sql, values.len())).await.map_err(db_error)?;
         let values: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
         let mut params = as_params(&values);
-        params.extend(reservation.guard_params());
+        params.extend(held.reservation().guard_params());
+        // A failed statement rolled back: the reservation is still there, and goes back
+        // as `held` is dropped.
         let written = self.client.execute(&statement, &params).await.map_err(db_error)?;
-        // Withdrawn, written or not.
-        self.open = None;
+        // Withdrawn by the statement, written or not.
+        held.release();
         Ok(written == 1)
     }
 
     async fn abandon(&mut self) {
-        let Some(reservation) = self.open.take() else { return };
-        if let Err(e) = self.withdraw(&reservation).await {
-            tracing::warn!(error = %e, "withdrawing a reservation failed; closing its connection");
-            self.broken = true;
-            // Withdrawn from another connection when this is dropped.
-            self.open = Some(reservation);
-        }
-    }
-}
-
-impl Drop for PgWrite<'_> {
-    /// A reservation still held here belongs to a call that was cancelled midway (or
-    /// could not withdraw it): withdraw it from another connection, so readers need not
-    /// wait for it to expire. (Its own connection is closed with the call: see
-    /// [`super::pool::Lease`].)
-    fn drop(&mut self) {
-        let Some(reservation) = self.open.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("a reservation is left to expire: no runtime to withdraw it from");
-            return;
-        };
-        let pool = self.pool.clone();
-        runtime.spawn(async move {
-            let withdrawn = async {
-                let mut lease = pool.get().await?;
-                let client = lease.client()?;
-                let withdraw = client.prepare_cached(&reservations::withdraw()).await.map_err(db_error)?;
-                let result = client.execute(&withdraw, &reservation.params()).await.map(drop).map_err(db_error);
-                lease.finish();
-                result
-            };
-            if let Err(e) = withdrawn.await {
-                tracing::warn!(error = %e, "a reservation is left to expire: withdrawing it failed");
-            }
-        });
+        // Given back as it is dropped.
+        self.open = None;
     }
 }
 
@@ -251,7 +201,7 @@ mod tests {
         let Some(db) = TestDb::new().await else { return };
         db.insert(&db.shared, "before", None).await.unwrap();
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut slow = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
+        let mut slow = PgWrite::new(lease.client().unwrap(), &db.storage.stamps);
         let key = Key { id: "slow", owner: None };
         let Read { stamp: Stamp::Reserved(at), current: None } = slow.begin(&db.shared, &key, false).await.unwrap()
         else {
@@ -281,7 +231,7 @@ mod tests {
     async fn a_stale_reservation_is_expired_by_readers_and_its_write_then_fails() {
         let Some(db) = TestDb::new().await else { return };
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut stuck = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
+        let mut stuck = PgWrite::new(lease.client().unwrap(), &db.storage.stamps);
         let key = Key { id: "stuck", owner: None };
         let Read { stamp: Stamp::Reserved(at), .. } = stuck.begin(&db.shared, &key, false).await.unwrap() else {
             panic!("a shared table's attempt reserves its stamp")
@@ -308,25 +258,42 @@ mod tests {
         db.drop_schema().await;
     }
 
+    /// Waits (up to 2 s) for every reservation to be withdrawn.
+    async fn until_no_reservations(db: &TestDb) {
+        for _ in 0..100 {
+            if db.reservations().await == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(db.reservations().await, 0, "every reservation was given back");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_write_gives_its_reservation_back() {
         let Some(db) = TestDb::new().await else { return };
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut cancelled = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
+        let mut cancelled = PgWrite::new(lease.client().unwrap(), &db.storage.stamps);
         cancelled.begin(&db.shared, &Key { id: "gone", owner: None }, true).await.unwrap();
         db.insert(&db.shared, "after", None).await.unwrap();
         assert_eq!(db.reservations().await, 1);
-        // Dropped midway (its request went away): withdrawn from another connection.
+        // Dropped midway (its request went away).
         drop(cancelled);
         drop(lease);
-        for _ in 0..100 {
-            if db.reservations().await == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(db.reservations().await, 0);
+        until_no_reservations(&db).await;
         assert_eq!(db.listed().await, ["after"]);
+
+        // Calls cancelled anywhere, before or after their reservation came back.
+        for n in 0..40u64 {
+            let id = format!("c{n:02}");
+            let _ = tokio::time::timeout(Duration::from_micros(n * 50), db.insert(&db.shared, &id, None)).await;
+        }
+        until_no_reservations(&db).await;
+        db.insert(&db.shared, "last", None).await.unwrap();
+        let listed = db.listed().await;
+        assert!(listed.contains(&"last".to_owned()), "{listed:?}");
+        let stored: i64 = db.raw.query_one("SELECT count(*) FROM \"T\"", &[]).await.unwrap().get(0);
+        assert_eq!(listed.len() as i64, stored, "every row written is listed");
         db.drop_schema().await;
     }
 
@@ -337,7 +304,7 @@ mod tests {
         let sql = format!("UPDATE {} SET \"updatedAt\" = '2020-01-01T00:00:00.000Z', \"id\" = 'zzz'", CLOCK_TABLE);
         db.raw.execute(&sql, &[]).await.unwrap();
         let mut lease = db.storage.pool.get().await.unwrap();
-        let mut alice = PgWrite::new(lease.client().unwrap(), &db.storage.pool, &db.storage.stamps);
+        let mut alice = PgWrite::new(lease.client().unwrap(), &db.storage.stamps);
         let key = Key { id: "a1", owner: Some("alice") };
         let Read { stamp: Stamp::Reserved(at), .. } = alice.begin(&db.owned, &key, true).await.unwrap() else {
             panic!("an owned table's attempt reserves its stamp")
@@ -359,7 +326,7 @@ mod tests {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         assert_eq!(clocks, [("alice".into(), "a2".into()), ("bob".into(), "b2".into())]);
-        assert_eq!(db.reservations().await, 0);
+        until_no_reservations(&db).await;
         drop(alice);
         lease.finish();
         db.drop_schema().await;

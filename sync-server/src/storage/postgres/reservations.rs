@@ -64,9 +64,9 @@
 //! does not happen, and its request tries again with a new reservation), a reservation
 //! left behind is only a matter of freshness, never of correctness:
 //!
-//! - a write that fails midway withdraws its reservation; one whose request was
-//!   cancelled mid-way (the client went away) has it withdrawn by a task on another
-//!   connection (or by the reserving task, when it never got it);
+//! - a write that writes nothing, fails midway, or whose request is cancelled at any
+//!   point (the client went away) gives its reservation back to the reserving task,
+//!   which withdraws it at once (see [`super::stamps`]);
 //! - a reader first expires the table's reservations older than [`EXPIRY`] (by
 //!   PostgreSQL's clock): a crashed or hung instance holds readers back that long at
 //!   most, whoever writes or not.
@@ -126,9 +126,16 @@ impl Reservation {
         }
     }
 
-    /// The parameters of [`withdraw`].
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 4] {
-        [&self.table, &self.owner, &self.updated_at, &self.id]
+    /// The parameters of [`withdraw_many`] for `reservations`: their tables, owners,
+    /// `updatedAt`s and ids.
+    pub(super) fn columns(reservations: &[Reservation]) -> [Vec<&str>; 4] {
+        let column = |f: fn(&Reservation) -> &str| reservations.iter().map(f).collect();
+        [column(|r| &r.table), column(|r| &r.owner), column(|r| &r.updated_at), column(|r| &r.id)]
+    }
+
+    /// The reserved `updatedAt`.
+    pub(super) fn updated_at(&self) -> &str {
+        &self.updated_at
     }
 
     /// The parameters [`guarded`] adds after a row write's own.
@@ -211,12 +218,14 @@ pub(super) fn reserve_owned() -> String {
     )
 }
 
-/// Withdraws the reservation `($1 table, $2 owner, $3 updatedAt, $4 id)`, if it is still
-/// there.
-pub(super) fn withdraw() -> String {
+/// Withdraws the reservations `($1 tables, $2 owners, $3 updatedAt, $4 ids)` (arrays)
+/// that are still there.
+pub(super) fn withdraw_many() -> String {
     format!(
-        "WITH {ASYNC_COMMIT} DELETE FROM {} USING \"async\" \
-         WHERE \"tbl\" = $1 AND \"owner\" = $2 AND \"updatedAt\" = $3 AND \"id\" = $4",
+        "WITH {ASYNC_COMMIT} DELETE FROM {} AS f USING \"async\", \
+         unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS w(\"tbl\", \"owner\", \"updatedAt\", \"id\") \
+         WHERE f.\"tbl\" = w.\"tbl\" AND f.\"owner\" = w.\"owner\" AND f.\"updatedAt\" = w.\"updatedAt\" \
+         AND f.\"id\" = w.\"id\"",
         quote_ident(INFLIGHT_TABLE)
     )
 }

@@ -16,16 +16,20 @@
 //! any of their writes. The order still comes only from the clock row in PostgreSQL,
 //! so instances agree whatever each batches.
 //!
-//! The task waits in `recv` when there is nothing to do. It opens its connection when
-//! first needed and again after losing it; while it cannot, reservations fail with
-//! [`StorageError::Unavailable`] (503). A write cancelled while waiting for its
-//! reservation leaves it to the task, which withdraws it.
+//! Reservations are handed out as [`Held`] guards: a write that wrote (its statement
+//! withdrew the reservation) releases its guard; any other way of letting go of one (a
+//! refused or failed write, a call cancelled at any point, even before it received its
+//! reservation) drops it, which gives it back to the task, and the task withdraws what
+//! it was given back, together, without the write waiting for it.
+//!
+//! The task waits for requests when there is nothing to do. It opens its connection
+//! when first needed and again after losing it; while it cannot, reservations fail with
+//! [`StorageError::Unavailable`] (503).
 
 use std::collections::BTreeMap;
-
-use futures_util::future::join_all;
 use std::sync::{Arc, Mutex};
 
+use futures_util::future::join_all;
 use sync_core::datetime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
@@ -39,7 +43,7 @@ use crate::storage::engine::Engine;
 use crate::storage::statements;
 use crate::storage::write;
 
-/// Reservations one batch takes at most.
+/// Requests (reservations, or reservations given back) one batch takes at most.
 const MAX_BATCH: usize = 512;
 
 /// A reservation asked for, and where its answer goes.
@@ -48,7 +52,39 @@ struct Request {
     table: String,
     owner: Option<String>,
     id: String,
-    reply: oneshot::Sender<Result<String, StorageError>>,
+    reply: oneshot::Sender<Result<Held, StorageError>>,
+}
+
+/// A reservation a write holds. Dropped without [`Held::release`], it goes back to the
+/// reserving task, which withdraws it.
+#[derive(Debug)]
+pub(super) struct Held {
+    reservation: Reservation,
+    /// Whether it still is to be given back when dropped.
+    held: bool,
+    returns: mpsc::UnboundedSender<Reservation>,
+}
+
+impl Held {
+    /// The reservation.
+    pub(super) fn reservation(&self) -> &Reservation {
+        &self.reservation
+    }
+
+    /// Lets go of a reservation that is gone already (withdrawn by the write's own
+    /// statement).
+    pub(super) fn release(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.held {
+            // When the task is gone (the storage was closed), the reservation expires.
+            let _ = self.returns.send(self.reservation.clone());
+        }
+    }
 }
 
 /// The handle of a storage's reserving task.
@@ -67,8 +103,8 @@ impl Stamps {
     }
 
     /// Reserves the next pair of `id` on the clock row of `table` (of `owner` for an
-    /// owned table); answers its `updatedAt`.
-    pub(super) async fn reserve(&self, table: &str, owner: Option<&str>, id: &str) -> Result<String, StorageError> {
+    /// owned table).
+    pub(super) async fn reserve(&self, table: &str, owner: Option<&str>, id: &str) -> Result<Held, StorageError> {
         let (reply, answer) = oneshot::channel();
         let request = Request { table: table.to_owned(), owner: owner.map(str::to_owned), id: id.to_owned(), reply };
         let sent = match self.requests.lock() {
@@ -91,23 +127,36 @@ impl Stamps {
 
 /// The task: batch after batch until the storage is closed.
 async fn serve(mut inbox: mpsc::UnboundedReceiver<Request>, config: tokio_postgres::Config, clock: Arc<dyn Clock>) {
+    let (returns, mut returned_inbox) = mpsc::unbounded_channel::<Reservation>();
     let mut connection: Option<Connection> = None;
-    let mut waiting: Vec<Request> = Vec::new();
+    let (mut waiting, mut returned): (Vec<Request>, Vec<Reservation>) = (Vec::new(), Vec::new());
+    let mut open = true;
     loop {
-        if waiting.is_empty() {
-            match inbox.recv().await {
-                Some(request) => waiting.push(request),
-                None => return,
+        if waiting.is_empty() && returned.is_empty() {
+            if !open {
+                return;
+            }
+            tokio::select! {
+                request = inbox.recv() => match request {
+                    Some(request) => waiting.push(request),
+                    // Closed: withdraw what comes back until nothing does, then end.
+                    None => open = false,
+                },
+                Some(reservation) = returned_inbox.recv() => returned.push(reservation),
             }
         }
-        while waiting.len() < MAX_BATCH {
-            match inbox.try_recv() {
-                Ok(request) => waiting.push(request),
-                Err(_) => break,
+        while waiting.len() + returned.len() < MAX_BATCH {
+            if let Ok(request) = inbox.try_recv() {
+                waiting.push(request);
+            } else if let Ok(reservation) = returned_inbox.try_recv() {
+                returned.push(reservation);
+            } else {
+                break;
             }
         }
         let (tables, later) = batch(std::mem::take(&mut waiting));
         waiting = later;
+        let withdrawals = std::mem::take(&mut returned);
         let connected = match connection.take().filter(|c| !c.client.is_closed()) {
             Some(c) => Ok(c),
             None => Connection::open(&config).await,
@@ -119,13 +168,19 @@ async fn serve(mut inbox: mpsc::UnboundedReceiver<Request>, config: tokio_postgr
                 for request in tables.into_iter().flat_map(TableBatch::into_requests) {
                     let _ = request.reply.send(Err(StorageError::Unavailable("PostgreSQL is unavailable; retry")));
                 }
+                if !withdrawals.is_empty() {
+                    tracing::warn!(count = withdrawals.len(), "reservations are left to expire: no connection");
+                }
                 continue;
             }
         };
         let now = datetime::format(clock.now());
-        // One statement per table, sent together.
-        let answers = join_all(tables.iter().map(|table| conn.reserve(table, &now))).await;
-        let mut orphans = Vec::new();
+        // One statement per table, and one for what came back, sent together.
+        let (answers, withdrawn) =
+            tokio::join!(join_all(tables.iter().map(|table| conn.reserve(table, &now))), conn.withdraw(&withdrawals));
+        if let Err(e) = withdrawn {
+            tracing::warn!(error = %e, count = withdrawals.len(), "reservations are left to expire: withdrawing failed");
+        }
         for (table, answer) in tables.into_iter().zip(answers) {
             let name = table.table.clone();
             for (owner, requests) in table.groups {
@@ -134,17 +189,18 @@ async fn serve(mut inbox: mpsc::UnboundedReceiver<Request>, config: tokio_postgr
                     Err(e) => Err(answer_error(e)),
                 };
                 for Request { id, reply, .. } in requests {
-                    let sent = reply.send(stamp.as_ref().map(String::clone).map_err(answer_error));
-                    // The write went away while it waited: the reservation is ours to withdraw.
-                    if let (Err(_), Ok(at)) = (sent, &stamp) {
-                        orphans.push(Reservation::new(&name, owner.as_deref(), at, &id));
-                    }
+                    let held = match &stamp {
+                        Ok(at) => Ok(Held {
+                            reservation: Reservation::new(&name, owner.as_deref(), at, &id),
+                            held: true,
+                            returns: returns.clone(),
+                        }),
+                        Err(e) => Err(answer_error(e)),
+                    };
+                    // A write that went away while it waited drops the answer, which
+                    // gives the reservation back.
+                    let _ = reply.send(held);
                 }
-            }
-        }
-        for orphan in orphans {
-            if let Err(e) = conn.client.execute(&conn.withdraw, &orphan.params()).await {
-                tracing::warn!(error = %e, "a reservation is left to expire: withdrawing it failed");
             }
         }
     }
@@ -220,7 +276,7 @@ impl Connection {
             reservations::reserve_shared(),
             reservations::reserve_owned(),
             statements::seed_owner_clock(Engine::Postgres),
-            reservations::withdraw(),
+            reservations::withdraw_many(),
         ];
         let (reserve_shared, reserve_owned, seed_owner, withdraw) = tokio::try_join!(
             client.prepare(&sql[0]),
@@ -230,6 +286,17 @@ impl Connection {
         )
         .map_err(db_error)?;
         Ok(Connection { client, reserve_shared, reserve_owned, seed_owner, withdraw })
+    }
+
+    /// Withdraws reservations given back, in one statement.
+    async fn withdraw(&self, returned: &[Reservation]) -> Result<(), StorageError> {
+        if returned.is_empty() {
+            return Ok(());
+        }
+        let columns = Reservation::columns(returned);
+        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        self.client.execute(&self.withdraw, &params).await.map_err(db_error)?;
+        Ok(())
     }
 
     /// Reserves the pairs of one table's batch; answers the `updatedAt` of each clock
