@@ -144,12 +144,14 @@ impl Reservation {
     }
 }
 
-/// Creates the in-flight table when it is missing.
+/// Creates the in-flight table when it is missing. Its key starts `(tbl, updatedAt,
+/// id)`, so a reader finds a table's oldest reservation, whatever its owner, at the
+/// start of the key's range.
 pub(super) fn inflight_table() -> String {
     format!(
         "CREATE UNLOGGED TABLE IF NOT EXISTS {} (\"tbl\" TEXT NOT NULL, \"owner\" TEXT COLLATE \"C\" NOT NULL, \
          \"updatedAt\" TEXT COLLATE \"C\" NOT NULL, \"id\" TEXT COLLATE \"C\" NOT NULL, \
-         \"reservedAt\" TIMESTAMPTZ NOT NULL, PRIMARY KEY (\"tbl\", \"owner\", \"updatedAt\", \"id\"))",
+         \"reservedAt\" TIMESTAMPTZ NOT NULL, PRIMARY KEY (\"tbl\", \"updatedAt\", \"id\", \"owner\"))",
         quote_ident(INFLIGHT_TABLE)
     )
 }
