@@ -10,10 +10,12 @@ use std::time::Instant;
 
 use sync_bench::measure::Figure;
 use sync_bench::remote::{Db, PgSchema};
+use sync_bench::writers::{self, ServerDb};
 use sync_bench::{Sizes, live, local, remote};
 
-/// The PostgreSQL database of the `pull_pg` and `push_pg` scenarios (each in a schema
-/// of its own, dropped afterwards); `SYNC_TEST_POSTGRES_URL` is used when it is unset.
+/// The PostgreSQL database of the `pull_pg`, `push_pg` and `writers_*` scenarios (each
+/// in a schema of its own, dropped afterwards); `SYNC_TEST_POSTGRES_URL` is used when it
+/// is unset.
 const POSTGRES_URL_VAR: &str = "SYNC_BENCH_POSTGRES_URL";
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -167,6 +169,23 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
     }
     if wanted("push") {
         show(&mut figures, remote::push(&rt, d, r, sizes.push_ops, "push", &Db::Sqlite(d.join("push-server.db")))?);
+    }
+    // Concurrent HTTP writers vs the same statements sent raw to PostgreSQL: the server
+    // on PostgreSQL, then on SQLite for comparison.
+    for (scenario, server_db) in [("writers_pg", ServerDb::Postgres), ("writers_sqlite", ServerDb::Sqlite(d))] {
+        if !wanted(scenario) {
+            continue;
+        }
+        let Some(base) = &postgres else {
+            eprintln!("{scenario}: skipped (set {POSTGRES_URL_VAR} to a PostgreSQL URL to run it)");
+            continue;
+        };
+        for f in writers::writers(&rt, r, sizes.writers_ops, base, server_db)? {
+            show(&mut figures, f);
+        }
+    }
+    if let Some(line) = writers::summary(&figures).filter(|_| !args.json) {
+        println!("{line}");
     }
     if wanted("queue_read") {
         let (rows, ops, calls) = (sizes.queue_rows, sizes.queue_ops, sizes.queue_calls);

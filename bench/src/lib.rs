@@ -14,12 +14,15 @@
 //! - [`measure`]: rounds, medians, figures, peak RSS.
 //! - [`local`]: `insert_one`, `insert_batch`, `query`, `queue_read`.
 //! - [`remote`]: `pull` and `push` against a `sync-server` on 127.0.0.1.
+//! - [`writers`]: concurrent HTTP writers against a `sync-server` on PostgreSQL (and on
+//!   SQLite), vs the same statements sent raw.
 
 pub mod live;
 pub mod local;
 pub mod measure;
 pub mod model;
 pub mod remote;
+pub mod writers;
 
 /// Sizes of one run: the full run, or `--quick`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +60,9 @@ pub struct Sizes {
     pub live_round_writes: usize,
     /// `live_requery`: rows in the watched table.
     pub live_rows: usize,
+    /// `writers_*`: acknowledged writes per round at 50 writers (fewer writers do
+    /// proportionally fewer, at least 300).
+    pub writers_ops: usize,
 }
 
 impl Sizes {
@@ -78,6 +84,7 @@ impl Sizes {
         live_writes: 200,
         live_round_writes: 500,
         live_rows: 100_000,
+        writers_ops: 6_000,
     };
 
     /// Small sizes: the whole run takes well under a minute.
@@ -98,5 +105,6 @@ impl Sizes {
         live_writes: 50,
         live_round_writes: 200,
         live_rows: 20_000,
+        writers_ops: 1_500,
     };
 }

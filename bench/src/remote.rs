@@ -28,7 +28,8 @@ pub enum Db {
 }
 
 impl Db {
-    fn url(&self) -> String {
+    /// The URL a server opens it by.
+    pub fn url(&self) -> String {
         match self {
             Db::Sqlite(path) => format!("sqlite:{}", path.display()),
             Db::Postgres(url) => url.clone(),

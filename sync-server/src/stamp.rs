@@ -9,9 +9,8 @@
 //! already visible. With millisecond timestamps that happens easily: rows `b` then `a`
 //! written in the same millisecond `T`; a reader that saw `(T, b)` never sees `(T, a)`.
 //!
-//! The rule: writes to one table are serialized (one writer, inside the database's
-//! write lock) and each write gets a pair strictly greater than the last pair assigned
-//! in that table, which is the greatest pair ever committed there:
+//! The rule: each write gets a pair strictly greater than the last pair assigned among
+//! the rows its readers see (a table's, or one owner's rows of an owned table):
 //!
 //! - `now > last_ms`: take `now` (any id is fine, the time alone is greater);
 //! - `now <= last_ms` and `id > last_id`: take `last_ms` (same time, greater id);
@@ -20,9 +19,16 @@
 //!
 //! So timestamps never go backwards (a clock stepping back is absorbed), many rows can
 //! share one millisecond, and `updatedAt` runs at most a little ahead of the clock under
-//! a burst of writes whose ids arrive in decreasing order. The last pair is kept
-//! in the database, in the same transaction as the write, so it survives restarts,
-//! hard deletes of the newest row, and several server processes on one database file.
+//! a burst of writes whose ids arrive in decreasing order. The last pair is kept in the
+//! database, in a clock row moved in step with the writes, so it survives restarts,
+//! hard deletes of the newest row, and several server processes on one database.
+//!
+//! Pairs growing is half of it; the other half is that a row never becomes visible to a
+//! reader after a row with a greater pair: SQLite's writers (one at a time) hold the
+//! clock row until they commit, and PostgreSQL's writers publish their pair before
+//! writing, so that readers hold back until it is written (see
+//! `storage/postgres/reservations.rs`). That path applies the same rule in SQL; a test
+//! holds the two to the same answers.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! What the two SQL engines spell differently in the write path and the table DDL:
-//! parameter marks, the clock row's lock, column types, and index names. Everything
+//! parameter marks, column types, and index names. Everything
 //! else of those statements is written once ([`super::statements`], [`super::schema`]).
 //! (Queries of the list path have their own compilers.)
 
@@ -23,16 +23,6 @@ impl Engine {
         match self {
             Engine::Sqlite => format!("?{n}"),
             Engine::Postgres => format!("${n}"),
-        }
-    }
-
-    /// What a read of the table's clock row adds to lock it until the transaction ends.
-    /// SQLite needs nothing: its write transaction (`BEGIN IMMEDIATE`) already holds the
-    /// database's one write lock.
-    pub(crate) fn row_lock(self) -> &'static str {
-        match self {
-            Engine::Sqlite => "",
-            Engine::Postgres => " FOR UPDATE",
         }
     }
 

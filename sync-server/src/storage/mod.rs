@@ -3,13 +3,16 @@
 //!
 //! The HTTP layer does protocol work (versions, JSON, validation, which status for which
 //! outcome); a storage does data work, and does each conditional write atomically: the
-//! existence check, the version check and the write happen in one transaction, with
-//! the `updatedAt` rule of [`crate::stamp`] applied inside the write lock.
+//! existence check and the version check hold for the row the write replaces (a write
+//! names the version it read, and reads again when the row changed under it), with
+//! `updatedAt` assigned by the rule of [`crate::stamp`].
 //!
 //! The two backends share one write path: the row-write rules (`write.rs`), the SQL
-//! of one-row statements and of the clock (`statements.rs`) and the table DDL
+//! of one-row statements and of the clocks (`statements.rs`) and the table DDL
 //! (`schema.rs`), with what the engines spell differently in `engine.rs`. Each backend
-//! keeps its connections, how it runs a transaction, and how it encodes values.
+//! keeps its connections, how it runs a write attempt (SQLite: under its one write
+//! lock; PostgreSQL: writers in parallel, see [`PostgresStorage`]), and how it encodes
+//! values.
 //!
 //! # Owned tables
 //!
@@ -189,8 +192,11 @@ pub enum Change {
 ///
 /// Contract of [`Storage::write`], atomic:
 /// - every successful write sets a new `version` (never equal to the row's previous
-///   one) and an `updatedAt` by the rule of [`crate::stamp`], so that the new
-///   `(updatedAt, id)` is greater than every pair already committed in the table;
+///   one) and an `updatedAt` by the rule of [`crate::stamp`], greater than the row's
+///   previous one, such that no list ever returns a row after returning one with a
+///   greater `(updatedAt, id)` that was committed before it (among the rows one
+///   reader may see: a table's, or one owner's of an owned table) — so an incremental
+///   reader never misses a row;
 /// - checks come in this order: existence ([`StorageError::NotFound`]), tombstone
 ///   ([`StorageError::Deleted`], unless the change undeletes), expected version
 ///   ([`StorageError::VersionMismatch`] with the current row).

@@ -11,9 +11,13 @@
 //! `"version"`, `"updatedAt"`, `"createdAt"` (fixed-width UTC text) and `"deleted"
 //! BOOLEAN`; primary key `id`, or `(owner, id)` for an owned table; an index on
 //! `("updatedAt", "id")` (and `(owner, "updatedAt", "id")`) for incremental readers.
-//! `__sync_server_clock` holds one row per table: the last `(updatedAt, id)` assigned.
-//! [`Storage::prepare`] creates all of it idempotently, inside a transaction holding a
-//! `pg_advisory_xact_lock`, so that several instances may start at once.
+//! `__sync_server_clock` holds one row per shared table and `__sync_server_owner_clock`
+//! one per owner of an owned table: the last `(updatedAt, id)` assigned
+//! ([`super::statements`]); `__sync_server_inflight` (unlogged) the pairs reserved by
+//! writes in flight ([`reservations`]). [`Storage::prepare`] creates all of it
+//! idempotently, inside a transaction holding a `pg_advisory_xact_lock`, so that several
+//! instances may start at once. PostgreSQL 12 or later (readers of a shared table rely
+//! on it folding a `WITH` query into the query that uses it).
 //!
 //! # Incremental readers under concurrent writers
 //!
@@ -22,23 +26,29 @@
 //! greater pair. With concurrent transactions, assigning a pair at write time is not
 //! enough: transactions commit in any order.
 //!
-//! The mechanism: **writers of one table are serialized on the table's clock row.**
-//! Every write transaction starts with `SELECT .. FROM __sync_server_clock WHERE tbl = $1
-//! FOR UPDATE`, then reads the row, checks, assigns the next pair by the rule of
-//! [`crate::stamp`], writes the row and the clock row, and commits (the write path
-//! shared with SQLite, [`super::write`], over this backend's [`PgWrite`]). The row lock is held
-//! until the transaction ends, so pairs are assigned and committed in the same order,
-//! one transaction at a time; and PostgreSQL releases a transaction's locks only after
-//! its commit is visible to new snapshots, so the next writer (which waits on that lock)
-//! commits strictly later. Hence any snapshot that sees a pair sees every smaller pair of
-//! the table, whichever instance wrote it. Writes to different tables do not wait for
-//! each other; reads never wait. The cost is one write transaction per table at a time
-//! (four round trips: `BEGIN`, lock + read, write + clock, `COMMIT`; statements that do
-//! not depend on each other are pipelined).
+//! Writes go through the write path shared with SQLite ([`super::write`]) with this
+//! backend's attempts ([`attempt`]): each write *reserves* its pair on the clock row of
+//! the rows its readers see (the table's, or for an owned table the owner's) in a short
+//! statement of its own, then reads and writes its row; readers see only the rows before
+//! the oldest reservation still in flight. Writers wait for no other write's
+//! transaction (only, for one statement, for a write of the same row), so writers of
+//! different owners, and of different rows of a shared table, run in parallel; reads
+//! never wait. [`reservations`] describes it and shows why no reader can skip a row;
+//! [`stamps`] is the task that makes the reservations of one instance, together.
 //!
-//! Rows written by other programs bypass the clock and void this guarantee.
+//! It holds across any number of instances on one database: the clock rows, the
+//! reservations and the rows are PostgreSQL's; no process trusts a lock of its own. A
+//! storage holds one connection beyond its pool, the reserving task's.
+//!
+//! Rows written by other programs bypass the clocks and void this guarantee. All
+//! instances on one database must run this version (an older one would write without
+//! reserving). Not behind a transaction-pooling proxy (the pool keeps prepared
+//! statements per connection).
 
+mod attempt;
 mod pool;
+mod reservations;
+mod stamps;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -47,18 +57,20 @@ use deadpool_postgres::ClientWrapper;
 use sync_core::{ColumnType, Value, datetime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, IsolationLevel, Transaction};
+use tokio_postgres::{IsolationLevel, Transaction};
 
+use self::attempt::PgWrite;
 use self::pool::Pool;
+use self::stamps::Stamps;
 use super::engine::Engine;
 use super::schema::{self, StoredTable};
 use super::statements;
-use super::write::{self, ClockRow, Read, WriteTransaction};
+use super::write;
 use super::{BoxFuture, Change, Key, ListQuery, Page, Row, Storage, StorageError, StorageFuture};
 use crate::stamp::Clock;
 use crate::table::{StorageSchema, TableDef};
 use sync_core::sql::SqlQuery;
-use sync_core::sql::postgres::{self as pg_sql, PgArg, PgValue, Postgres, bind};
+use sync_core::sql::postgres::{self as pg_sql, PgArg, Postgres, bind};
 
 /// The `pg_advisory_xact_lock` key that serializes [`Storage::prepare`] across processes
 /// ("syncserv" in ASCII).
@@ -70,6 +82,8 @@ const MAX_IDENTIFIER: usize = 63;
 #[derive(Debug)]
 pub struct PostgresStorage {
     pool: Pool,
+    /// The reserving task of the storage's writes (which has the clock).
+    stamps: Stamps,
     clock: Arc<dyn Clock>,
 }
 
@@ -89,9 +103,10 @@ impl PostgresStorage {
         max_connections: usize,
     ) -> Result<PostgresStorage, StorageError> {
         let config = tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Database(Box::new(e)))?;
-        let pool = Pool::new(config, max_connections, pool::ACQUIRE_TIMEOUT)?;
+        let config = pool::with_defaults(config);
+        let pool = Pool::new(config.clone(), max_connections, pool::ACQUIRE_TIMEOUT)?;
         pool.get().await?.finish();
-        Ok(PostgresStorage { pool, clock })
+        Ok(PostgresStorage { pool, stamps: Stamps::start(config, Arc::clone(&clock)), clock })
     }
 }
 
@@ -200,80 +215,6 @@ fn key_params<'k>(params: &'k [&'k str]) -> Vec<&'k (dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
-// ---- writes -----------------------------------------------------------------------
-
-/// A write transaction (see [`super::write`]): the clock row locked with `FOR UPDATE`;
-/// statements that do not depend on each other pipelined; each prepared once per
-/// connection.
-struct PgWrite<'c> {
-    tx: deadpool_postgres::Transaction<'c>,
-}
-
-impl PgWrite<'_> {
-    async fn begin(client: &mut ClientWrapper) -> Result<PgWrite<'_>, StorageError> {
-        Ok(PgWrite { tx: client.transaction().await.map_err(db_error)? })
-    }
-}
-
-impl WriteTransaction for PgWrite<'_> {
-    async fn lock_and_read(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
-        let lock = self.tx.prepare_cached(&statements::read_clock(Engine::Postgres)).await.map_err(db_error)?;
-        let select =
-            self.tx.prepare_cached(&statements::select_row(table, Engine::Postgres)).await.map_err(db_error)?;
-        let lock_params: [&(dyn ToSql + Sync); 1] = [&table.name];
-        let key = key.params();
-        let key = key_params(&key);
-        // Pipelined; PostgreSQL runs them in order, so the read sees every write that
-        // committed before the lock was granted.
-        let (clock, rows) =
-            tokio::try_join!(self.tx.query(&lock, &lock_params), self.tx.query(&select, &key)).map_err(db_error)?;
-        let clock = match clock.first() {
-            Some(r) => {
-                Some(ClockRow { updated_at: r.try_get(0).map_err(db_error)?, id: r.try_get(1).map_err(db_error)? })
-            }
-            None => None,
-        };
-        Ok((clock, rows.first().map(|r| read_row(table, r)).transpose()?))
-    }
-
-    async fn write_row(&mut self, table: &TableDef, key: &Key<'_>, row: &Row, new: bool) -> Result<(), StorageError> {
-        let sql = match new {
-            true => statements::insert_row(table, Engine::Postgres),
-            false => statements::update_row(table, Engine::Postgres),
-        };
-        let write = self.tx.prepare_cached(&sql).await.map_err(db_error)?;
-        let clock = self.tx.prepare_cached(&statements::set_clock(Engine::Postgres)).await.map_err(db_error)?;
-        let values = statements::row_params(table, key, row, new);
-        let bound: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-        let params: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let clock_params: [&(dyn ToSql + Sync); 3] = [&table.name, &row.updated_at, &row.id];
-        tokio::try_join!(self.tx.execute(&write, &params), self.tx.execute(&clock, &clock_params)).map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn delete_row(&mut self, table: &TableDef, key: &Key<'_>) -> Result<(), StorageError> {
-        let delete =
-            self.tx.prepare_cached(&statements::delete_row(table, Engine::Postgres)).await.map_err(db_error)?;
-        self.tx.execute(&delete, &key_params(&key.params())).await.map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn commit(self) -> Result<(), StorageError> {
-        self.tx.commit().await.map_err(db_error)
-    }
-}
-
-async fn write(
-    client: &mut ClientWrapper,
-    table: &TableDef,
-    key: &Key<'_>,
-    change: Change,
-    clock: &dyn Clock,
-) -> Result<Row, StorageError> {
-    let tx = PgWrite::begin(client).await?;
-    write::run(tx, table, key, change, clock).await
-}
-
 // ---- reads ------------------------------------------------------------------------
 
 async fn get(client: &ClientWrapper, table: &TableDef, key: &Key<'_>) -> Result<Option<Row>, StorageError> {
@@ -286,17 +227,42 @@ fn typed<'b>(bound: &'b [(PgArg<'_>, Type)]) -> Vec<(&'b (dyn ToSql + Sync), Typ
     bound.iter().map(|(v, t)| (v as &(dyn ToSql + Sync), t.clone())).collect()
 }
 
+/// The SQL of `query` on `table`, reading only the rows before the table's oldest
+/// reservation ([`reservations::visible_rows`]; the table's name is one more
+/// parameter).
+fn narrowed<'a>(table: &'a TableDef, query: &SqlQuery, params: &mut Vec<(&'a (dyn ToSql + Sync), Type)>) -> String {
+    params.push((&table.name, Type::TEXT));
+    format!("{}{}", reservations::visible_rows(table, params.len()), query.sql)
+}
+
+/// The rows of a list query (and their count), through
+/// [`reservations::visible_rows`], after expiring the table's stale reservations.
 async fn list(
-    client: &mut Client,
+    client: &mut ClientWrapper,
     table: &TableDef,
     select: &SqlQuery,
     count: Option<&SqlQuery>,
 ) -> Result<Page, StorageError> {
+    let name: [&(dyn ToSql + Sync); 1] = [&table.name];
     let select_bound = bind(select);
-    let select_params = typed(&select_bound);
+    let mut select_params = typed(&select_bound);
+    let select_sql = narrowed(table, select, &mut select_params);
+    let expire = client.prepare_cached(&reservations::expire()).await.map_err(db_error)?;
+    let expired = |result: Result<u64, tokio_postgres::Error>| {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "expiring stale reservations failed");
+        }
+    };
     let rows = match count {
-        None => client.query_typed(&select.sql, &select_params).await.map_err(query_error)?,
+        None => {
+            // Sent together: the expiry commits before the query takes its snapshot.
+            let (expiry, rows) =
+                tokio::join!(client.execute(&expire, &name), client.query_typed(&select_sql, &select_params));
+            expired(expiry);
+            rows.map_err(query_error)?
+        }
         Some(count) => {
+            expired(client.execute(&expire, &name).await);
             // One snapshot for the page and the count.
             let tx = client
                 .build_transaction()
@@ -306,10 +272,11 @@ async fn list(
                 .await
                 .map_err(db_error)?;
             let count_bound = bind(count);
-            let count_params = typed(&count_bound);
+            let mut count_params = typed(&count_bound);
+            let count_sql = narrowed(table, count, &mut count_params);
             let (rows, total) = tokio::try_join!(
-                tx.query_typed(&select.sql, &select_params),
-                tx.query_typed(&count.sql, &count_params)
+                tx.query_typed(&select_sql, &select_params),
+                tx.query_typed(&count_sql, &count_params)
             )
             .map_err(query_error)?;
             tx.commit().await.map_err(db_error)?;
@@ -343,7 +310,10 @@ async fn prepare(client: &mut ClientWrapper, tables: &[Arc<TableDef>]) -> Result
             "no schema to create the tables in: the search_path names no existing schema".into(),
         ));
     }
-    tx.batch_execute(&schema::clock_table(Engine::Postgres)).await.map_err(db_error)?;
+    for clock_table in schema::clock_tables(Engine::Postgres) {
+        tx.batch_execute(&clock_table).await.map_err(db_error)?;
+    }
+    tx.batch_execute(&reservations::inflight_table()).await.map_err(db_error)?;
     let icu: bool = tx
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')", &[])
         .await
@@ -452,7 +422,9 @@ impl Storage for PostgresStorage {
             let key = Key::new(&table, &id, owner.as_deref())?;
             refuse_nul(key.params().into_iter().chain(change_texts(&change)))?;
             let mut lease = self.pool.get().await?;
-            let result = write(lease.client()?, &table, &key, change, &*self.clock).await;
+            let mut writer = PgWrite::new(lease.client()?, &self.stamps);
+            let result = write::run(&mut writer, &table, &key, change, &*self.clock).await;
+            drop(writer);
             lease.finish();
             result
         })
@@ -472,6 +444,9 @@ impl Storage for PostgresStorage {
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move { self.pool.close() })
+        Box::pin(async move {
+            self.stamps.close();
+            self.pool.close();
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! The stored tables, for both engines: the DDL that creates a table from its
 //! definition, or checks a stored one against it and adds the missing data columns;
-//! its indexes; and the clock table. Each backend reads its own catalog into a
+//! its indexes; and the clock tables. Each backend reads its own catalog into a
 //! [`StoredTable`] and runs the statements made here, then seeds the table's clock row
 //! ([`super::statements::seed_clock`]).
 //!
@@ -14,7 +14,7 @@ use sync_core::sql::quote_ident;
 
 use super::StorageError;
 use super::engine::{Engine, Index};
-use super::statements::CLOCK_TABLE;
+use super::statements::{CLOCK_TABLE, OWNER_CLOCK_TABLE};
 use crate::table::{ColumnDef, TableDef};
 
 /// A table as the database holds it.
@@ -26,14 +26,22 @@ pub(crate) struct StoredTable {
     pub(crate) key: Vec<String>,
 }
 
-/// Creates the clock table when it is missing.
-pub(crate) fn clock_table(engine: Engine) -> String {
+/// Creates the clock tables when they are missing: one row per shared table, one per
+/// owner of an owned table (see [`super::statements`]).
+pub(crate) fn clock_tables(engine: Engine) -> [String; 2] {
     let text = engine.ordered_text();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} (\"tbl\" TEXT PRIMARY KEY NOT NULL, \"updatedAt\" {text} NOT NULL, \
-         \"id\" {text} NOT NULL)",
-        quote_ident(CLOCK_TABLE)
-    )
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\"tbl\" TEXT PRIMARY KEY NOT NULL, \"updatedAt\" {text} NOT NULL, \
+             \"id\" {text} NOT NULL)",
+            quote_ident(CLOCK_TABLE)
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\"tbl\" TEXT NOT NULL, \"owner\" {text} NOT NULL, \
+             \"updatedAt\" {text} NOT NULL, \"id\" {text} NOT NULL, PRIMARY KEY (\"tbl\", \"owner\"))",
+            quote_ident(OWNER_CLOCK_TABLE)
+        ),
+    ]
 }
 
 /// The statements that make the stored `table` what its definition says: create it

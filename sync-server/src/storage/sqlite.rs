@@ -6,11 +6,13 @@
 //!
 //! Writes take the shared write path ([`super::write`]) on the writer thread, in
 //! `BEGIN IMMEDIATE` transactions: the database's one write lock serializes the writers
-//! of every table, which is what the `updatedAt` rule needs ([`crate::stamp`]).
+//! of every table, which is what the `updatedAt` rule needs ([`crate::stamp`]); the
+//! clock rows are read and moved under it (a locked [`Stamp`]).
 //!
 //! Layout: see [`super::schema`] (`TEXT` for text, timestamps and JSON, `INTEGER` for
-//! booleans and integers, `REAL`, `BLOB`); the last `(updatedAt, id)` assigned per table
-//! lives in `__sync_server_clock` ([`super::statements`]).
+//! booleans and integers, `REAL`, `BLOB`); the last `(updatedAt, id)` assigned per
+//! shared table, and per owner of an owned table, lives in the clock tables
+//! ([`super::statements`]).
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params_from_iter};
 use sync_core::sql::{self, Sqlite};
 use sync_core::{ColumnType, Value, datetime};
 use tokio::sync::oneshot;
@@ -29,7 +31,7 @@ use tokio::sync::oneshot;
 use super::engine::Engine;
 use super::schema::{self, StoredTable};
 use super::statements;
-use super::write::{self, ClockRow, Read, WriteTransaction};
+use super::write::{self, ClockRow, Effect, Read, Stamp, WriteAttempt};
 use super::{BoxFuture, Change, Key, ListQuery, Page, Row, Storage, StorageError, StorageFuture};
 use crate::stamp::Clock;
 use crate::table::{StorageSchema, TableDef};
@@ -282,56 +284,103 @@ fn decode(ty: ColumnType, v: ValueRef<'_>) -> Value {
 
 // ---- writes -----------------------------------------------------------------------
 
-/// A write transaction (see [`super::write`]) on the writer thread: `BEGIN IMMEDIATE`
-/// takes the database's write lock at once, so the clock row needs no lock of its own.
-/// Each step is a blocking call that never waits, so the first poll finishes a write
-/// ([`complete_now`]).
-struct SqliteWrite<'c>(rusqlite::Transaction<'c>);
+/// The write attempts of the writer thread (see [`super::write`]), each in a `BEGIN
+/// IMMEDIATE` transaction: it takes the database's write lock at once, so the clock row
+/// needs no lock of its own ([`Stamp::Locked`]). Each step is a blocking call that never
+/// waits, so the first poll finishes a write ([`complete_now`]). Dropped with an attempt
+/// open (a panic), it rolls back.
+struct SqliteWrite<'c> {
+    conn: &'c Connection,
+    /// Whether an attempt's transaction is open.
+    open: bool,
+}
 
-impl SqliteWrite<'_> {
-    fn begin(conn: &mut Connection) -> Result<SqliteWrite<'_>, StorageError> {
-        conn.transaction_with_behavior(TransactionBehavior::Immediate).map(SqliteWrite).map_err(db_error)
+impl<'c> SqliteWrite<'c> {
+    fn new(conn: &'c Connection) -> SqliteWrite<'c> {
+        SqliteWrite { conn, open: false }
     }
 
-    fn read_clock(&self, table: &TableDef) -> Result<Option<ClockRow>, StorageError> {
-        let mut stmt = self.0.prepare_cached(&statements::read_clock(Engine::Sqlite)).map_err(db_error)?;
-        stmt.query_row([&table.name], |r| Ok(ClockRow { updated_at: r.get(0)?, id: r.get(1)? }))
-            .optional()
-            .map_err(db_error)
+    fn read_clock(&self, table: &TableDef, key: &Key<'_>) -> Result<Option<ClockRow>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(&statements::read_clock(table, Engine::Sqlite)).map_err(db_error)?;
+        stmt.query_row(params_from_iter(statements::clock_params(table, key)), |r| {
+            Ok(ClockRow { updated_at: r.get(0)?, id: r.get(1)? })
+        })
+        .optional()
+        .map_err(db_error)
     }
 
-    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StorageError> {
-        let mut stmt = self.0.prepare_cached(sql).map_err(db_error)?;
-        stmt.execute(params).map(drop).map_err(db_error)
+    /// Runs a statement; answers how many rows it changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StorageError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db_error)?;
+        stmt.execute(params).map_err(db_error)
     }
 }
 
-impl WriteTransaction for SqliteWrite<'_> {
-    async fn lock_and_read(&mut self, table: &TableDef, key: &Key<'_>) -> Result<Read, StorageError> {
-        Ok((self.read_clock(table)?, get_row(&self.0, table, key).map_err(db_error)?))
+impl WriteAttempt for SqliteWrite<'_> {
+    /// Always reads the row (under the write lock a read is cheap, and an insert that
+    /// met a row would only be tried again).
+    async fn begin(&mut self, table: &TableDef, key: &Key<'_>, _: bool) -> Result<Read, StorageError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+        self.open = true;
+        let mut clock = self.read_clock(table, key)?;
+        if clock.is_none() && table.owner_column.is_some() {
+            // The owner's first write.
+            let seed = statements::seed_owner_clock(Engine::Sqlite);
+            self.execute(&seed, params_from_iter(statements::clock_params(table, key)))?;
+            clock = self.read_clock(table, key)?;
+        }
+        let current = get_row(self.conn, table, key).map_err(db_error)?;
+        Ok(Read { stamp: Stamp::Locked(clock), current })
     }
 
-    async fn write_row(&mut self, table: &TableDef, key: &Key<'_>, row: &Row, new: bool) -> Result<(), StorageError> {
-        let sql = match new {
-            true => statements::insert_row(table, Engine::Sqlite),
-            false => statements::update_row(table, Engine::Sqlite),
+    async fn finish(&mut self, table: &TableDef, key: &Key<'_>, effect: Effect<'_>) -> Result<bool, StorageError> {
+        let applied = match effect {
+            Effect::Write { row, replaces } => {
+                let sql = match replaces {
+                    None => statements::insert_row(table, Engine::Sqlite, None),
+                    Some(_) => statements::update_row(table, Engine::Sqlite, None),
+                };
+                let written =
+                    self.execute(&sql, params_from_iter(statements::row_params(table, key, row, replaces)))?;
+                if written == 1 {
+                    let mut clock = vec![row.updated_at.as_str(), row.id.as_str()];
+                    clock.extend(statements::clock_params(table, key));
+                    self.execute(&statements::set_clock(table, Engine::Sqlite), params_from_iter(clock))?;
+                }
+                written == 1
+            }
+            Effect::Remove { version } => {
+                let delete = statements::delete_row(table, Engine::Sqlite, None);
+                self.execute(&delete, params_from_iter(statements::delete_params(key, version)))? == 1
+            }
+            Effect::Nothing => true,
         };
-        self.execute(&sql, params_from_iter(statements::row_params(table, key, row, new)))?;
-        self.execute(&statements::set_clock(Engine::Sqlite), params![table.name, row.updated_at, row.id])
+        self.conn.execute_batch("COMMIT").map_err(db_error)?;
+        self.open = false;
+        Ok(applied)
     }
 
-    async fn delete_row(&mut self, table: &TableDef, key: &Key<'_>) -> Result<(), StorageError> {
-        self.execute(&statements::delete_row(table, Engine::Sqlite), params_from_iter(key.params()))
+    async fn abandon(&mut self) {
+        if std::mem::take(&mut self.open) {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "rolling back a SQLite write failed");
+            }
+        }
     }
+}
 
-    async fn commit(self) -> Result<(), StorageError> {
-        self.0.commit().map_err(db_error)
+impl Drop for SqliteWrite<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
 }
 
 /// Runs a SQLite write ([`write::run`] over [`SqliteWrite`]) to its end on this thread:
 /// its steps block instead of waiting, so the first poll finishes it. Were one to wait,
-/// the write would fail (its transaction rolling back) rather than hang.
+/// the write would fail (its transaction rolling back as the write is dropped) rather
+/// than hang.
 fn complete_now<T>(write: impl Future<Output = Result<T, StorageError>>) -> Result<T, StorageError> {
     let mut write = pin!(write);
     match write.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
@@ -385,7 +434,9 @@ impl Storage for SqliteStorage {
     fn prepare(&self, tables: Vec<Arc<TableDef>>) -> StorageFuture<'_, ()> {
         Box::pin(self.on_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-            tx.execute_batch(&schema::clock_table(Engine::Sqlite)).map_err(db_error)?;
+            for clock_table in schema::clock_tables(Engine::Sqlite) {
+                tx.execute_batch(&clock_table).map_err(db_error)?;
+            }
             for table in &tables {
                 prepare_table(&tx, table)?;
             }
@@ -430,7 +481,7 @@ impl Storage for SqliteStorage {
         let clock = Arc::clone(&self.clock);
         Box::pin(self.on_writer(move |conn| {
             let key = Key::new(&table, &id, owner.as_deref())?;
-            complete_now(write::run(SqliteWrite::begin(conn)?, &table, &key, change, &*clock))
+            complete_now(write::run(&mut SqliteWrite::new(conn), &table, &key, change, &*clock))
         }))
     }
 

@@ -29,29 +29,37 @@ pub(super) const DEFAULT_MAX_CONNECTIONS: usize = 16;
 pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long opening a connection may take, unless the URL says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Session settings of every connection: a write that waits this long for the table's
-/// clock lock gives up (503, and the client retries) instead of piling up; a session
-/// left idle inside a transaction (a stuck instance) is ended and its locks released.
-const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
+/// Session settings of every connection: a write that waits this long for a lock (an
+/// owner's clock row, a row another write is writing) gives up (503, and the client
+/// retries) instead of piling up; a session left idle inside a transaction (a stuck
+/// instance) is ended and its locks released.
+pub(super) const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
 
-/// The pool of one storage.
-#[derive(Debug)]
+/// `config` with what the storage's connections default to: a connect timeout, and
+/// `application_name` `sync-server`, unless the URL says otherwise.
+pub(super) fn with_defaults(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("sync-server");
+    }
+    config
+}
+
+/// The pool of one storage (clones share it).
+#[derive(Clone, Debug)]
 pub(super) struct Pool(deadpool_postgres::Pool);
 
 impl Pool {
     /// A pool of at most `max_connections` (at least 1) connections to `config`, whose
     /// callers wait at most `acquire_timeout` for one; none is opened yet.
     pub(super) fn new(
-        mut config: tokio_postgres::Config,
+        config: tokio_postgres::Config,
         max_connections: usize,
         acquire_timeout: Duration,
     ) -> Result<Pool, StorageError> {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("sync-server");
-        }
+        let config = with_defaults(config);
         // `Fast` recycling checks only that the connection is open: a connection comes
         // back only from a call that ended (see `Lease`), so it is in no transaction.
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
