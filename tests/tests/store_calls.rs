@@ -105,6 +105,70 @@ fn reads_run_while_a_long_write_transaction_is_open() {
     assert_eq!(todos.get("new").wait().unwrap().map(|i| i.text), Some("inside".into()));
 }
 
+/// Short writes run on the caller's thread when the writer is idle and go to the store
+/// thread when it is busy: from many threads at once, beside transactions and async
+/// callers, every write lands once and each caller's writes queue in the order it made
+/// them.
+#[test]
+fn writes_from_many_threads_land_once_each_in_each_callers_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("app.db")).wait().unwrap();
+    let todos = store.table::<TodoItem>().wait().unwrap();
+    const PER: usize = 60;
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let todos = todos.clone();
+        threads.push(std::thread::spawn(move || {
+            for i in 0..PER {
+                let id = format!("t{t}-{i:03}");
+                let item = todos.insert(TodoItem::new(&id, "new")).wait().unwrap();
+                if i % 3 == 0 {
+                    todos.update(&TodoItem { text: "edited".into(), ..item }).wait().unwrap();
+                }
+            }
+        }));
+    }
+    let txs = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..PER {
+                store
+                    .transaction(move |tx| {
+                        tx.insert(TodoItem::new(&format!("tx-{i:03}"), "a"))?;
+                        tx.insert(TodoItem::new(&format!("tx-{i:03}b"), "b")).map(drop)
+                    })
+                    .wait()
+                    .unwrap();
+            }
+        })
+    };
+    runtime().block_on(async {
+        for i in 0..PER {
+            todos.insert(TodoItem::new(&format!("as-{i:03}"), "async")).await.unwrap();
+            todos.delete(&format!("as-{i:03}")).await.unwrap();
+        }
+    });
+    for t in threads {
+        t.join().unwrap();
+    }
+    txs.join().unwrap();
+
+    assert_eq!(todos.count_all().wait().unwrap() as usize, 4 * PER + 2 * PER);
+    let edited = todos.query().filter(TodoItem::FIELDS.text.eq("edited")).count().wait().unwrap();
+    assert_eq!(edited as usize, 4 * PER.div_ceil(3));
+    // An insert and its delete collapse to nothing; the rest is one insert per item, in
+    // each caller's order.
+    let ops = store.pending_ops().wait().unwrap();
+    assert_eq!(ops.len(), 4 * PER + 2 * PER);
+    for prefix in ["t0-", "t1-", "t2-", "t3-", "tx-"] {
+        let ids: Vec<&str> = ops.iter().map(|op| op.item_id.as_str()).filter(|id| id.starts_with(prefix)).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(ids, sorted, "{prefix} queued in its caller's order");
+    }
+    assert!(ops.windows(2).all(|w| w[0].op_id < w[1].op_id));
+}
+
 /// The whole library from a plain thread with no async runtime: a store, its tables, a
 /// transaction, and a push and a pull against a real server.
 #[test]

@@ -61,6 +61,9 @@ enum State<T> {
     Deferred(Dispatch<T>),
     /// Not started: a read.
     Read(Store, Read<T>),
+    /// Not started: a short write, run on the caller's thread when the writer is idle
+    /// (see `Store::try_inline`), else sent.
+    Inline(Store, Job<T>),
     /// Sent to the store thread; the answer comes through the channel.
     Sent(oneshot::Receiver<Answer<T>>),
     /// Known without running anything (an argument refused up front).
@@ -77,6 +80,7 @@ impl<T, E> std::fmt::Debug for StoreCall<T, E> {
         let state = match &self.state {
             State::Deferred(_) => "not sent",
             State::Read(..) => "not read",
+            State::Inline(..) => "not written",
             State::Sent(_) => "sent",
             State::Ready(_) => "ready",
             State::Done => "done",
@@ -97,6 +101,15 @@ impl<T: Send + 'static> StoreCall<T> {
 
     pub(super) fn read(store: Store, read: Read<T>) -> StoreCall<T> {
         StoreCall { state: State::Read(store, read), convert: std::convert::identity }
+    }
+
+    /// A short write (one item's insert, update or delete), run here when it can be.
+    pub(super) fn inline(store: Store, job: Job<T>) -> StoreCall<T> {
+        if store.inner.inline_writes {
+            StoreCall { state: State::Inline(store, job), convert: std::convert::identity }
+        } else {
+            StoreCall::job(store, job)
+        }
     }
 
     /// A call already sent (see [`Store::transaction_now`]).
@@ -127,10 +140,8 @@ impl<T: Send + 'static, E> StoreCall<T, E> {
                 Ok(rx) => block_on(rx).map_err(|_| Error::StoreClosed).and_then(settle),
                 Err(e) => Err(e),
             },
-            State::Read(store, read) => store.run_read(read).unwrap_or_else(|job| match store.submit(job) {
-                Ok(rx) => block_on(rx).map_err(|_| Error::StoreClosed).and_then(settle),
-                Err(e) => Err(e),
-            }),
+            State::Read(store, read) => store.run_read(read).unwrap_or_else(|job| store.run_job(job)),
+            State::Inline(store, job) => store.run_job(job),
             State::Sent(rx) => block_on(rx).map_err(|_| Error::StoreClosed).and_then(settle),
             State::Ready(result) => result,
             State::Done => Err(Error::StoreClosed),
@@ -153,6 +164,10 @@ impl<T: Send + 'static, E> Future for StoreCall<T, E> {
                 },
                 State::Read(store, read) => match store.run_read(read) {
                     Ok(result) => return Poll::Ready(result.map_err(convert)),
+                    Err(job) => this.state = State::Inline(store, job),
+                },
+                State::Inline(store, job) => match store.try_inline(job) {
+                    Ok(result) => return Poll::Ready(result.map_err(convert)),
                     Err(job) => match store.submit(job) {
                         Ok(rx) => this.state = State::Sent(rx),
                         Err(e) => return Poll::Ready(Err(convert(e))),
@@ -172,6 +187,20 @@ impl<T: Send + 'static, E> Future for StoreCall<T, E> {
                 State::Ready(result) => return Poll::Ready(result.map_err(convert)),
                 State::Done => return Poll::Ready(Err(convert(Error::StoreClosed))),
             }
+        }
+    }
+}
+
+impl Store {
+    /// Runs `job` here if the writer is idle, else on the store thread, sleeping until
+    /// it answers.
+    fn run_job<T: Send + 'static>(&self, job: Job<T>) -> Result<T> {
+        match self.try_inline(job) {
+            Ok(result) => result,
+            Err(job) => match self.submit(job) {
+                Ok(rx) => block_on(rx).map_err(|_| Error::StoreClosed).and_then(settle),
+                Err(e) => Err(e),
+            },
         }
     }
 }

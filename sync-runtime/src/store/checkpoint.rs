@@ -99,6 +99,14 @@ impl Checkpointer {
         Ok(Checkpointer { shared, thread: Some(thread) })
     }
 
+    /// Makes this the checkpointer of the current thread until the scope drops: for a
+    /// write committed on a caller's thread (see `Store::try_inline`), whose commit runs
+    /// the WAL hook there.
+    pub(crate) fn enter(&self) -> HookScope {
+        let previous = CHECKPOINTER.with(|c| c.borrow_mut().replace(Arc::clone(&self.shared)));
+        HookScope { previous }
+    }
+
     /// How many checkpoints the background thread ran.
     #[cfg(test)]
     pub(crate) fn background_runs(&self) -> u64 {
@@ -119,6 +127,19 @@ impl Drop for Checkpointer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// The current thread's checkpointer while a write runs on it; the previous one (none,
+/// on a caller's thread) comes back on drop.
+pub(crate) struct HookScope {
+    previous: Option<Arc<Shared>>,
+}
+
+impl Drop for HookScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CHECKPOINTER.with(|c| *c.borrow_mut() = previous);
     }
 }
 

@@ -25,7 +25,8 @@ mod watch;
 use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -130,7 +131,25 @@ impl StoreOptions {
 /// What the store thread runs: a call's job, its answer already wired in.
 type WorkerJob = Box<dyn FnOnce(&mut Worker) + Send>;
 
-/// State owned by the store thread.
+/// The one writer connection and its state, behind a lock: the store thread takes it
+/// for each job it runs, and a caller takes it to run a short write itself when the
+/// writer is idle and no job waits (see [`Store::try_inline`]). `None` once closed.
+struct Writer {
+    worker: Mutex<Option<Worker>>,
+    /// Jobs sent to the store thread and not run yet: a caller never runs a write
+    /// itself ahead of them.
+    queued: AtomicUsize,
+}
+
+impl Writer {
+    fn lock(&self) -> MutexGuard<'_, Option<Worker>> {
+        // A job's panic is caught inside the lock (see `Store::submit`): a poisoned lock
+        // holds a consistent worker (SQLite rolled the transaction back).
+        self.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The writer's state.
 struct Worker {
     conn: Connection,
     tables: HashMap<&'static str, Arc<TableMeta>>,
@@ -188,6 +207,11 @@ struct StoreInner {
     push_turn: tokio::sync::Mutex<()>,
     /// The change streams and watches of this store.
     hub: Arc<live::Hub>,
+    /// The writer, shared with the store thread.
+    writer: Arc<Writer>,
+    /// Whether short writes may run on the caller's thread (not with
+    /// [`Durability::Full`], whose commits wait for the disk).
+    inline_writes: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -197,9 +221,27 @@ impl std::fmt::Debug for Store {
 }
 
 thread_local! {
-    /// The id of the store whose thread this is (0 elsewhere): a store call made on it,
-    /// from inside a transaction closure, would wait for the transaction it runs in.
+    /// The id of the store whose writer this thread holds (0 elsewhere): a store call
+    /// made here, from inside a transaction closure, would wait for the transaction it
+    /// runs in.
     static ON_STORE_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as holding a store's writer, until dropped.
+struct WriterScope {
+    previous: u64,
+}
+
+impl WriterScope {
+    fn enter(id: u64) -> WriterScope {
+        WriterScope { previous: ON_STORE_THREAD.with(|on| on.replace(id)) }
+    }
+}
+
+impl Drop for WriterScope {
+    fn drop(&mut self) {
+        ON_STORE_THREAD.with(|on| on.set(self.previous));
+    }
 }
 
 impl Store {
@@ -251,8 +293,8 @@ impl Store {
         thread::Builder::new()
             .name(name)
             .spawn(move || {
-                ON_STORE_THREAD.with(|on| on.set(id));
-                let mut worker = match open_connection(path.as_deref(), &options) {
+                let _writer = WriterScope::enter(id);
+                let worker = match open_connection(path.as_deref(), &options) {
                     Ok(conn) => {
                         let checkpointer = path.as_deref().and_then(|path| {
                             checkpoint::Checkpointer::start(&conn, path, &options)
@@ -279,6 +321,7 @@ impl Store {
                 };
                 let readers = path.clone().map(|path| readers::ReaderPool::new(path, options.clone()));
                 let hub = Arc::clone(&worker.hub);
+                let writer = Arc::new(Writer { worker: Mutex::new(Some(worker)), queued: AtomicUsize::new(0) });
                 let store = Store {
                     inner: Arc::new(StoreInner {
                         id,
@@ -286,7 +329,9 @@ impl Store {
                         path,
                         readers,
                         push_turn: tokio::sync::Mutex::new(()),
-                        hub,
+                        hub: Arc::clone(&hub),
+                        writer: Arc::clone(&writer),
+                        inline_writes: options.durability == Durability::Normal,
                     }),
                 };
                 // The store goes to the caller: this thread keeps no handle on it, so it
@@ -294,40 +339,7 @@ impl Store {
                 if ready_tx.send(Ok(Ok(store))).is_err() {
                     return;
                 }
-                // Sleeps in `recv` until a job comes: a store with nothing to do costs
-                // nothing. While anyone listens to a store file it wakes every 200 ms
-                // too, to read whether another process committed (and for the timers
-                // of throttled watches).
-                loop {
-                    let job = match worker.external.sleep_for(&worker.hub, std::time::Instant::now()) {
-                        None => match receiver.recv() {
-                            Ok(job) => Some(job),
-                            Err(_) => break,
-                        },
-                        Some(wait) => match receiver.recv_timeout(wait) {
-                            Ok(job) => Some(job),
-                            Err(mpsc::RecvTimeoutError::Timeout) => None,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        },
-                    };
-                    if let Some(job) = job {
-                        job(&mut worker);
-                        if worker.close_ack.is_some() {
-                            break;
-                        }
-                    }
-                    worker.external.tick(&worker.conn, &worker.hub, worker.on_file);
-                }
-                worker.hub.close();
-                let ack = worker.close_ack.take();
-                // The checkpointer's connection first: the store's, closed last, then
-                // checkpoints what is left and removes the log.
-                drop(worker.checkpointer.take());
-                drop(worker);
-                tracing::debug!("store closed");
-                if let Some(ack) = ack {
-                    let _ = ack.send(Ok(Ok(())));
-                }
+                run_store_thread(&writer, &hub, &receiver);
             })
             .map_err(|_| Error::StoreClosed)?;
         Ok(ready_rx)
@@ -343,8 +355,7 @@ impl Store {
                 readers.close();
             }
             let (ack_tx, ack_rx) = oneshot::channel();
-            let job: WorkerJob = Box::new(move |w| w.close_ack = Some(ack_tx));
-            self.inner.sender.send(job).map_err(|_| Error::StoreClosed)?;
+            self.send_job(Box::new(move |w| w.close_ack = Some(ack_tx)))?;
             Ok(ack_rx)
         }))
     }
@@ -374,8 +385,52 @@ impl Store {
             let out = panic::catch_unwind(AssertUnwindSafe(|| job(worker)));
             let _ = tx.send(out);
         });
-        self.inner.sender.send(job).map_err(|_| Error::StoreClosed)?;
+        self.send_job(job)?;
         Ok(rx)
+    }
+
+    /// Queues a job for the store thread, counted until it has run.
+    fn send_job(&self, job: WorkerJob) -> Result<()> {
+        let writer = &self.inner.writer;
+        writer.queued.fetch_add(1, Ordering::SeqCst);
+        self.inner.sender.send(job).map_err(|_| {
+            writer.queued.fetch_sub(1, Ordering::SeqCst);
+            Error::StoreClosed
+        })
+    }
+
+    /// Runs `job` here, on the caller's thread, when the writer is idle and no job
+    /// waits for the store thread: a short write then costs no trip to another thread
+    /// and back (two wake-ups, which cost more than the write on a machine whose idle
+    /// cores sleep). Otherwise gives the job back, to be sent. Jobs sent before keep
+    /// their order: a caller never runs ahead of one.
+    fn try_inline<R: Send + 'static>(&self, job: call::Job<R>) -> std::result::Result<Result<R>, call::Job<R>> {
+        if let Err(e) = self.refuse_from_own_thread() {
+            return Ok(Err(e));
+        }
+        let writer = &self.inner.writer;
+        if writer.queued.load(Ordering::SeqCst) != 0 {
+            return Err(job);
+        }
+        let mut guard = match writer.worker.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(job),
+        };
+        // A job sent between the first look and the lock goes first.
+        if writer.queued.load(Ordering::SeqCst) != 0 {
+            return Err(job);
+        }
+        let Some(worker) = guard.as_mut() else {
+            return Ok(Err(Error::StoreClosed));
+        };
+        let out = {
+            let _writer = WriterScope::enter(self.inner.id);
+            let _hook = worker.checkpointer.as_ref().map(checkpoint::Checkpointer::enter);
+            panic::catch_unwind(AssertUnwindSafe(|| job(worker)))
+        };
+        drop(guard);
+        Ok(call::settle(out))
     }
 
     /// Runs `read` here, on a read connection, when the store has them; otherwise
@@ -489,6 +544,17 @@ impl Store {
         self.call(move |w| tx::run(w, ChangeOrigin::Local, f))
     }
 
+    /// A short write of the library's own (one item's insert, update or delete), as a
+    /// call that runs on the caller's thread when the writer is idle (see
+    /// [`Store::try_inline`]).
+    pub(crate) fn write_one<R, F>(&self, f: F) -> StoreCall<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
+    {
+        StoreCall::inline(self.clone(), Box::new(move |w| tx::run(w, ChangeOrigin::Local, f)))
+    }
+
     /// [`Store::transaction`] for the library's own writes, told to listeners as
     /// changes of `origin`.
     pub(crate) fn transaction_as<R, F>(&self, origin: ChangeOrigin, f: F) -> StoreCall<R>
@@ -559,6 +625,65 @@ impl Store {
             Ok(rx) => StoreCall::sent(rx),
             Err(e) => StoreCall::ready(Err(e)),
         }
+    }
+}
+
+/// The store thread's loop: runs the jobs sent to it, one at a time with the writer
+/// locked, until the store closes or its last handle is dropped. Sleeps in `recv` until
+/// a job comes: a store with nothing to do costs nothing. While anyone listens to a
+/// store file it wakes every 200 ms too, to read whether another process committed (and
+/// for the timers of throttled watches).
+fn run_store_thread(writer: &Writer, hub: &live::Hub, receiver: &mpsc::Receiver<WorkerJob>) {
+    let mut listening = false;
+    loop {
+        let sleep = match writer.lock().as_ref() {
+            Some(w) => w.external.sleep_for(hub, std::time::Instant::now()),
+            None => break,
+        };
+        let job = match sleep {
+            None => match receiver.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+            Some(wait) => match receiver.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        if let Some(job) = job {
+            let closing = match writer.lock().as_mut() {
+                Some(w) => {
+                    job(w);
+                    w.close_ack.is_some()
+                }
+                None => true,
+            };
+            writer.queued.fetch_sub(1, Ordering::SeqCst);
+            if closing {
+                break;
+            }
+        }
+        // Between jobs: read `data_version` when due, fire timers; once more after the
+        // last listener left, to stop.
+        if hub.has_listeners() || listening {
+            listening = hub.has_listeners();
+            if let Some(w) = writer.lock().as_mut() {
+                let Worker { conn, external, on_file, .. } = w;
+                external.tick(conn, hub, *on_file);
+            }
+        }
+    }
+    hub.close();
+    let Some(mut worker) = writer.lock().take() else { return };
+    let ack = worker.close_ack.take();
+    // The checkpointer's connection first: the store's, closed last, then checkpoints
+    // what is left and removes the log.
+    drop(worker.checkpointer.take());
+    drop(worker);
+    tracing::debug!("store closed");
+    if let Some(ack) = ack {
+        let _ = ack.send(Ok(Ok(())));
     }
 }
 

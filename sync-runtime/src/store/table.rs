@@ -80,7 +80,7 @@ impl<E: SyncEntity> Table<E> {
     /// the fields that view system columns as the store holds them (no version until
     /// the server sends one).
     pub fn insert(&self, item: E) -> StoreCall<E> {
-        self.store.transaction(move |tx| tx.insert(item))
+        self.store.write_one(move |tx| tx.insert(item))
     }
 
     /// Inserts many items in one transaction (each with its queue operation): all of
@@ -93,13 +93,13 @@ impl<E: SyncEntity> Table<E> {
     /// store's to keep).
     pub fn update(&self, item: &E) -> StoreCall<()> {
         let (id, values) = (item.id().to_owned(), item.to_values());
-        self.store.transaction(move |tx| tx.update_values::<E>(&id, values))
+        self.store.write_one(move |tx| tx.update_values::<E>(&id, values))
     }
 
     /// Deletes the item with this id and queues its delete.
     pub fn delete(&self, id: &str) -> StoreCall<()> {
         let id = id.to_owned();
-        self.store.transaction(move |tx| tx.delete::<E>(&id))
+        self.store.write_one(move |tx| tx.delete::<E>(&id))
     }
 
     // Reads are one statement each: they run on a read connection as they are (one
