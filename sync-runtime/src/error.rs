@@ -306,6 +306,11 @@ pub enum Error {
         cause: Box<Error>,
     },
 
+    /// The sync engine was stopped while this push or pull ran
+    /// ([`SyncEngine::stop`](crate::SyncEngine::stop)); what it did before is kept.
+    #[error("the sync engine was stopped")]
+    Stopped,
+
     /// A purge refused while the table has pending operations.
     #[error("table `{table}` has {pending} pending operations; push them or use force_purge")]
     PendingOperations {
@@ -395,6 +400,7 @@ impl PushCancel {
             PushCancel::Unavailable { url, status, message } => {
                 Error::Http { url: url.clone(), status: *status, message: message.clone() }
             }
+            PushCancel::Stopped => Error::Stopped,
         }
     }
 }

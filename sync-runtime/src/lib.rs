@@ -138,8 +138,9 @@ mod push_report;
 mod store;
 
 pub use client::{
-    ClientWins, Conflict, ConflictHandler, PullReport, Resolution, RetryPolicy, ServerWins, SyncCall, SyncClient,
-    SyncClientBuilder, SyncEvent, SyncPhase, SyncReport,
+    ClientWins, Conflict, ConflictHandler, EngineBuilder, PullReport, Resolution, RetryPolicy, ServerWins,
+    StatusStream, SyncCall, SyncClient, SyncClientBuilder, SyncEngine, SyncErrorKind, SyncEvent, SyncFailure,
+    SyncPhase, SyncProgress, SyncReport, SyncStatus,
 };
 pub use error::{Error, Result};
 pub use network_cause::NetworkCause;

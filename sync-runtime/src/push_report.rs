@@ -45,6 +45,10 @@ pub enum PushCancel {
         /// The server's message.
         message: String,
     },
+    /// The sync engine running the push was stopped
+    /// ([`SyncEngine::stop`](crate::SyncEngine::stop)): the answer of the operation in
+    /// flight was recorded, the rest stays queued.
+    Stopped,
 }
 
 /// How one conflict ended.

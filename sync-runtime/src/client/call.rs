@@ -79,7 +79,7 @@ impl<T> Future for SyncCall<T> {
 
 /// The runtime `.wait()` runs calls on: one worker thread, which also drives the
 /// connections the HTTP client keeps (so they stay usable from any runtime later).
-fn blocking_runtime() -> Result<&'static tokio::runtime::Runtime> {
+pub(super) fn blocking_runtime() -> Result<&'static tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {

@@ -80,6 +80,15 @@ pub(crate) fn table_url(base: &Url, table: &str, id: Option<&str>) -> Url {
     url
 }
 
+/// A delay jittered between half and all of `delay`, so that clients that failed
+/// together do not try again together.
+pub(crate) fn jitter(delay: Duration) -> Duration {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(delay.as_nanos());
+    let frac = (h.finish() % 1000) as f64 / 1000.0;
+    delay.mul_f64(0.5 + frac / 2.0)
+}
+
 /// Whether a status means "the server is unavailable right now".
 pub(crate) fn is_unavailable(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
@@ -165,11 +174,7 @@ impl ClientInner {
         let policy = &self.retry;
         let exp = policy.base_delay.saturating_mul(1u32 << attempt.min(16));
         let capped = exp.min(policy.max_delay);
-        // Full jitter between half and all of the capped delay.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(attempt);
-        let frac = (h.finish() % 1000) as f64 / 1000.0;
-        let jittered = capped.mul_f64(0.5 + frac / 2.0);
+        let jittered = jitter(capped);
         match retry_after {
             Some(ra) => ra.min(policy.max_delay).max(jittered),
             None => jittered,

@@ -22,6 +22,7 @@
 
 mod call;
 mod conflict_handler;
+mod engine;
 mod http;
 mod progress;
 mod pull;
@@ -42,6 +43,7 @@ use sync_core::query::Query;
 pub use crate::push_report::{ConflictOutcome, ConflictResolution, PushCancel, PushReport, PushStatus};
 pub use call::SyncCall;
 pub use conflict_handler::{ClientWins, Conflict, ConflictHandler, Resolution, ServerWins};
+pub use engine::{EngineBuilder, StatusStream, SyncEngine, SyncErrorKind, SyncFailure, SyncProgress, SyncStatus};
 pub use progress::{SyncEvent, SyncPhase};
 pub use pull::PullReport;
 
@@ -49,7 +51,7 @@ pub use pull::PullReport;
 pub type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
 
 type TokenProvider = Arc<dyn Fn(bool) -> TokenFuture + Send + Sync>;
-type ProgressSink = Arc<dyn Fn(&SyncEvent) + Send + Sync>;
+pub(crate) type ProgressSink = Arc<dyn Fn(&SyncEvent) + Send + Sync>;
 
 /// How 5xx and 429 answers are retried: capped exponential backoff with jitter
 /// (`Retry-After` is honoured, up to `max_delay`).
@@ -247,6 +249,7 @@ impl SyncClientBuilder {
                 retry: self.retry,
                 handlers: self.handlers,
                 progress: self.progress,
+                observers: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -262,10 +265,19 @@ pub(crate) struct ClientInner {
     pub(crate) retry: RetryPolicy,
     pub(crate) handlers: HashMap<&'static str, Arc<dyn conflict_handler::ErasedHandler>>,
     pub(crate) progress: Option<ProgressSink>,
+    /// The progress sinks of the engines running on this client (see `engine.rs`).
+    pub(crate) observers: std::sync::Mutex<Vec<(u64, ProgressSink)>>,
 }
 
 impl ClientInner {
     pub(crate) fn emit(&self, event: SyncEvent) {
+        let observers: Vec<ProgressSink> = match self.observers.lock() {
+            Ok(list) => list.iter().map(|(_, sink)| Arc::clone(sink)).collect(),
+            Err(poisoned) => poisoned.into_inner().iter().map(|(_, sink)| Arc::clone(sink)).collect(),
+        };
+        for sink in observers {
+            sink(&event);
+        }
         if let Some(sink) = &self.progress {
             sink(&event);
         }

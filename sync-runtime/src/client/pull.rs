@@ -35,6 +35,7 @@ use sync_core::{FieldRole, SyncEntity};
 
 use super::http::Request;
 use super::progress::{SyncEvent, SyncPhase};
+use super::engine::Stop;
 use super::{ClientInner, SyncClient};
 
 /// The query id [`SyncClient::sync`] pulls with.
@@ -133,6 +134,18 @@ pub(crate) async fn pull<E: SyncEntity>(
     query: Query<E>,
     query_id: Option<&str>,
 ) -> Result<PullReport> {
+    pull_until(client, inner, query, query_id, None).await
+}
+
+/// The pull, ending with [`Error::Stopped`] before the next page once `stop` is set (the
+/// sync engine's stop): every page applied so far stays applied, its cursor saved.
+pub(crate) async fn pull_until<E: SyncEntity>(
+    client: &SyncClient,
+    inner: &ClientInner,
+    query: Query<E>,
+    query_id: Option<&str>,
+    stop: Option<&Stop>,
+) -> Result<PullReport> {
     let started = Instant::now();
     let table = inner.store.table::<E>().await?;
     let meta = Arc::clone(table.meta());
@@ -161,6 +174,9 @@ pub(crate) async fn pull<E: SyncEntity>(
         }
     }
 
+    // Pulls of one store take turns (the engine's and the app's own): two pulls of one
+    // query would apply the same pages and move its cursor back and forth.
+    let _turn = inner.store.pull_turn().await;
     let query_id = query_id.map(str::to_owned);
     let mut position = match &query_id {
         Some(qid) => inner.store.pull_cursor(meta.name, qid).await?,
@@ -174,6 +190,10 @@ pub(crate) async fn pull<E: SyncEntity>(
     // size.
     let mut page_size = inner.page_size;
     loop {
+        if stop.is_some_and(Stop::is_set) {
+            tracing::info!(table = meta.name, received = report.received, "pull stopped: the sync engine stops");
+            return Err(Error::Stopped);
+        }
         let filter = match (&user_filter, &position) {
             (Some(f), Some(c)) => Some(Expr::binary(BinaryOp::And, f.clone(), cursor_filter(c)?)),
             (Some(f), None) => Some(f.clone()),

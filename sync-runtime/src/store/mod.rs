@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use sync_core::SyncEntity;
 
+pub(crate) use call::block_on;
 pub use call::StoreCall;
 pub(crate) use cursor::PullCursor;
 pub use errors::{ErrorRecord, SyncError};
@@ -205,6 +206,8 @@ struct StoreInner {
     readers: Option<readers::ReaderPool>,
     /// Held by a push for its whole run: pushes of one store take turns.
     push_turn: tokio::sync::Mutex<()>,
+    /// Pulls take turns too.
+    pull_turn: tokio::sync::Mutex<()>,
     /// The change streams and watches of this store.
     hub: Arc<live::Hub>,
     /// The writer, shared with the store thread.
@@ -329,6 +332,7 @@ impl Store {
                         path,
                         readers,
                         push_turn: tokio::sync::Mutex::new(()),
+                        pull_turn: tokio::sync::Mutex::new(()),
                         hub: Arc::clone(&hub),
                         writer: Arc::clone(&writer),
                         inline_writes: options.durability == Durability::Normal,
@@ -467,6 +471,11 @@ impl Store {
     /// client, or two clients of one store) would send the same operations twice.
     pub(crate) async fn push_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.inner.push_turn.lock().await
+    }
+
+    /// Pulls of this store take turns: held for the length of one.
+    pub(crate) async fn pull_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.pull_turn.lock().await
     }
 
     /// Marks an operation as in flight (its request is out) or no longer: a write to

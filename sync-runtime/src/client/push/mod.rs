@@ -14,4 +14,4 @@ mod conflict;
 mod pipeline;
 mod prepare;
 
-pub(crate) use pipeline::push;
+pub(crate) use pipeline::{push, push_until};

@@ -16,7 +16,8 @@ use sync_core::ProtocolVersion;
 
 use super::answer::{Landed, Step, push_one, record};
 use super::prepare::{Prepared, prepare};
-use crate::push_report::{PushReport, PushStatus};
+use crate::client::engine::Stop;
+use crate::push_report::{PushCancel, PushReport, PushStatus};
 
 /// How many times one push sends an operation whose conflicts keep being resolved by
 /// rewriting it; then it becomes an error row.
@@ -33,7 +34,14 @@ const BATCH: usize = 16;
 /// The push: see [`SyncClient::push`](crate::SyncClient::push). A push that stopped
 /// early is an [`Error::PushCancelled`] carrying its report.
 pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
-    let report = push_in_turn(inner).await?;
+    push_until(inner, None).await
+}
+
+/// The push, stopping before the next operation once `stop` is set (the sync engine's
+/// stop): the answer of the one in flight is recorded first, and what was not sent
+/// stays queued as it was. A push that stopped so is [`PushCancel::Stopped`].
+pub(crate) async fn push_until(inner: &ClientInner, stop: Option<&Stop>) -> Result<PushReport> {
+    let report = push_in_turn(inner, stop).await?;
     match &report.status {
         PushStatus::Complete => Ok(report),
         PushStatus::Cancelled(cancel) => {
@@ -43,11 +51,11 @@ pub(crate) async fn push(inner: &ClientInner) -> Result<PushReport> {
 }
 
 /// The push, its report whichever way it ended.
-async fn push_in_turn(inner: &ClientInner) -> Result<PushReport> {
+async fn push_in_turn(inner: &ClientInner, stop: Option<&Stop>) -> Result<PushReport> {
     // A push that waited for another one finds what that one left.
     let _turn = inner.store.push_turn().await;
     let mut held = Held::default();
-    let result = push_queue(inner, &mut held).await;
+    let result = push_queue(inner, &mut held, stop).await;
     let Held { mut uncommitted, ready } = held;
     if !ready.is_empty() {
         // Prepared but never sent (the push stopped): back as they were, so a stop
@@ -109,7 +117,7 @@ type Ready = (QueuedOp, Result<Option<Prepared>>);
 /// work, and the wake-up of its thread, overlap the network waits instead of adding to
 /// them. Operations are still sent strictly one after the other, each after the answer
 /// to the one before.
-async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> {
+async fn push_queue(inner: &ClientInner, held: &mut Held, stop: Option<&Stop>) -> Result<PushReport> {
     let started = Instant::now();
     let store = &inner.store;
     let total = store.pending_count().await?;
@@ -124,6 +132,11 @@ async fn push_queue(inner: &ClientInner, held: &mut Held) -> Result<PushReport> 
     let mut next: Option<StoreCall<Next>> = None;
 
     let result = loop {
+        if stop.is_some_and(Stop::is_set) {
+            tracing::info!("push stopped: the sync engine stops");
+            report.status = PushStatus::Cancelled(PushCancel::Stopped);
+            break Ok(());
+        }
         if held.ready.is_empty() {
             // Nothing left to send: the batch prepared meanwhile; if that one is empty
             // (it stopped at an item that was in flight), or none was, one prepared now.
