@@ -362,39 +362,64 @@ impl Actor {
     /// One random local write on `id`: an insert when the item is not here, else an
     /// update (3 in 4) or a delete. Every local write must succeed.
     pub async fn write(&mut self, rng: &mut Rng, id: &str) -> Result<(), String> {
-        let current = self.table.get(id).await.map_err(|e| format!("client {}: get {id}: {e}", self.index))?;
-        let roll = rng.below(4);
-        let complete = rng.below(2) == 0;
-        let (kind, text) = match &current {
-            None => (Kind::Insert, Some(self.next_text())),
-            Some(_) if roll < 3 => (Kind::Update, Some(self.next_text())),
-            Some(_) => (Kind::Delete, None),
-        };
-        let event = Event::Write {
-            client: self.index,
-            id: id.to_owned(),
-            kind,
-            text: text.clone(),
-            merged: false,
-            seen_version: current.as_ref().and_then(|c| c.version.clone()),
-        };
-        self.log.begin_write(&event);
-        let result = match (kind, current) {
-            (Kind::Insert, _) => self
-                .table
-                .insert(TodoItem { id: id.to_owned(), text: text.unwrap_or_default(), complete, version: None })
-                .await
-                .map(drop),
-            (Kind::Update, Some(mut item)) => {
-                item.text = text.unwrap_or_default();
-                item.complete = complete;
-                self.table.update(&item).await
+        let span = tracing::trace_span!("write", client = self.index);
+        let _entered = span.enter();
+        // With a sync engine running beside the app, a pull may bring or delete the item
+        // between the read and the write: the write then fails (it exists already, or
+        // no longer), and the app decides again from what it reads now.
+        for _ in 0..5 {
+            let current = self.table.get(id).await.map_err(|e| format!("client {}: get {id}: {e}", self.index))?;
+            let roll = rng.below(4);
+            let complete = rng.below(2) == 0;
+            let (kind, text) = match &current {
+                None => (Kind::Insert, Some(self.next_text())),
+                Some(_) if roll < 3 => (Kind::Update, Some(self.next_text())),
+                Some(_) => (Kind::Delete, None),
+            };
+            let event = Event::Write {
+                client: self.index,
+                id: id.to_owned(),
+                kind,
+                text: text.clone(),
+                merged: false,
+                seen_version: current.as_ref().and_then(|c| c.version.clone()),
+            };
+            self.log.begin_write(&event);
+            let result = match (kind, current) {
+                (Kind::Insert, _) => self
+                    .table
+                    .insert(TodoItem { id: id.to_owned(), text: text.unwrap_or_default(), complete, version: None })
+                    .await
+                    .map(drop),
+                (Kind::Update, Some(mut item)) => {
+                    item.text = text.unwrap_or_default();
+                    item.complete = complete;
+                    self.table.update(&item).await
+                }
+                (_, _) => self.table.delete(id).await,
+            };
+            match result {
+                Ok(()) => {
+                    self.log.commit_write(event);
+                    return Ok(());
+                }
+                Err(e) if e.is_not_found() || matches!(e, sync_runtime::Error::AlreadyExists { .. }) => {
+                    self.log.mark("A");
+                    continue;
+                }
+                Err(e) => {
+                    // What the queue holds for the item, to see how it came to refuse the write.
+                    let ops = self.store.pending_ops().await.unwrap_or_default();
+                    let ops: Vec<_> = ops.into_iter().filter(|op| op.item_id == id).collect();
+                    let row = self.table.get(id).await;
+                    return Err(format!(
+                        "client {}: local {kind:?} of {id} failed: {e}\n  its operations: {ops:?}\n  its row: {row:?}",
+                        self.index
+                    ));
+                }
             }
-            (_, _) => self.table.delete(id).await,
-        };
-        result.map_err(|e| format!("client {}: local {kind:?} of {id} failed: {e}", self.index))?;
-        self.log.commit_write(event);
-        Ok(())
+        }
+        Err(format!("client {}: the item {id} kept changing under five writes in a row", self.index))
     }
 
     /// Pushes. Network trouble and an unavailable server are expected: a push they

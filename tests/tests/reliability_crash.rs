@@ -66,6 +66,11 @@ fn parse_run(lines: &[String], round: u64) -> Result<Run, String> {
                 events.push(begun.take().ok_or_else(|| format!("round {round}: a commit without a begin"))?);
                 point = Point::Other;
             }
+            // A write refused (the item changed since the app read it): nothing to keep.
+            "A" => {
+                begun = None;
+                point = Point::Other;
+            }
             "E" => {
                 let event: Event =
                     serde_json::from_str(rest).map_err(|e| format!("round {round}: bad line {line:?}: {e}"))?;

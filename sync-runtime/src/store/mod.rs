@@ -1,5 +1,6 @@
-//! The local store: one SQLite file (or memory), one thread that owns the writer
-//! connection and runs every write, and read connections that callers read on.
+//! The local store: one SQLite file (or memory), one writer connection that a thread
+//! of the store runs writes on (a short write runs on its caller's thread when the
+//! writer is idle), and read connections that callers read on.
 
 mod call;
 mod checkpoint;
@@ -36,8 +37,8 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use sync_core::SyncEntity;
 
-pub(crate) use call::block_on;
 pub use call::StoreCall;
+pub(crate) use call::block_on;
 pub(crate) use cursor::PullCursor;
 pub use errors::{ErrorRecord, SyncError};
 pub use integrity::IntegrityReport;
@@ -185,8 +186,12 @@ impl Worker {
 /// The local store: a handle on one SQLite database. Cheap to clone; every clone talks
 /// to the same store. Its thread ends when the last handle is dropped.
 ///
-/// Writes run on the store's thread, which owns the one writer connection: a write is
-/// sent there and its caller sleeps until the answer comes. Reads of a store file run on
+/// Writes go through the one writer connection, one at a time, in the order they were
+/// made. Transactions and the library's own writes run on the store's thread: a write is
+/// sent there and its caller sleeps until the answer comes. One item's insert, update or
+/// delete runs on the caller's thread instead when the writer is idle and nothing waits
+/// for it (not with [`Durability::Full`]): two thread wake-ups cost more than such a
+/// write. Reads of a store file run on
 /// the calling thread, on read connections to the same file (WAL lets them read while
 /// the writer writes, and each sees every write that returned before it began), so a
 /// long write never delays a read. Every call is a [`StoreCall`]: `.await` it, or

@@ -148,6 +148,16 @@ pub(super) fn latest_op(conn: &Connection, table: &str, id: &str) -> Result<Opti
     Ok(stmt.query_row(params![table, id], op_row).optional()?)
 }
 
+/// The item's first queued operation (there are two only when a write came while the
+/// first was in flight).
+pub(super) fn earliest_op(conn: &Connection, table: &str, id: &str) -> Result<Option<OpRow>> {
+    let mut stmt = conn.prepare_cached(sql_once!(
+        "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE}
+         WHERE table_name = ?1 AND item_id = ?2 ORDER BY seq LIMIT 1"
+    ))?;
+    Ok(stmt.query_row(params![table, id], op_row).optional()?)
+}
+
 pub(super) fn op_by_seq(conn: &Connection, seq: i64) -> Result<Option<OpRow>> {
     let mut stmt = conn.prepare_cached(sql_once!(
         "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE} WHERE seq = ?1"
@@ -209,6 +219,7 @@ pub(super) fn rewrite_op(conn: &Connection, seq: i64, kind: OpKind, item: Option
 
 /// Removes an operation and its error row.
 pub(super) fn remove_op(conn: &Connection, seq: i64) -> Result<()> {
+    tracing::trace!(seq, "queue remove");
     conn.prepare_cached(sql_once!("DELETE FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?.execute([seq])?;
     delete_error(conn, seq)
 }
@@ -418,11 +429,57 @@ impl Tx<'_> {
 
     /// Whether an operation on the item is queued after operation `seq` (written while
     /// `seq` was in flight).
-    pub(super) fn has_later_op(&self, table: &str, id: &str, seq: i64) -> Result<bool> {
+    pub(crate) fn has_later_op(&self, table: &str, id: &str, seq: i64) -> Result<bool> {
         let mut stmt = self.tx.prepare_cached(sql_once!(
             "SELECT EXISTS (SELECT 1 FROM {OPERATIONS_TABLE} WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3)"
         ))?;
         Ok(stmt.query_row(params![table, id, seq], |r| r.get(0))?)
+    }
+
+    /// Folds into operation `seq` the operations on its item that were queued behind it
+    /// while it was in flight, once it is not: its push stopped before sending it (or
+    /// the process restarted). The queue becomes what the collapse rules make of the
+    /// same writes made while it was not in flight, so that the item is not sent twice
+    /// (both operations would read the same row) and no update waits behind a delete
+    /// with its row gone. Returns how many operations were folded in, or `None` when the
+    /// folding removed `seq` too (an insert never sent, then deleted). A delete followed
+    /// by an insert stays as two operations.
+    pub(crate) fn absorb_later_ops(&self, table: &str, id: &str, seq: i64) -> Result<Option<usize>> {
+        let mut folded = 0;
+        loop {
+            let Some(first) = op_by_seq(&self.tx, seq)? else { return Ok(None) };
+            let mut stmt = self.tx.prepare_cached(sql_once!(
+                "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE}
+                 WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3 ORDER BY seq LIMIT 1"
+            ))?;
+            let Some(later) = stmt.query_row(params![table, id, seq], op_row).optional()? else {
+                return Ok(Some(folded));
+            };
+            drop(stmt);
+            if later.state != OpState::Pending || first.state == OpState::Failed {
+                return Ok(Some(folded));
+            }
+            let decision = match (first.kind, later.kind) {
+                // The later insert re-created the item after a local delete (the two
+                // collapsed into one insert): with the first, one write of the row as it
+                // stands.
+                (OpKind::Insert | OpKind::Update, OpKind::Insert) => Ok(Collapse::Keep),
+                (kind, new) => collapse(Some((kind, first.state)), new),
+            };
+            match decision {
+                Ok(Collapse::Keep) => self.rewrite_op(seq, first.kind, first.item.as_deref())?,
+                Ok(Collapse::Become(OpKind::Delete)) => self.rewrite_op(seq, OpKind::Delete, later.item.as_deref())?,
+                Ok(Collapse::Remove) => {
+                    self.remove_op(seq)?;
+                    self.remove_op(later.seq)?;
+                    return Ok(None);
+                }
+                _ => return Ok(Some(folded)),
+            }
+            self.remove_op(later.seq)?;
+            folded += 1;
+            tracing::debug!(seq, folded = later.seq, "an operation queued during a push folded into the one before it");
+        }
     }
 
     /// Marks an operation as sent, before its request goes out: state `attempted`, one
@@ -447,11 +504,48 @@ impl Tx<'_> {
     }
 
     /// Records (or replaces) the error row of an operation and marks it failed.
+    ///
+    /// Writes made to its item while its request was out queued behind it; they are
+    /// folded into it first ([`Tx::absorb_later_ops`]), and the error's client item is
+    /// then the item as it stands locally, not as it was sent: settling the error with
+    /// it (e.g. `resolve_retry_with`) keeps those writes.
     pub(crate) fn record_error(&self, seq: i64, input: &ErrorInput) -> Result<()> {
-        let mut changes = self.changes();
-        changes.queue();
-        changes.errors();
-        record_error(&self.tx, seq, input)
+        {
+            let mut changes = self.changes();
+            changes.queue();
+            changes.errors();
+        }
+        match self.fold_before_error(seq)? {
+            Some(_)
+                if matches!(input.status, Some(404 | 410))
+                    && self.op(seq)?.is_some_and(|op| op.kind == OpKind::Delete) =>
+            {
+                // The item was deleted locally meanwhile, and the server has it no more:
+                // that delete is done.
+                self.remove_op(seq)
+            }
+            Some(current) => record_error(&self.tx, seq, &ErrorInput { client_item: current, ..input.clone() }),
+            None => record_error(&self.tx, seq, input),
+        }
+    }
+
+    /// See [`Tx::record_error`]: `Some(item as it stands)` when later operations were
+    /// folded into `seq`.
+    fn fold_before_error(&self, seq: i64) -> Result<Option<Option<serde_json::Value>>> {
+        let item: Option<(String, String)> = self
+            .tx
+            .prepare_cached(sql_once!("SELECT table_name, item_id FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?
+            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((table, id)) = item else { return Ok(None) };
+        if !self.has_later_op(&table, &id, seq)? || !matches!(self.absorb_later_ops(&table, &id, seq)?, Some(1..)) {
+            return Ok(None);
+        }
+        let (Some(op), Some(meta)) = (self.op(seq)?, self.meta_by_name(&table)) else { return Ok(None) };
+        Ok(Some(match op.kind {
+            OpKind::Delete => op.item.as_deref().and_then(|snapshot| serde_json::from_str(snapshot).ok()),
+            OpKind::Insert | OpKind::Update => self.read_row(&meta, &id)?.map(|row| meta.push_json(&row)),
+        }))
     }
 
     /// Removes an operation (settled) and its error row.

@@ -13,7 +13,9 @@ use crate::error::Result;
 use sync_core::Value;
 
 use super::meta::TableMeta;
+use super::queue::sql_once;
 use super::tx::Tx;
+use sync_core::system::OPERATIONS_TABLE;
 
 /// What the server's copy answers, which decides whether a later local operation can
 /// be waiting behind it.
@@ -57,6 +59,9 @@ impl Tx<'_> {
         };
         if later {
             self.take_server_columns(meta, id, &server)?;
+            if let Answered::Op(seq) = answered {
+                self.take_server_columns_into_later_deletes(meta, id, seq, &server)?;
+            }
             return Ok(ServerCopy::ServerColumnsTaken);
         }
         if meta.is_deleted(&server) {
@@ -73,6 +78,46 @@ impl Tx<'_> {
         server[0] = Value::String(id.to_owned());
         self.upsert_row_unqueued(meta, &server)?;
         Ok(ServerCopy::Written)
+    }
+
+    /// A delete queued while operation `seq` was in flight keeps the item as it was then
+    /// (a row with no version, if `seq` was its insert): it gets the server's columns of
+    /// the answer to `seq`, so that it goes out over that version instead of meeting the
+    /// item `seq` created as somebody else's. For the same reason, an insert queued then
+    /// (the item deleted and made again locally) becomes an update: the item is on the
+    /// server now.
+    fn take_server_columns_into_later_deletes(
+        &mut self,
+        meta: &TableMeta,
+        id: &str,
+        seq: i64,
+        server: &[Value],
+    ) -> Result<()> {
+        let later: Vec<(i64, String)> = {
+            let mut stmt = self.tx.prepare_cached(sql_once!(
+                "SELECT seq, item FROM {OPERATIONS_TABLE}
+                 WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3 AND kind = 'delete' AND item IS NOT NULL"
+            ))?;
+            let rows = stmt.query_map(rusqlite::params![meta.name, id, seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        if !meta.is_deleted(server) {
+            self.tx
+                .prepare_cached(sql_once!(
+                    "UPDATE {OPERATIONS_TABLE} SET kind = 'update'
+                     WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3 AND kind = 'insert'"
+                ))?
+                .execute(rusqlite::params![meta.name, id, seq])?;
+        }
+        for (later_seq, snapshot) in later {
+            let mut row = meta.row_from_queued_item(later_seq, &snapshot)?;
+            meta.copy_server_columns(&mut row, server);
+            let snapshot = meta.row_to_json(&row).to_string();
+            self.tx
+                .prepare_cached(sql_once!("UPDATE {OPERATIONS_TABLE} SET item = ?2 WHERE seq = ?1"))?
+                .execute(rusqlite::params![later_seq, snapshot])?;
+        }
+        Ok(())
     }
 
     /// Sets the local row's server-managed columns (its version, timestamps and

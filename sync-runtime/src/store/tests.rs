@@ -338,6 +338,51 @@ fn in_flight_op_is_never_collapsed_into() {
     });
 }
 
+/// A push that stopped before sending an operation leaves it with the operations
+/// written behind it while it was in flight: the next write to the item folds them
+/// together first, so the collapse rules see one operation again.
+#[test]
+fn ops_queued_behind_an_in_flight_op_fold_in_once_it_is_not() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        t.insert(todo("x", "a")).await.unwrap();
+        let first = ops(&store).await[0].op_id;
+        store.set_in_flight(first, true).await.unwrap();
+        t.delete("x").await.unwrap();
+        assert_eq!(ops(&store).await.len(), 2);
+        // The push stopped before sending it: never sent, then deleted, is nothing.
+        store.set_in_flight(first, false).await.unwrap();
+        t.insert(todo("x", "again")).await.unwrap();
+        let q = ops(&store).await;
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!((q[0].kind, q[0].state), (OpKind::Insert, OpState::Pending));
+        assert_eq!(t.get("x").await.unwrap().unwrap().text, "again");
+        assert!(store.check_integrity().await.unwrap().is_ok());
+    });
+}
+
+/// Behind an insert in flight (it may land), a delete, an insert and a delete of the
+/// item must leave a delete to send, not nothing.
+#[test]
+fn a_delete_behind_an_in_flight_insert_is_kept() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        t.insert(todo("x", "a")).await.unwrap();
+        let first = ops(&store).await[0].op_id;
+        store.set_in_flight(first, true).await.unwrap();
+        t.delete("x").await.unwrap();
+        t.insert(todo("x", "b")).await.unwrap();
+        t.delete("x").await.unwrap();
+        let q = ops(&store).await;
+        assert_eq!(q.iter().map(|op| op.kind).collect::<Vec<_>>(), [OpKind::Insert, OpKind::Delete], "{q:?}");
+        assert_eq!(t.get("x").await.unwrap(), None);
+        store.set_in_flight(first, false).await.unwrap();
+        assert!(store.check_integrity().await.unwrap().is_ok());
+    });
+}
+
 #[test]
 fn unknown_rows_are_not_found() {
     rt().block_on(async {

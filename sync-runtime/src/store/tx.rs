@@ -261,16 +261,34 @@ impl Tx<'_> {
         if let Some(row) = &row {
             meta.validate_row(row)?;
         }
-        let latest = queue::latest_op(&self.tx, meta.name, id)?;
+        let mut latest = queue::latest_op(&self.tx, meta.name, id)?;
+        let mut behind_another = false;
+        if let Some(first) = queue::earliest_op(&self.tx, meta.name, id)? {
+            // A second operation of the item was queued while the first was in flight;
+            // the first is not any more: the two become one before the collapse rules
+            // see the latest (which assume it is the item's only one).
+            if latest.as_ref().is_some_and(|l| l.seq != first.seq) && !self.in_flight.contains(&first.seq) {
+                self.absorb_later_ops(meta.name, id, first.seq)?;
+                latest = queue::latest_op(&self.tx, meta.name, id)?;
+            }
+            behind_another = latest.as_ref().is_some_and(|l| l.seq != first.seq);
+        }
         let existing = latest.as_ref().filter(|op| !self.in_flight.contains(&op.seq));
-        let mut decision =
-            queue::collapse(existing.map(|op| (op.kind, op.state)), new).map_err(|reason| Error::QueueConflict {
+        // Behind an operation still in flight, the latest one is no first insert: the
+        // first may land, so a delete after it must be sent, as after an attempt.
+        let state_of = |op: &queue::OpRow| match op.state {
+            queue::OpState::Pending if behind_another => queue::OpState::Attempted,
+            state => state,
+        };
+        let mut decision = queue::collapse(existing.map(|op| (op.kind, state_of(op))), new).map_err(|reason| {
+            Error::QueueConflict {
                 table: meta.name.to_owned(),
                 id: id.to_owned(),
                 existing: existing.map_or(new, |op| op.kind),
                 new,
                 reason,
-            })?;
+            }
+        })?;
 
         // The row change.
         let mut snapshot: Option<String> = None;
@@ -325,6 +343,15 @@ impl Tx<'_> {
             }
         }
 
+        tracing::trace!(
+            table = meta.name,
+            id,
+            ?new,
+            ?decision,
+            latest = ?latest.as_ref().map(|op| (op.seq, op.kind, op.state)),
+            in_flight = latest.as_ref().is_some_and(|op| self.in_flight.contains(&op.seq)),
+            "queue write"
+        );
         // The queue change.
         match (decision, existing) {
             (Collapse::Append(kind), _) => {

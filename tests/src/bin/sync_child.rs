@@ -3,7 +3,8 @@
 //! through the parent's proxies, until it is killed. It reports on stdout, one line per
 //! event, flushed before the event takes effect:
 //!
-//! - `B <json>` before a local write and `C` once it committed;
+//! - `B <json>` before a local write and `C` once it committed (`A` if it was refused
+//!   because the item changed since it was read, then decided again);
 //! - `E <json>` for a conflict decision, a merged item or an error settlement;
 //! - `S <client> push|pull|idle` when a push or pull starts and ends;
 //! - `P <client> push|pull <done> <finished>` for progress inside a push or pull;

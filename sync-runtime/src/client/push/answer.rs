@@ -40,8 +40,18 @@ pub(super) enum Step {
 }
 
 /// Records an error row for operation `seq` (and marks it failed).
+///
+/// Its in-flight mark goes in the same transaction: a local write to its item right
+/// after then collapses into it (not queued behind an operation that waits for the
+/// app, which `resolve_discard` would leave with its row gone).
 pub(super) async fn record(inner: &ClientInner, seq: i64, input: ErrorInput) -> Result<()> {
-    inner.store.transaction_as(ChangeOrigin::Push, move |tx| tx.record_error(seq, &input)).await
+    inner
+        .store
+        .transaction_as(ChangeOrigin::Push, move |tx| {
+            tx.set_in_flight(seq, false);
+            tx.record_error(seq, &input)
+        })
+        .await
 }
 
 /// Sends one operation (`prepared` already, or prepared here) and settles its answer.

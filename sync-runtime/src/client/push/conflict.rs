@@ -113,6 +113,26 @@ pub(super) async fn conflict(
         return recreate(inner, op, prepared, &server, report).await;
     }
 
+    // The app wrote the item again while this request was out (a sync engine pushes
+    // beside the app): that write is the app's side now, not what was sent. It is
+    // folded into this operation, which goes again; the conflict, if the server still
+    // answers one, is then settled on the item as it stands.
+    if inner.handlers.contains_key(op.table.as_str()) {
+        let (seq, table, id) = (op.seq, op.table.clone(), op.item_id.clone());
+        let folded = inner
+            .store
+            .transaction_as(ChangeOrigin::Push, move |tx| {
+                if !tx.has_later_op(&table, &id, seq)? {
+                    return Ok(false);
+                }
+                Ok(!matches!(tx.absorb_later_ops(&table, &id, seq)?, Some(0)))
+            })
+            .await?;
+        if folded {
+            return Ok(Step::Again);
+        }
+    }
+
     let resolution = match inner.handlers.get(op.table.as_str()) {
         Some(handler) => handler.resolve(&meta, kind, status, &prepared.sent, &server)?,
         None => ErasedResolution::Unresolved,

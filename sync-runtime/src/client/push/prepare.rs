@@ -38,6 +38,11 @@ pub(super) fn prepare(
             message: "the table has queued operations but was not opened in this process; call store.table::<T>() before pushing".into(),
         });
     };
+    // Writes made while it was in flight before (a push that stopped) queued behind it:
+    // folded in now, as if made while it was not.
+    if tx.absorb_later_ops(&op.table, &op.item_id, op.seq)?.is_none() {
+        return Ok(None);
+    }
     // Re-read the operation inside the transaction: it may have changed since.
     let Some(OpToSend { op: current, earlier, stored_sent }) = tx.op_to_send(op.seq)? else { return Ok(None) };
     let (sent, if_match) = match current.kind {
