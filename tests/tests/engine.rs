@@ -14,9 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::runtime;
-use sync_runtime::{
-    ProtocolVersion, RetryPolicy, Store, SyncClient, SyncEngine, SyncErrorKind, SyncStatus, Table,
-};
+use sync_runtime::{ProtocolVersion, RetryPolicy, Store, SyncClient, SyncEngine, SyncErrorKind, SyncStatus, Table};
 use sync_tests::TodoItem;
 
 /// How long a test waits for devices to converge before it fails: a bound on
@@ -197,7 +195,11 @@ async fn converge(devices: &[&Device], expected: &[(String, String, bool)]) {
         }
         if started.elapsed() > CONVERGE_WITHIN {
             for (i, device) in devices.iter().enumerate() {
-                eprintln!("device {i}: {:?}\n  status {:?}", device.items().await, device.engine.as_ref().map(|e| e.status()));
+                eprintln!(
+                    "device {i}: {:?}\n  status {:?}",
+                    device.items().await,
+                    device.engine.as_ref().map(|e| e.status())
+                );
             }
             panic!("the devices did not converge on {expected:?}");
         }
@@ -281,7 +283,8 @@ fn the_server_killed_and_restarted_while_devices_write() {
             let mut expected = Vec::new();
             for round in 0..3 {
                 for i in 0..15 {
-                    let (device, id) = if i % 2 == 0 { (&a, format!("a{round}-{i:02}")) } else { (&b, format!("b{round}-{i:02}")) };
+                    let (device, id) =
+                        if i % 2 == 0 { (&a, format!("a{round}-{i:02}")) } else { (&b, format!("b{round}-{i:02}")) };
                     device.todos.insert(TodoItem::new(&id, "x")).await.unwrap();
                     expected.push(row(&id, "x", false));
                     if i == 7 {
@@ -496,10 +499,13 @@ fn stop_during_a_push_and_during_a_pull_leaves_the_store_consistent() {
         let status = statuses.next().await;
         assert!(status.is_none_or(|s| !s.running), "the stream ends with the engine");
         let pending = a.store.pending_count().await.unwrap();
-        assert!(pending > 0 && pending < 300, "stopped mid-push: {pending} left");
+        assert!((1..300).contains(&pending), "stopped mid-push: {pending} left");
         assert!(a.store.check_integrity().await.unwrap().is_ok());
         let ops = a.store.pending_ops().await.unwrap();
-        assert!(ops.iter().all(|op| op.state == sync_runtime::OpState::Pending), "nothing left marked attempted: {ops:?}");
+        assert!(
+            ops.iter().all(|op| op.state == sync_runtime::OpState::Pending),
+            "nothing left marked attempted: {ops:?}"
+        );
         a.client.push().await.unwrap();
 
         // During a pull of those 300 rows, 10 a page.
@@ -514,7 +520,7 @@ fn stop_during_a_push_and_during_a_pull_leaves_the_store_consistent() {
         }
         b.engine.take().unwrap().stop().await.unwrap();
         let have = b.todos.count_all().await.unwrap();
-        assert!(have >= 50 && have < 300, "stopped mid-pull: {have} rows");
+        assert!((50..300).contains(&have), "stopped mid-pull: {have} rows");
         assert!(b.store.check_integrity().await.unwrap().is_ok());
         // The engine's pull goes on from its cursor.
         let report = b.client.sync::<TodoItem>().await.unwrap();

@@ -101,6 +101,13 @@ pub enum Command {
     Pull,
     /// Shows pending changes and the errors and conflicts the server reported
     Status,
+    /// Syncs by itself until SIGINT or SIGTERM, printing the list and the sync status as
+    /// they change (with --json: one JSON object per line)
+    Watch {
+        /// Pull this often, in seconds, when the server has no change feed
+        #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+        poll: f64,
+    },
     /// Settles a conflict (or another refused change) of one item
     #[command(group = ArgGroup::new("side").required(true).multiple(false))]
     Resolve {

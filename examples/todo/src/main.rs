@@ -6,6 +6,7 @@
 //! - `todo add|list|done|undone|edit|rm`: local changes, queued for the next sync;
 //! - `todo sync|push|pull`: talk to the server (`--server` / `TODO_SERVER`);
 //! - `todo status`, `todo resolve ID --mine|--theirs`: conflicts and refused changes;
+//! - `todo watch [--json] [--poll SECS]`: syncs by itself, printing changes as they come;
 //! - `todo serve`: a sync server for `TodoItem`;
 //! - `todo demo`: a narrated walk-through with two devices and an embedded server;
 //! - `todo` alone: a terminal UI.
@@ -25,6 +26,7 @@ mod serve;
 mod status;
 mod sync;
 mod tui;
+mod watch;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -118,6 +120,7 @@ async fn run(ctx: &Ctx, command: Option<Command>) -> Result<()> {
         Some(Command::Push) => sync::command(ctx, sync::Direction::Push).await,
         Some(Command::Pull) => sync::command(ctx, sync::Direction::Pull).await,
         Some(Command::Status) => status::status(ctx).await,
+        Some(Command::Watch { poll }) => watch::watch(ctx, poll).await,
         Some(Command::Resolve { id, mine, theirs: _ }) => {
             let side = if mine { status::Side::Mine } else { status::Side::Theirs };
             status::resolve(ctx, &id, side).await

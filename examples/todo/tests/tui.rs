@@ -1,5 +1,7 @@
-//! The terminal UI, driven through tmux: add an item, toggle it, sync, delete, quit;
-//! then the store and the embedded server's database are checked with the CLI.
+//! The terminal UI, driven through tmux: add an item, toggle it, delete, quit, with the
+//! sync engine sending and receiving by itself (a write by another process and an item
+//! of another device show up with no key); then the store and the embedded server's
+//! database are checked with the CLI.
 //!
 //! Without tmux the test says so on stderr and skips.
 
@@ -89,38 +91,47 @@ fn terminal_ui_adds_toggles_syncs_and_deletes() {
     );
     tmux.run(&["new-session", "-d", "-s", "todo", "-x", "100", "-y", "30", &script]);
 
-    tmux.wait_for("the UI", |s| s.contains("last sync: never") && s.contains("pending: 0"));
+    // The engine reaches the embedded server by itself.
+    let screen = tmux.wait_for("the UI online", |s| s.contains(" online ") && s.contains("pending: 0"));
+    let url = screen
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .expect("the title names the embedded server")
+        .to_owned();
     tmux.keys(&["a"]);
     tmux.wait_for("the input line", |s| s.contains("New item:"));
     tmux.type_text("buy milk");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the new item", |s| s.contains("[ ] buy milk") && s.contains("pending: 1"));
+    // Local changes go out by themselves: no key.
+    tmux.wait_for("the new item, sent", |s| {
+        s.contains("[ ] buy milk") && s.contains("pending: 0") && !s.contains("not synced") && s.contains("last sync")
+    });
 
     tmux.keys(&["Space"]);
-    tmux.wait_for("the item done", |s| s.contains("[x] buy milk") && s.contains("pending: 1"));
+    tmux.wait_for("the item done, sent", |s| s.contains("[x] buy milk") && s.contains("pending: 0"));
 
-    tmux.keys(&["s"]);
-    let screen = tmux.wait_for("the sync", |s| s.contains("last sync: ok") && s.contains("pending: 0"));
-    assert!(screen.contains("pushed 1 change"), "{screen}");
-    assert!(!screen.contains("not synced"), "{screen}");
-
-    // An item added and deleted before any sync leaves nothing to push.
     tmux.keys(&["a"]);
     tmux.wait_for("the input line", |s| s.contains("New item:"));
     tmux.type_text("call mum");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the second item", |s| s.contains("> [ ] call mum") && s.contains("pending: 1"));
+    tmux.wait_for("the second item", |s| s.contains("> [ ] call mum"));
     tmux.keys(&["d"]);
     tmux.wait_for("the delete", |s| !s.contains("call mum") && s.contains("pending: 0"));
 
-    // Another process writes the same store file: the UI shows it by itself, no key.
+    // Another process writes the same store file: the UI shows it and the engine sends
+    // it, no key.
     let added = todo(d, &["--db", "tui.db", "add", "from another terminal"]);
     let id = added.stdout.trim().to_owned();
-    tmux.wait_for("the other process's item", |s| {
-        s.contains("[ ] from another terminal") && s.contains("not synced") && s.contains("pending: 1")
+    tmux.wait_for("the other process's item, sent", |s| {
+        s.contains("[ ] from another terminal") && s.contains("pending: 0") && !s.contains("not synced")
     });
     todo(d, &["--db", "tui.db", "rm", &id]).ok();
     tmux.wait_for("the other process's delete", |s| !s.contains("from another terminal") && s.contains("pending: 0"));
+
+    // Another device syncs with the same server: its item appears on its own.
+    todo(d, &["--db", "other.db", "--server", &url, "add", "from another device"]).ok();
+    todo(d, &["--db", "other.db", "--server", &url, "push"]).ok();
+    tmux.wait_for("the other device's item", |s| s.contains("[ ] from another device"));
 
     tmux.keys(&["q"]);
     tmux.wait_for("todo to exit", |s| s.contains("todo exited with"));
@@ -129,11 +140,12 @@ fn terminal_ui_adds_toggles_syncs_and_deletes() {
     assert!(screen.contains("todo exited with 0"), "{screen}\nstderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
-    // The store holds the synced item...
+    // The store holds the synced items...
     let listed = todo(d, &["--db", "tui.db", "list", "--all", "--json"]).json();
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     assert_eq!((listed[0]["text"].as_str(), listed[0]["complete"].as_bool()), (Some("buy milk"), Some(true)));
-    assert!(listed[0]["version"].is_string(), "synced: {listed}");
+    assert_eq!(listed[1]["text"].as_str(), Some("from another device"));
+    assert!(listed[0]["version"].is_string() && listed[1]["version"].is_string(), "synced: {listed}");
     // ...and so does the embedded server's database beside it: a fresh device pulls it.
     let served = Served::start(d, &d.join("tui.server.db"));
     todo(d, &["--db", "fresh.db", "--server", &served.url, "pull"]).ok();

@@ -33,9 +33,9 @@ use sync_core::query::{BinaryOp, Expr, Query};
 use sync_core::system::{ID, UPDATED_AT};
 use sync_core::{FieldRole, SyncEntity};
 
+use super::engine::Stop;
 use super::http::Request;
 use super::progress::{SyncEvent, SyncPhase};
-use super::engine::Stop;
 use super::{ClientInner, SyncClient};
 
 /// The query id [`SyncClient::sync`] pulls with.

@@ -5,30 +5,18 @@ use std::time::Instant;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::widgets::ListState;
-use sync_runtime::SyncClient;
-use tokio::sync::mpsc;
+use sync_runtime::{SyncEngine, SyncStatus};
 
 use super::Event;
 use crate::device::Device;
 use crate::failure::Failure;
 use crate::model::TodoItem;
-use crate::sync::{self, Direction, Outcome};
-
-/// How the last sync ended, and when.
-#[derive(Debug)]
-pub struct LastSync {
-    /// When it ended.
-    pub at: Instant,
-    /// Its outcome, or the message of its failure.
-    pub result: Result<Outcome, String>,
-}
 
 /// The UI's state.
 #[derive(Debug)]
 pub struct App {
     device: Device,
-    client: SyncClient,
-    events: mpsc::UnboundedSender<Event>,
+    engine: Option<SyncEngine>,
     /// Where syncs go, for the title line.
     pub server_label: String,
     /// Every item, ordered by text.
@@ -41,10 +29,10 @@ pub struct App {
     pub input: Option<String>,
     /// Queued local changes.
     pub pending: u64,
-    /// Since when a sync runs.
+    /// The sync engine's status.
+    pub status: SyncStatus,
+    /// Since when the engine sends or receives.
     pub syncing: Option<Instant>,
-    /// The last sync.
-    pub last_sync: Option<LastSync>,
     /// A message about the last key's action (an error, usually).
     pub notice: Option<String>,
     /// Set by `q`.
@@ -54,12 +42,12 @@ pub struct App {
 }
 
 impl App {
-    /// A UI on a device and its client; `events` receives sync results.
-    pub fn new(device: Device, client: SyncClient, server_label: String, events: mpsc::UnboundedSender<Event>) -> App {
+    /// A UI on a device and its sync engine.
+    pub fn new(device: Device, engine: SyncEngine, server_label: String) -> App {
         App {
             device,
-            client,
-            events,
+            status: engine.status(),
+            engine: Some(engine),
             server_label,
             items: Vec::new(),
             marks: HashMap::new(),
@@ -67,7 +55,6 @@ impl App {
             input: None,
             pending: 0,
             syncing: None,
-            last_sync: None,
             notice: None,
             quit: false,
             select_when_shown: None,
@@ -96,9 +83,12 @@ impl App {
         match event {
             Event::Key(key) => self.key(key).await,
             Event::Resize => {}
-            Event::SyncDone(result) => {
-                self.syncing = None;
-                self.last_sync = Some(LastSync { at: Instant::now(), result });
+            Event::Status(status) => {
+                let busy = status.uploading || status.downloading;
+                if busy != self.syncing.is_some() {
+                    self.syncing = busy.then(Instant::now);
+                }
+                self.status = status;
             }
             Event::Items(Ok(items)) => self.show_items(items),
             Event::Pending(n) => self.pending = n,
@@ -144,7 +134,11 @@ impl App {
                     self.write(Write::Delete(item.id)).await;
                 }
             }
-            KeyCode::Char('s') => self.start_sync(),
+            KeyCode::Char('s') => {
+                if let Some(engine) = &self.engine {
+                    engine.sync_now();
+                }
+            }
             KeyCode::Up | KeyCode::Char('k') => self.list.select_previous(),
             KeyCode::Down | KeyCode::Char('j') if self.list.selected().is_some_and(|i| i + 1 < self.items.len()) => {
                 self.list.select_next();
@@ -175,19 +169,12 @@ impl App {
         }
     }
 
-    /// Starts a sync in the background, unless one runs.
-    fn start_sync(&mut self) {
-        if self.syncing.is_some() {
-            return;
+    /// Stops the sync engine, its request in flight recorded.
+    pub async fn stop(&mut self) -> sync_runtime::Result<()> {
+        match self.engine.take() {
+            Some(engine) => engine.stop().await,
+            None => Ok(()),
         }
-        self.syncing = Some(Instant::now());
-        let (device, client, events) = (self.device.clone(), self.client.clone(), self.events.clone());
-        tokio::spawn(async move {
-            let result = sync::run(&device, &client, Direction::Both)
-                .await
-                .map_err(|e| Failure::from_sync(e, Some(client.base_url().trim_end_matches('/'))).message);
-            let _ = events.send(Event::SyncDone(result));
-        });
     }
 }
 

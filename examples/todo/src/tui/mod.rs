@@ -1,13 +1,15 @@
-//! The terminal UI (`todo` with no command): the list, keys to add, toggle, delete and
-//! sync, and a status bar with the pending-changes count and the last sync's result.
+//! The terminal UI (`todo` with no command): the list, keys to add, toggle and delete,
+//! and a status bar with the sync engine's status (online or offline, pending changes,
+//! changes to settle, the last sync).
 //!
-//! Keys are read on their own thread and arrive with sync results on one channel; a
-//! sync runs as a spawned task, so the UI keeps answering while it runs. What the
-//! screen shows comes from watches of the store (the list, the pending count, the
-//! marks beside items), so it redraws itself whenever the data changes: after a key,
-//! a sync, or a write by another process (`todo add` in another terminal). With no
-//! `--server`, an embedded server starts on 127.0.0.1 with its database beside the
-//! store (`<store>.server.db`), so what was synced is still there next time.
+//! The sync engine runs in the background: local changes go out by themselves, and
+//! another device's changes come in on the engine's next pull (`s` pulls now). Keys are
+//! read on their own thread and arrive on one channel with what the watches of the
+//! store and the engine's status yield, so the screen redraws itself whenever the data
+//! changes: after a key, a sync, or a write by another process (`todo add` in another
+//! terminal). With no `--server`, an embedded server starts on 127.0.0.1 with its
+//! database beside the store (`<store>.server.db`), so what was synced is still there
+//! next time.
 
 mod app;
 mod view;
@@ -30,8 +32,8 @@ pub enum Event {
     Key(event::KeyEvent),
     /// The terminal changed size.
     Resize,
-    /// A sync finished: its outcome, or the message of its failure.
-    SyncDone(std::result::Result<crate::sync::Outcome, String>),
+    /// The sync engine's status changed.
+    Status(sync_runtime::SyncStatus),
     /// The list changed (from its watch), or could not be read.
     Items(std::result::Result<Vec<crate::model::TodoItem>, String>),
     /// The number of queued changes changed.
@@ -39,6 +41,9 @@ pub enum Event {
     /// The marks beside items that are not in sync changed.
     Marks(std::collections::HashMap<String, &'static str>),
 }
+
+/// How often the engine pulls when the server has no change feed.
+const POLL: Duration = Duration::from_secs(5);
 
 /// The embedded server's database for a store file: `<name>.server.db` beside it.
 fn embedded_server_path(store: &Path) -> PathBuf {
@@ -60,17 +65,34 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         }
     };
     let client = device.client(&url, ctx.protocol, None)?;
+    let engine = client
+        .engine()
+        .pull(sync_runtime::Query::<crate::model::TodoItem>::new(), crate::sync::QUERY_ID)
+        .poll_interval(POLL)
+        .start()?;
     let (tx, rx) = mpsc::unbounded_channel();
     watch_store(&device, &tx);
-    let mut app = App::new(device, client, label, tx.clone());
+    let mut statuses = engine.statuses();
+    let events = tx.clone();
+    tokio::spawn(async move {
+        while let Some(status) = statuses.next().await {
+            if events.send(Event::Status(status)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut app = App::new(device, engine, label);
 
     spawn_input_thread(tx);
     let mut terminal =
         ratatui::try_init().map_err(|e| Failure::new("terminal", format!("cannot set up the terminal: {e}")))?;
     let result = event_loop(&mut terminal, &mut app, rx).await;
     ratatui::restore();
+    // The engine stops with its request in flight recorded, then the server goes.
+    if let Err(e) = app.stop().await {
+        tracing::warn!(error = %e, "the sync engine did not stop cleanly");
+    }
     if let Some(handle) = embedded {
-        // Let a sync in flight finish its request before the server goes.
         let _ = tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await;
     }
     result

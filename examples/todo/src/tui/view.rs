@@ -67,29 +67,41 @@ pub fn draw(frame: &mut Frame<'_>, app: &mut App) {
     frame.render_widget(Paragraph::new(line), input);
 
     frame.render_widget(Paragraph::new(status_text(app)).style(Style::new().add_modifier(Modifier::REVERSED)), status);
-    frame
-        .render_widget(Paragraph::new(" a add · space/enter toggle · d delete · s sync · up/down move · q quit"), help);
+    frame.render_widget(
+        Paragraph::new(" a add · space/enter toggle · d delete · s sync now · up/down move · q quit"),
+        help,
+    );
 }
 
-/// The status bar: pending changes, then the sync under way or the last one's result.
+/// The status bar: online or offline, pending changes, changes to settle, then the
+/// sync under way or the last one.
 fn status_text(app: &App) -> String {
-    let pending = format!(" pending: {}", app.pending);
-    let sync = match (&app.syncing, &app.last_sync) {
+    let status = &app.status;
+    let online = if status.connected {
+        "online"
+    } else if status.connecting {
+        "connecting"
+    } else {
+        "offline"
+    };
+    let mut text = format!(" {online} │ pending: {}", app.pending);
+    if status.errors > 0 {
+        text.push_str(&format!(" │ to settle: {} (see `todo status`)", status.errors));
+    }
+    let sync = match (&app.syncing, status.last_synced_at) {
         (Some(since), _) => {
             let frame = (since.elapsed().as_millis() / 250) as usize % SPINNER.len();
             format!("syncing… {}", SPINNER[frame])
         }
-        (None, None) => "last sync: never (press s)".to_owned(),
-        (None, Some(last)) => {
-            let ago = last.at.elapsed().as_secs();
-            match &last.result {
-                Ok(outcome) if outcome.is_settled() => format!("last sync: ok, {} ({ago}s ago)", outcome.summary()),
-                Ok(outcome) => {
-                    format!("last sync: {}; see `todo status` ({ago}s ago)", outcome.summary())
-                }
-                Err(message) => format!("last sync failed: {message} ({ago}s ago)"),
-            }
+        (None, None) => "last sync: never".to_owned(),
+        (None, Some(at)) => {
+            let ago = at.elapsed().map_or(0, |d| d.as_secs());
+            format!("last sync: {ago}s ago")
         }
     };
-    format!("{pending} │ {sync}")
+    text.push_str(&format!(" │ {sync}"));
+    if let Some(error) = &status.last_error {
+        text.push_str(&format!(" │ {error}"));
+    }
+    text
 }

@@ -189,7 +189,7 @@ impl SyncClient {
     ///
     /// ```no_run
     /// # use std::time::Duration;
-    /// # use sync_runtime::{Store, SyncClient, SyncEntity};
+    /// # use sync_runtime::{Query, Store, SyncClient, SyncEntity};
     /// # #[derive(SyncEntity, Clone, Debug)]
     /// # struct TodoItem { id: String, text: String, complete: bool }
     /// # #[derive(SyncEntity, Clone, Debug)]
@@ -198,7 +198,7 @@ impl SyncClient {
     /// let engine = client
     ///     .engine()
     ///     .table::<TodoItem>() // every row, incrementally
-    ///     .pull(Tag::FIELDS.name.starts_with("work"), "work-tags") // or a query of one's own
+    ///     .pull(Query::<Tag>::new().filter(Tag::FIELDS.name.starts_with("work")), "work-tags") // or a query of one's own
     ///     .poll_interval(Duration::from_secs(60))
     ///     .start()?;
     /// let mut statuses = engine.statuses();
