@@ -11,7 +11,7 @@ use std::time::Instant;
 use sync_bench::measure::Figure;
 use sync_bench::remote::{Db, PgSchema};
 use sync_bench::writers::{self, ServerDb};
-use sync_bench::{Sizes, live, local, remote};
+use sync_bench::{Sizes, engine, live, local, remote};
 
 /// The PostgreSQL database of the `pull_pg`, `push_pg` and `writers_*` scenarios (each
 /// in a schema of its own, dropped afterwards); `SYNC_TEST_POSTGRES_URL` is used when it
@@ -139,6 +139,12 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
     }
     if wanted("live_idle") {
         show(&mut figures, live::idle(d, sizes.idle_secs, 10)?);
+    }
+    if wanted("engine_latency_poll") {
+        show(&mut figures, engine::latency_poll(&rt, d, sizes.live_writes)?);
+    }
+    if wanted("engine_idle") {
+        show(&mut figures, engine::idle(&rt, d, sizes.idle_secs)?);
     }
     if wanted("pull") {
         let db = Db::Sqlite(d.join("pull-server.db"));

@@ -14,9 +14,12 @@
 //! - [`measure`]: rounds, medians, figures, peak RSS.
 //! - [`local`]: `insert_one`, `insert_batch`, `query`, `queue_read`.
 //! - [`remote`]: `pull` and `push` against a `sync-server` on 127.0.0.1.
+//! - [`live`], [`engine`]: watched queries and the change stream; the sync engine end
+//!   to end (a commit on one device to a watch on another) and idle.
 //! - [`writers`]: concurrent HTTP writers against a `sync-server` on PostgreSQL (and on
 //!   SQLite), vs the same statements sent raw.
 
+pub mod engine;
 pub mod live;
 pub mod local;
 pub mod measure;

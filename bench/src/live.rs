@@ -36,13 +36,15 @@ pub struct Other {
     pub note: String,
 }
 
-fn percentile(times: &[Duration], p: f64) -> Duration {
+/// The `p` quantile of `times` (nearest rank).
+pub(crate) fn percentile(times: &[Duration], p: f64) -> Duration {
     let mut t = times.to_vec();
     t.sort_unstable();
     t[((t.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn ms(d: Duration) -> String {
+/// Milliseconds, for reports.
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 

@@ -152,6 +152,8 @@ pub use store::{
     Store, StoreCall, StoreOptions, SyncError, Table, TableQuery, Tx, Watch, WatchHandle,
 };
 /// OData `$filter` / `$orderby` text: how a query travels to a server.
+/// The store's one timestamp format (UTC, whole milliseconds, `...T12:00:00.123Z`).
+pub use sync_core::datetime;
 pub use sync_core::odata;
 /// The query AST the typed builder makes ([`Filter::expr`], [`Query::spec`]) and its
 /// in-memory evaluator.

@@ -207,6 +207,34 @@ async fn converge(devices: &[&Device], expected: &[(String, String, bool)]) {
     }
 }
 
+/// Waits until the device's engine status satisfies `done` (a bound on correctness,
+/// not a speed measurement).
+async fn wait_for_status(device: &Device, what: &str, done: impl Fn(&SyncStatus) -> bool) -> SyncStatus {
+    let started = Instant::now();
+    loop {
+        let status = device.status();
+        if done(&status) {
+            return status;
+        }
+        assert!(started.elapsed() < CONVERGE_WITHIN, "never {what}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Pulls on `device` (by hand) until it holds `expected`: what another device pushed
+/// reached the server.
+async fn pull_until(device: &Device, what: &str, expected: &[(String, String, bool)]) {
+    let started = Instant::now();
+    loop {
+        device.client.pull(sync_runtime::Query::<TodoItem>::new(), Some("all")).await.unwrap();
+        if device.items().await == expected {
+            return;
+        }
+        assert!(started.elapsed() < CONVERGE_WITHIN, "{what} never reached the server");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn row(id: &str, text: &str, complete: bool) -> (String, String, bool) {
     (id.to_owned(), text.to_owned(), complete)
 }
@@ -293,13 +321,10 @@ fn the_server_killed_and_restarted_while_devices_write() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 // Offline for a while: the engines fail, back off and try again.
-                let offline = Instant::now();
-                while a.status().last_error.as_ref().is_none_or(|e| e.kind != SyncErrorKind::Network)
-                    && offline.elapsed() < CONVERGE_WITHIN
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                let status = a.status();
+                let status = wait_for_status(&a, "offline", |s| {
+                    s.last_error.as_ref().is_some_and(|e| e.kind == SyncErrorKind::Network)
+                })
+                .await;
                 assert!(!status.connected, "{status:?}");
                 assert!(status.retry_at.is_some() && status.pending > 0, "{status:?}");
                 server.restart();
@@ -335,11 +360,7 @@ fn a_refused_operation_does_not_stop_the_rest() {
         b.start();
         let expected_b = vec![row("small-1", "fits", false), row("small-2", "fits", false)];
         converge(&[&b], &expected_b).await;
-        let started = Instant::now();
-        while a.status().errors != 1 && started.elapsed() < CONVERGE_WITHIN {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let status = a.status();
+        let status = wait_for_status(&a, "one error", |s| s.errors == 1).await;
         // The refused operation stays queued, in the error table, until the app settles it.
         assert_eq!((status.errors, status.pending), (1, 1), "{status:?}");
         assert_eq!(status.last_error.as_ref().map(|e| e.kind), Some(SyncErrorKind::Refused), "{status:?}");
@@ -354,11 +375,7 @@ fn a_refused_operation_does_not_stop_the_rest() {
         a.todos.resolve_retry_with(&errors[0], fixed).await.unwrap();
         let expected = vec![row("big", "shorter", false), row("small-1", "fits", false), row("small-2", "fits", false)];
         converge(&[&a, &b], &expected).await;
-        let started = Instant::now();
-        while a.status().errors != 0 && started.elapsed() < CONVERGE_WITHIN {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(a.status().errors, 0);
+        wait_for_status(&a, "settled", |s| s.errors == 0).await;
     });
 }
 
@@ -384,26 +401,14 @@ fn a_resolved_conflict_goes_out_with_no_other_trigger() {
         mine.text = "a's".into();
         a.todos.update(&mine).await.unwrap();
         a.start();
-        let started = Instant::now();
-        while a.status().errors != 1 && started.elapsed() < CONVERGE_WITHIN {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let status = a.status();
+        let status = wait_for_status(&a, "one error", |s| s.errors == 1).await;
         assert_eq!(status.last_error.as_ref().map(|e| e.kind), Some(SyncErrorKind::Conflict), "{status:?}");
         let errors = a.todos.errors().await.unwrap();
         let server_copy = errors[0].server_item.clone().expect("the server's copy");
         assert_eq!(server_copy.text, "b's");
         a.todos.resolve_retry_with(&errors[0], TodoItem { text: "merged".into(), ..mine }).await.unwrap();
         // No sync call: the engine sends the resolution; b sees it with a pull.
-        let started = Instant::now();
-        loop {
-            b.client.pull(sync_runtime::Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            if b.items().await == [row("x", "merged", false)] {
-                break;
-            }
-            assert!(started.elapsed() < CONVERGE_WITHIN, "the resolution never reached the server");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        pull_until(&b, "the resolution", &[row("x", "merged", false)]).await;
     });
 }
 
@@ -451,10 +456,7 @@ fn a_write_by_another_process_is_pushed() {
         let b = Device::open(dir.path(), "b", &server.url).await;
         a.start();
         // Let the first round end: from then on only a change makes it push.
-        let started = Instant::now();
-        while a.status().last_synced_at.is_none() && started.elapsed() < CONVERGE_WITHIN {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_status(&a, "synced", |s| s.last_synced_at.is_some()).await;
         let status = Command::new(env!("CARGO_BIN_EXE_store_writer"))
             .arg(dir.path().join("a.db"))
             .arg("from-cli")
@@ -462,15 +464,7 @@ fn a_write_by_another_process_is_pushed() {
             .status()
             .unwrap();
         assert!(status.success());
-        let started = Instant::now();
-        loop {
-            b.client.pull(sync_runtime::Query::<TodoItem>::new(), Some("all")).await.unwrap();
-            if b.items().await == [row("from-cli", "written by another process", false)] {
-                break;
-            }
-            assert!(started.elapsed() < CONVERGE_WITHIN, "the other process's write never reached the server");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        pull_until(&b, "the other process's write", &[row("from-cli", "written by another process", false)]).await;
     });
 }
 

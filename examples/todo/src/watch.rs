@@ -48,17 +48,7 @@ impl StatusJson {
 
 /// A time as RFC 3339 in UTC, to the millisecond: `2026-12-02T11:59:00.123Z`.
 pub fn rfc3339(at: SystemTime) -> String {
-    let t = sync_runtime::time::OffsetDateTime::from(at);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    sync_runtime::datetime::format(sync_runtime::time::OffsetDateTime::from(at))
 }
 
 /// `todo watch`.

@@ -37,6 +37,9 @@ pub(super) enum Step {
     Stop(PushCancel),
     /// Send it again (after a conflict was resolved by rewriting it).
     Again,
+    /// Send it again: the app wrote the item while the request was out, and that write
+    /// was folded into the operation before a conflict handler decided.
+    Refolded,
 }
 
 /// Records an error row for operation `seq` (and marks it failed).

@@ -129,7 +129,7 @@ pub(super) async fn conflict(
             })
             .await?;
         if folded {
-            return Ok(Step::Again);
+            return Ok(Step::Refolded);
         }
     }
 

@@ -158,7 +158,7 @@ async fn push_queue(inner: &ClientInner, held: &mut Held, stop: Option<&Stop>) -
         }
 
         let mut prepared = Some(prepared);
-        let mut rounds = 0;
+        let (mut rounds, mut refolds) = (0, 0);
         let step = loop {
             rounds += 1;
             let step = push_one(inner, &op, prepared.take(), rounds, &mut report).await;
@@ -170,6 +170,19 @@ async fn push_queue(inner: &ClientInner, held: &mut Held, stop: Option<&Stop>) -
             }
             match step {
                 Ok(Step::Again) if rounds < MAX_ROUNDS => continue,
+                // Not a conflict round: the app's newer write goes first (bounded, for
+                // an app that writes the item faster than the server answers).
+                Ok(Step::Refolded) if refolds < MAX_ROUNDS => {
+                    refolds += 1;
+                    rounds -= 1;
+                    continue;
+                }
+                Ok(Step::Refolded) => {
+                    let message = format!("the item kept changing locally during {MAX_ROUNDS} conflicts in one push");
+                    break record(inner, op.seq, ErrorInput { message, ..ErrorInput::default() })
+                        .await
+                        .map(|()| Step::Error);
+                }
                 Ok(Step::Again) => {
                     let message = format!("still conflicting after {MAX_ROUNDS} attempts in one push");
                     break record(inner, op.seq, ErrorInput { message, ..ErrorInput::default() })
@@ -200,7 +213,7 @@ async fn push_queue(inner: &ClientInner, held: &mut Held, stop: Option<&Stop>) -
                 report.status = PushStatus::Cancelled(cancel);
                 break Ok(());
             }
-            Step::Again => unreachable!("handled in the loop above"),
+            Step::Again | Step::Refolded => unreachable!("handled in the loop above"),
         }
         done += 1;
         last_table.clone_from(&op.table);
