@@ -284,6 +284,12 @@ async fn overwrite(
     inner
         .store
         .transaction_as(ChangeOrigin::Push, move |tx| {
+            // A write of the app's since the decision was asked for (the request was
+            // still out): it goes first, folded in, and the conflict is met again.
+            let table = meta.name;
+            if tx.has_later_op(table, &id, seq)? && !matches!(tx.absorb_later_ops(table, &id, seq)?, Some(0)) {
+                return Ok(Step::Refolded);
+            }
             match kind {
                 OpKind::Delete => {
                     // Delete again over the server's version: keep it in the queued item.
