@@ -107,6 +107,7 @@ mod body;
 mod connections;
 mod database;
 mod error;
+mod feed;
 mod jwks;
 mod links;
 mod list;
@@ -128,10 +129,10 @@ pub use auth::Auth;
 pub use database::Database;
 pub use error::{Error, Result};
 pub use server::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_TOP,
-    DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_FEED_HEARTBEAT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_TOP, DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
 };
 pub use stamp::{Clock, ManualClock, SystemClock};
-pub use storage::{PoolUse, PostgresStorage, SqliteStorage, Storage};
+pub use storage::{Heard, HeardFn, PoolUse, PostgresStorage, Relay, SqliteStorage, Storage};
 pub use table::{ColumnDef, TableDef};
 pub use tables_file::{load_tables_file, parse_tables};
