@@ -59,20 +59,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 "GET, PATCH, PUT, DELETE, POST",
             )
         });
-    let mut tables = Router::new().route("/tables/{table}", collection).route("/tables/{table}/{id}", item);
+    let authenticated = || middleware::from_fn_with_state(Arc::clone(&state), authenticate);
+    let mut api = Router::new()
+        .route("/tables/{table}", collection)
+        .route("/tables/{table}/{id}", item)
+        .route_layer(authenticated());
     if state.feed.is_some() {
-        // Tells clients of the feed without a probe; on every /tables answer, 401s too.
-        tables = tables.route_layer(middleware::map_response(|mut response: Response| async move {
+        // Tells clients of the feed without a probe: on every /tables answer, 401s too.
+        api = api.route_layer(middleware::map_response(|mut response: Response| async move {
             response.headers_mut().insert(FEED_HEADER, HeaderValue::from_static(FEED_PATH));
             response
         }));
         let feed = get(feed::feed).fallback(|| async { ApiError::method_not_allowed("use GET on /feed", "GET") });
-        tables = tables.route(FEED_PATH, feed);
+        api = api.merge(Router::new().route(FEED_PATH, feed).route_layer(authenticated()));
     }
-    tables
-        // Only the routes above: health checks, metrics and 404s need no token.
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), authenticate))
-        .route("/healthz", get(healthz))
+    // Only the routes above need a token: health checks, metrics and 404s do not.
+    api.route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such resource; tables are served under /tables/{table}") })
         .layer(middleware::from_fn(crate::problem::shape_for_protocol))

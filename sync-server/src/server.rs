@@ -354,12 +354,15 @@ impl ServerBuilder {
         };
         storage.prepare(tables.values().cloned().collect()).await?;
         let metrics = Arc::new(Metrics::new());
-        let feed = self.feed.then(|| {
-            let names = tables.values().map(|t| (t.name.clone(), t.owner_column.is_some()));
-            let hub = Arc::new(Hub::new(names, feed_settings.max_subscribers, metrics.feed_subscribers.clone()));
-            hub.connect_relay(&*storage);
-            hub
-        });
+        let feed = match self.feed {
+            true => {
+                let names = tables.values().map(|t| (t.name.clone(), t.owner_column.is_some()));
+                let hub = Arc::new(Hub::new(names, feed_settings.max_subscribers, metrics.feed_subscribers.clone()));
+                hub.connect_relay(&*storage).await;
+                Some(hub)
+            }
+            false => None,
+        };
         let state = AppState {
             tables,
             storage,

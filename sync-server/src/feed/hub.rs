@@ -18,10 +18,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::storage::{Heard, Relay, Storage};
+
+/// How long a server's start waits for its relay to listen to other instances.
+const RELAY_START: Duration = Duration::from_secs(5);
 
 /// Why a subscription is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,8 +196,9 @@ impl Hub {
     }
 
     /// Relays writes to and from other instances on the storage's database, if the
-    /// storage can ([`Storage::relay`]).
-    pub(crate) fn connect_relay(self: &Arc<Hub>, storage: &dyn Storage) {
+    /// storage can ([`Storage::relay`]), waiting up to [`RELAY_START`] for the relay to
+    /// listen.
+    pub(crate) async fn connect_relay(self: &Arc<Hub>, storage: &dyn Storage) {
         let hub: Weak<Hub> = Arc::downgrade(self);
         let heard = Arc::new(move |heard: Heard<'_>| {
             if let Some(hub) = hub.upgrade() {
@@ -201,6 +206,11 @@ impl Hub {
             }
         });
         let relay = storage.relay(heard);
+        if let Some(relay) = &relay {
+            if tokio::time::timeout(RELAY_START, relay.listening()).await.is_err() {
+                tracing::warn!("the change feed's relay does not listen yet; starting without it (it keeps trying)");
+            }
+        }
         if let Ok(mut slot) = self.relay.lock() {
             *slot = relay;
         }

@@ -14,6 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
+use serde::Serialize;
 
 use super::hub::{Hub, Refused, Subscription};
 use crate::auth::Caller;
@@ -74,13 +75,15 @@ pub(crate) async fn feed(
     }
     let names: Vec<&str> = tables.iter().map(|&t| hub.name(t)).collect();
     let heartbeat = settings.heartbeat;
-    let seconds = match heartbeat.subsec_millis() {
+    // Whole seconds as an integer (`15`), else a fraction (`0.25`).
+    let heartbeat_seconds = match heartbeat.subsec_nanos() {
         0 => serde_json::Value::from(heartbeat.as_secs()),
         _ => serde_json::Value::from(heartbeat.as_secs_f64()),
     };
-    let ready = serde_json::json!({ "tables": names, "heartbeatSeconds": seconds });
+    let ready = serde_json::to_string(&Ready { tables: &names, heartbeat_seconds })
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot serialize the answer"))?;
     let events = Events {
-        ready: Some(Event::default().event("ready").data(ready.to_string())),
+        ready: Some(Event::default().event("ready").data(ready)),
         hub: Arc::clone(hub),
         subscription,
         connection,
@@ -90,6 +93,20 @@ pub(crate) async fn feed(
     // Proxies that buffer answers (nginx) pass this one through as it comes.
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// The `ready` event's data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Ready<'a> {
+    tables: &'a [&'a str],
+    heartbeat_seconds: serde_json::Value,
+}
+
+/// The `change` event's data.
+#[derive(Serialize)]
+struct Change<'a> {
+    tables: Vec<&'a str>,
 }
 
 /// One subscriber's events: `ready`, then a `change` whenever its inbox has tables.
@@ -118,8 +135,9 @@ impl Stream for Events {
         }
         match inbox.poll_take(cx) {
             Poll::Ready(Some(tables)) => {
-                let names: Vec<&str> = tables.into_iter().map(|t| this.hub.name(t)).collect();
-                let data = serde_json::json!({ "tables": names }).to_string();
+                let change = Change { tables: tables.into_iter().map(|t| this.hub.name(t)).collect() };
+                // A list of table names always serializes.
+                let data = serde_json::to_string(&change).unwrap_or_default();
                 Poll::Ready(Some(Ok(Event::default().event("change").data(data))))
             }
             Poll::Ready(None) => Poll::Ready(None),

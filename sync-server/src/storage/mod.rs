@@ -269,6 +269,13 @@ pub trait Relay: Send + Sync + fmt::Debug {
     /// database (announcements are sent in the background, and may be merged).
     fn announce(&self, table: &str, owner: Option<&str>);
 
+    /// Completes once the relay hears other instances (for a server to start with its
+    /// feed whole); the server waits for it a few seconds at most. The default completes
+    /// at once.
+    fn listening(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Stops relaying (the server stopped).
     fn close(&self);
 }

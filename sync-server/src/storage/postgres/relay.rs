@@ -30,12 +30,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
 use super::connect_error;
-use crate::storage::{Heard, HeardFn, Relay, StorageError};
+use crate::storage::{BoxFuture, Heard, HeardFn, Relay, StorageError};
 
 /// The first pause before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -53,6 +53,8 @@ const MAX_PENDING: usize = 4096;
 pub(crate) struct PgRelay {
     outbox: Arc<Outbox>,
     task: JoinHandle<()>,
+    /// Whether the relay listens now.
+    listening: watch::Receiver<bool>,
 }
 
 /// This instance's announcements not sent yet.
@@ -112,8 +114,9 @@ impl PgRelay {
     pub(crate) fn start(config: tokio_postgres::Config, heard: HeardFn) -> PgRelay {
         let outbox = Arc::new(Outbox::default());
         let instance = uuid::Uuid::new_v4().simple().to_string();
-        let task = tokio::spawn(run(config, heard, Arc::clone(&outbox), instance));
-        PgRelay { outbox, task }
+        let (listening_tx, listening) = watch::channel(false);
+        let task = tokio::spawn(run(config, heard, Arc::clone(&outbox), instance, listening_tx));
+        PgRelay { outbox, task, listening }
     }
 }
 
@@ -122,6 +125,13 @@ impl Relay for PgRelay {
         // An owner too long for a payload is left out: the table's every subscriber is nudged.
         let owner = owner.filter(|owner| owner.len() <= MAX_PAYLOAD / 2).map(str::to_owned);
         self.outbox.put([(table.to_owned(), owner)]);
+    }
+
+    fn listening(&self) -> BoxFuture<'_, ()> {
+        let mut listening = self.listening.clone();
+        Box::pin(async move {
+            let _ = listening.wait_for(|listening| *listening).await;
+        })
     }
 
     fn close(&self) {
@@ -139,12 +149,17 @@ impl Drop for PgRelay {
 }
 
 /// The relay's task: sessions, with backoff between them.
-async fn run(config: tokio_postgres::Config, heard: HeardFn, outbox: Arc<Outbox>, instance: String) {
+async fn run(
+    config: tokio_postgres::Config,
+    heard: HeardFn,
+    outbox: Arc<Outbox>,
+    instance: String,
+    listening: watch::Sender<bool>,
+) {
     let mut backoff = MIN_BACKOFF;
     while !outbox.is_closed() {
-        let mut listening = false;
-        let ended = session(&config, &heard, &outbox, &instance, &mut listening).await;
-        if listening {
+        let ended = session(&config, &heard, &outbox, &instance, &listening).await;
+        if listening.send_replace(false) {
             backoff = MIN_BACKOFF;
         }
         match ended {
@@ -199,7 +214,7 @@ async fn session(
     heard: &HeardFn,
     outbox: &Outbox,
     instance: &str,
-    listening: &mut bool,
+    listening: &watch::Sender<bool>,
 ) -> Result<(), StorageError> {
     let (client, mut connection) = config.connect(tokio_postgres::NoTls).await.map_err(connect_error)?;
     let (lost, mut lost_rx) = oneshot::channel::<String>();
@@ -225,10 +240,10 @@ async fn session(
     let schema: Option<String> = client.query_one("SELECT current_schema()", &[]).await.map_err(db)?.get(0);
     let channel = channel_name(schema.as_deref().unwrap_or("public"));
     client.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "\"\""))).await.map_err(db)?;
-    *listening = true;
     tracing::debug!(channel, "the change feed's relay listens");
     // Notifications sent while this instance was not listening are lost.
     heard(Heard::Anything);
+    listening.send_replace(true);
     loop {
         tokio::select! {
             why = &mut lost_rx => return Err(lost_error(why.unwrap_or_default())),
