@@ -14,9 +14,12 @@
 //! - [`measure`]: rounds, medians, figures, peak RSS.
 //! - [`local`]: `insert_one`, `insert_batch`, `query`, `queue_read`.
 //! - [`remote`]: `pull` and `push` against a `sync-server` on 127.0.0.1.
+//! - [`feed`]: `feed_subscribers`, HTTP writers with change feed subscribers held open
+//!   vs without, and the memory of an idle subscriber.
 //! - [`writers`]: concurrent HTTP writers against a `sync-server` on PostgreSQL (and on
 //!   SQLite), vs the same statements sent raw.
 
+pub mod feed;
 pub mod live;
 pub mod local;
 pub mod measure;
@@ -63,6 +66,10 @@ pub struct Sizes {
     /// `writers_*`: acknowledged writes per round at 50 writers (fewer writers do
     /// proportionally fewer, at least 300).
     pub writers_ops: usize,
+    /// `feed_subscribers`: change feed subscribers held open.
+    pub feed_subscribers: usize,
+    /// `feed_subscribers`: writes per round.
+    pub feed_writes: usize,
 }
 
 impl Sizes {
@@ -85,6 +92,8 @@ impl Sizes {
         live_round_writes: 500,
         live_rows: 100_000,
         writers_ops: 6_000,
+        feed_subscribers: 1_000,
+        feed_writes: 2_000,
     };
 
     /// Small sizes: the whole run takes well under a minute.
@@ -106,5 +115,7 @@ impl Sizes {
         live_round_writes: 200,
         live_rows: 20_000,
         writers_ops: 1_500,
+        feed_subscribers: 100,
+        feed_writes: 300,
     };
 }
