@@ -43,8 +43,9 @@
 //! evicted for a newcomer (the feed has its own cap), and has no idle timeout; instead,
 //! when its socket stops taking bytes (a write would block) for longer than the stall
 //! limit the handler set, the connection is closed, so a subscriber that never reads is
-//! dropped without anyone waiting for it. On shutdown it finishes like a request in
-//! flight: the feed ends its streams at once.
+//! dropped without anyone waiting for it. Its kernel send buffer is made small
+//! (`STREAM_SEND_BUFFER`), so such a peer costs little kernel memory and blocks soon. On
+//! shutdown it finishes like a request in flight: the feed ends its streams at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -84,6 +85,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const FULL_RECHECK: Duration = Duration::from_millis(50);
 /// Descriptors left free below the open connections when accept runs out of them.
 const EMFILE_HEADROOM: usize = 32;
+/// The kernel send buffer of a streaming connection (Linux doubles it): a stream's
+/// events are small, and a peer that stops reading fills this, not megabytes of
+/// autotuned buffer, before its socket blocks and the stall limit counts.
+const STREAM_SEND_BUFFER: usize = 8 * 1024;
 
 /// What the serve loop enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,7 +353,8 @@ async fn connection(
     mut stopping: watch::Receiver<()>,
 ) {
     let registry = Arc::clone(&registered.registry);
-    let io = TokioIo::new(Tracked { stream, slot: Arc::clone(&slot), registry: Arc::clone(&registry) });
+    let io =
+        TokioIo::new(Tracked { stream, slot: Arc::clone(&slot), registry: Arc::clone(&registry), small_buffer: false });
     let service = {
         let (slot, registry) = (Arc::clone(&slot), Arc::clone(&registry));
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -471,9 +477,22 @@ struct Tracked {
     stream: TcpStream,
     slot: Arc<Slot>,
     registry: Arc<Registry>,
+    /// The send buffer was made small for a streaming answer.
+    small_buffer: bool,
 }
 
 impl Tracked {
+    /// Before a write: a streaming answer gets a small send buffer.
+    fn writing(&mut self) {
+        if !self.small_buffer && self.slot.phase.load(Ordering::Acquire) == STREAM {
+            self.small_buffer = true;
+            #[cfg(unix)]
+            if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(&self.stream, STREAM_SEND_BUFFER) {
+                tracing::debug!(error = %e, "cannot shrink a stream's send buffer");
+            }
+        }
+    }
+
     /// Notes whether a write went through or would block.
     fn wrote<T>(&self, written: &Poll<io::Result<T>>) {
         let slot = &self.slot;
@@ -514,6 +533,7 @@ impl AsyncRead for Tracked {
 impl AsyncWrite for Tracked {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.writing();
         let written = Pin::new(&mut this.stream).poll_write(cx, buf);
         this.wrote(&written);
         written
@@ -525,6 +545,7 @@ impl AsyncWrite for Tracked {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.writing();
         let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
         this.wrote(&written);
         written
