@@ -11,7 +11,7 @@ use std::time::Instant;
 use sync_bench::measure::Figure;
 use sync_bench::remote::{Db, PgSchema};
 use sync_bench::writers::{self, ServerDb};
-use sync_bench::{Sizes, engine, live, local, remote};
+use sync_bench::{Sizes, engine, feed, live, local, remote};
 
 /// The PostgreSQL database of the `pull_pg`, `push_pg` and `writers_*` scenarios (each
 /// in a schema of its own, dropped afterwards); `SYNC_TEST_POSTGRES_URL` is used when it
@@ -192,6 +192,9 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
     }
     if let Some(line) = writers::summary(&figures).filter(|_| !args.json) {
         println!("{line}");
+    }
+    if wanted("feed_subscribers") {
+        show(&mut figures, feed::subscribers(&rt, d, r, sizes.feed_subscribers, sizes.feed_writes)?);
     }
     if wanted("queue_read") {
         let (rows, ops, calls) = (sizes.queue_rows, sizes.queue_ops, sizes.queue_calls);

@@ -16,10 +16,13 @@
 //! - [`remote`]: `pull` and `push` against a `sync-server` on 127.0.0.1.
 //! - [`live`], [`engine`]: watched queries and the change stream; the sync engine end
 //!   to end (a commit on one device to a watch on another) and idle.
+//! - [`feed`]: `feed_subscribers`, HTTP writers with change feed subscribers held open
+//!   vs without, and the memory of an idle subscriber.
 //! - [`writers`]: concurrent HTTP writers against a `sync-server` on PostgreSQL (and on
 //!   SQLite), vs the same statements sent raw.
 
 pub mod engine;
+pub mod feed;
 pub mod live;
 pub mod local;
 pub mod measure;
@@ -66,6 +69,10 @@ pub struct Sizes {
     /// `writers_*`: acknowledged writes per round at 50 writers (fewer writers do
     /// proportionally fewer, at least 300).
     pub writers_ops: usize,
+    /// `feed_subscribers`: change feed subscribers held open.
+    pub feed_subscribers: usize,
+    /// `feed_subscribers`: writes per round.
+    pub feed_writes: usize,
 }
 
 impl Sizes {
@@ -88,6 +95,8 @@ impl Sizes {
         live_round_writes: 500,
         live_rows: 100_000,
         writers_ops: 6_000,
+        feed_subscribers: 1_000,
+        feed_writes: 2_000,
     };
 
     /// Small sizes: the whole run takes well under a minute.
@@ -109,5 +118,7 @@ impl Sizes {
         live_round_writes: 200,
         live_rows: 20_000,
         writers_ops: 1_500,
+        feed_subscribers: 100,
+        feed_writes: 300,
     };
 }

@@ -36,6 +36,16 @@
 //!
 //! On shutdown, a connection still waiting for (or reading) a request head is closed at
 //! once; one handling a request finishes it, answers, and closes.
+//!
+//! **Streaming answers** (the change feed, `feed/`): a handler that answers with a
+//! long-lived body takes the request's [`StreamingConnection`] and marks the connection
+//! as streaming until the body ends. A streaming connection is never closed as idle nor
+//! evicted for a newcomer (the feed has its own cap), and has no idle timeout; instead,
+//! when its socket stops taking bytes (a write would block) for longer than the stall
+//! limit the handler set, the connection is closed, so a subscriber that never reads is
+//! dropped without anyone waiting for it. Its kernel send buffer is made small
+//! (`STREAM_SEND_BUFFER`), so such a peer costs little kernel memory and blocks soon. On
+//! shutdown it finishes like a request in flight: the feed ends its streams at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -75,6 +85,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const FULL_RECHECK: Duration = Duration::from_millis(50);
 /// Descriptors left free below the open connections when accept runs out of them.
 const EMFILE_HEADROOM: usize = 32;
+/// The kernel send buffer of a streaming connection (Linux doubles it): a stream's
+/// events are small, and a peer that stops reading fills this, not megabytes of
+/// autotuned buffer, before its socket blocks and the stall limit counts.
+const STREAM_SEND_BUFFER: usize = 8 * 1024;
 
 /// What the serve loop enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +116,8 @@ const HEAD: u8 = 0;
 const IDLE: u8 = 1;
 /// A request in the router.
 const BUSY: u8 = 2;
+/// A streaming answer being written (see the module docs).
+const STREAM: u8 = 3;
 
 /// One open connection, as the loop and its own task see it.
 #[derive(Debug)]
@@ -115,6 +131,12 @@ struct Slot {
     evict: Notify,
     /// Already told: not to be chosen again.
     evicting: AtomicBool,
+    /// Since when (registry milliseconds plus one) the socket has refused bytes; 0 while
+    /// it takes them.
+    blocked_since: AtomicU64,
+    /// While streaming: how long the socket may refuse bytes before the connection is
+    /// closed, in milliseconds.
+    stall_limit: AtomicU64,
 }
 
 impl Slot {
@@ -125,6 +147,8 @@ impl Slot {
             changed: Notify::new(),
             evict: Notify::new(),
             evicting: AtomicBool::new(false),
+            blocked_since: AtomicU64::new(0),
+            stall_limit: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -165,7 +189,9 @@ impl Registry {
         let Ok(slots) = self.slots.lock() else { return Vec::new() };
         let mut idle: Vec<&Arc<Slot>> = slots
             .values()
-            .filter(|slot| slot.phase.load(Ordering::Acquire) != BUSY && !slot.evicting.load(Ordering::Acquire))
+            .filter(|slot| {
+                matches!(slot.phase.load(Ordering::Acquire), HEAD | IDLE) && !slot.evicting.load(Ordering::Acquire)
+            })
             .collect();
         idle.sort_by_key(|slot| slot.since.load(Ordering::Acquire));
         idle.into_iter().take(n).cloned().collect()
@@ -327,17 +353,24 @@ async fn connection(
     mut stopping: watch::Receiver<()>,
 ) {
     let registry = Arc::clone(&registered.registry);
-    let io = TokioIo::new(Tracked { stream, slot: Arc::clone(&slot), registry: Arc::clone(&registry) });
+    let io =
+        TokioIo::new(Tracked { stream, slot: Arc::clone(&slot), registry: Arc::clone(&registry), small_buffer: false });
     let service = {
         let (slot, registry) = (Arc::clone(&slot), Arc::clone(&registry));
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             registry.enter(&slot, BUSY);
             request.extensions_mut().insert(LocalAddr(local));
+            request
+                .extensions_mut()
+                .insert(StreamingConnection { slot: Arc::clone(&slot), registry: Arc::clone(&registry) });
             let mut router = router.clone();
             let (slot, registry) = (Arc::clone(&slot), Arc::clone(&registry));
             async move {
                 let response = router.call(request).await;
-                registry.enter(&slot, IDLE);
+                // A streaming answer leaves the phase to its body (see `StreamingConnection`).
+                if slot.phase.load(Ordering::Acquire) != STREAM {
+                    registry.enter(&slot, IDLE);
+                }
                 response
             }
         })
@@ -380,11 +413,17 @@ async fn connection(
     drop(registered);
 }
 
-/// When the connection's current phase times out (`None` while a request is handled).
+/// When the connection's current phase times out (`None` while a request is handled,
+/// or while a streaming answer's socket takes bytes).
 fn phase_deadline(slot: &Slot, registry: &Registry, limits: &ConnectionLimits) -> Option<Instant> {
     let limit = match slot.phase.load(Ordering::Acquire) {
         HEAD => limits.header_read_timeout,
         IDLE => limits.idle_timeout,
+        STREAM => {
+            let blocked = slot.blocked_since.load(Ordering::Acquire).checked_sub(1)?;
+            let stall = Duration::from_millis(slot.stall_limit.load(Ordering::Acquire));
+            return Some(registry.epoch + Duration::from_millis(blocked).saturating_add(stall));
+        }
         _ => return None,
     };
     let since = registry.epoch + Duration::from_millis(slot.since.load(Ordering::Acquire));
@@ -398,12 +437,82 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// A connection as its request's handler sees it (a request extension, present when the
+/// request came through [`serve`]): a handler answering with a long-lived stream marks
+/// the connection as streaming ([`StreamingConnection::start`]), and the stream asks
+/// whether the socket takes bytes before producing more
+/// ([`StreamingConnection::is_blocked`]).
+#[derive(Clone, Debug)]
+pub(crate) struct StreamingConnection {
+    slot: Arc<Slot>,
+    registry: Arc<Registry>,
+}
+
+impl StreamingConnection {
+    /// The answer is a stream: no idle timeout nor eviction until [`StreamingConnection::end`];
+    /// the connection is closed when its socket refuses bytes for longer than `stall`.
+    pub(crate) fn start(&self, stall: Duration) {
+        let stall = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
+        self.slot.stall_limit.store(stall, Ordering::Release);
+        self.registry.enter(&self.slot, STREAM);
+    }
+
+    /// The stream ended: the connection is kept alive (idle) for its next request.
+    pub(crate) fn end(&self) {
+        if self.slot.phase.load(Ordering::Acquire) == STREAM {
+            self.registry.enter(&self.slot, IDLE);
+        }
+    }
+
+    /// Whether the socket refused the last bytes written to it (its buffers are full: the
+    /// peer does not read). The connection's task is woken when it takes bytes again.
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.slot.blocked_since.load(Ordering::Acquire) != 0
+    }
+}
+
 /// The connection's socket, noting the first byte of a request on a kept-alive
-/// connection (idle becomes head).
+/// connection (idle becomes head), and whether writes block (for streaming answers).
 struct Tracked {
     stream: TcpStream,
     slot: Arc<Slot>,
     registry: Arc<Registry>,
+    /// The send buffer was made small for a streaming answer.
+    small_buffer: bool,
+}
+
+impl Tracked {
+    /// Before a write: a streaming answer gets a small send buffer.
+    fn writing(&mut self) {
+        if !self.small_buffer && self.slot.phase.load(Ordering::Acquire) == STREAM {
+            self.small_buffer = true;
+            #[cfg(unix)]
+            if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(&self.stream, STREAM_SEND_BUFFER) {
+                tracing::debug!(error = %e, "cannot shrink a stream's send buffer");
+            }
+        }
+    }
+
+    /// Notes whether a write went through or would block.
+    fn wrote<T>(&self, written: &Poll<io::Result<T>>) {
+        let slot = &self.slot;
+        match written {
+            Poll::Pending => {
+                if slot.blocked_since.load(Ordering::Acquire) == 0 {
+                    slot.blocked_since.store(self.registry.now().saturating_add(1), Ordering::Release);
+                    if slot.phase.load(Ordering::Acquire) == STREAM {
+                        // The connection's timer now has a deadline.
+                        slot.changed.notify_one();
+                    }
+                }
+            }
+            Poll::Ready(_) => {
+                if slot.blocked_since.load(Ordering::Acquire) != 0 {
+                    slot.blocked_since.store(0, Ordering::Release);
+                }
+            }
+        }
+    }
 }
 
 impl AsyncRead for Tracked {
@@ -423,7 +532,11 @@ impl AsyncRead for Tracked {
 
 impl AsyncWrite for Tracked {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.writing();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -431,7 +544,11 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.writing();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -42,6 +42,7 @@
 //! | `POST /tables/{t}/{id}` | undelete | 405 |
 //! | `GET /healthz` | 200 `{"status":"ok"}` (no token needed) | same |
 //! | `GET /metrics` | Prometheus text (no token needed; see below) | same |
+//! | `GET /feed` | the change feed: server-sent events (see below) | same |
 //!
 //! `ZUMO-API-VERSION` (header, or query parameter) must be exactly `2.0.0` or `3.0.0`;
 //! anything else is 400.
@@ -92,6 +93,23 @@
 //! held or slow connections never lock out new clients or health checks; if accept
 //! runs out of descriptors, the cap comes down and accepting backs off briefly.
 //!
+//! # The change feed
+//!
+//! `GET /feed[?tables=A,B]` (on by default; [`ServerBuilder::feed`]) streams
+//! server-sent events to a subscriber, with the tables' authentication and with or
+//! without `ZUMO-API-VERSION`: `event: ready` with `{"tables":[..],"heartbeatSeconds":N}`
+//! at once, `event: change` with `{"tables":[..]}` after each committed write to a table
+//! it may see (an owned table's row: its owner only; never the rows, which the client
+//! then pulls), and a `: heartbeat` comment after [`ServerBuilder::feed_heartbeat`]
+//! without an event. Changes waiting for a slow socket merge into one event; a socket
+//! that takes nothing for [`ServerBuilder::feed_stall_timeout`] is dropped, and writers
+//! never wait for a subscriber. Beyond [`ServerBuilder::feed_max_subscribers`]: 503 with
+//! `Retry-After`. An unknown table is 404, a bad token 401. `/tables` answers carry
+//! `X-Sync-Feed: /feed`; a server without the feed (turned off, or of the Azure family)
+//! answers `/feed` with 404, and clients poll. Instances on one PostgreSQL database nudge
+//! each other's subscribers through `LISTEN`/`NOTIFY` (see [`Storage::relay`]); shutdown
+//! ends the streams at once.
+//!
 //! # Operators
 //!
 //! Every request runs in a `tracing` span `request` with its id, method and path, and
@@ -107,6 +125,7 @@ mod body;
 mod connections;
 mod database;
 mod error;
+mod feed;
 mod jwks;
 mod links;
 mod list;
@@ -128,10 +147,10 @@ pub use auth::Auth;
 pub use database::Database;
 pub use error::{Error, Result};
 pub use server::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_TOP,
-    DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_FEED_HEARTBEAT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_TOP, DEFAULT_PAGE_SIZE, Server, ServerBuilder, ServerHandle, ShutdownSignal,
 };
 pub use stamp::{Clock, ManualClock, SystemClock};
-pub use storage::{PoolUse, PostgresStorage, SqliteStorage, Storage};
+pub use storage::{Heard, HeardFn, PoolUse, PostgresStorage, Relay, SqliteStorage, Storage};
 pub use table::{ColumnDef, TableDef};
 pub use tables_file::{load_tables_file, parse_tables};

@@ -5,6 +5,7 @@
 //!             --tables <FILE.toml> [--page-size N] [--max-top N] [--max-body BYTES]
 //!             [--header-read-timeout SECS] [--body-read-timeout SECS] [--idle-timeout SECS]
 //!             [--max-connections N] [--public-url URL] [--trust-forwarded-headers]
+//!             [--no-feed | [--feed-heartbeat SECS] [--feed-stall-timeout SECS] [--feed-max-subscribers N]]
 //!             [--auth anonymous
 //!              | --auth jwt (--jwt-secret-env VAR | --jwt-public-key FILE --jwt-algorithm rs256|es256
 //!                            | --jwks-url URL [--jwks-allow-http])
@@ -101,6 +102,19 @@ struct Args {
     /// Take the links' origin from X-Forwarded-Proto/X-Forwarded-Host (only behind a proxy that sets them).
     #[arg(long)]
     trust_forwarded_headers: bool,
+    /// Turn the change feed (`GET /feed`, server-sent events) off: it then answers 404 and clients poll.
+    #[arg(long, conflicts_with_all = ["feed_heartbeat", "feed_stall_timeout", "feed_max_subscribers"])]
+    no_feed: bool,
+    /// Seconds a change feed stream stays silent before a heartbeat comment.
+    #[arg(long, value_name = "SECS", default_value_t = sync_server::DEFAULT_FEED_HEARTBEAT.as_secs())]
+    feed_heartbeat: u64,
+    /// Seconds a change feed subscriber's socket may refuse bytes before the stream is dropped
+    /// [default: twice the heartbeat].
+    #[arg(long, value_name = "SECS")]
+    feed_stall_timeout: Option<u64>,
+    /// The most change feed subscribers at once (503 beyond) [default: half the connection cap].
+    #[arg(long, value_name = "N")]
+    feed_max_subscribers: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -217,7 +231,15 @@ async fn run(args: Args) -> Result<(), sync_server::Error> {
         .header_read_timeout(Duration::from_secs(args.header_read_timeout))
         .body_read_timeout(Duration::from_secs(args.body_read_timeout))
         .idle_timeout(Duration::from_secs(args.idle_timeout))
-        .trust_forwarded_headers(args.trust_forwarded_headers);
+        .trust_forwarded_headers(args.trust_forwarded_headers)
+        .feed(!args.no_feed)
+        .feed_heartbeat(Duration::from_secs(args.feed_heartbeat));
+    if let Some(secs) = args.feed_stall_timeout {
+        builder = builder.feed_stall_timeout(Duration::from_secs(secs));
+    }
+    if let Some(n) = args.feed_max_subscribers {
+        builder = builder.feed_max_subscribers(n);
+    }
     if let Some(n) = args.max_connections {
         builder = builder.max_connections(n);
     }

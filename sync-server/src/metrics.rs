@@ -5,11 +5,12 @@
 //! | `sync_server_requests_total` | counter | `route`, `method`, `status` |
 //! | `sync_server_request_duration_seconds` | histogram | `route` |
 //! | `sync_server_open_connections` | gauge | |
-//! | `sync_server_feed_subscribers` | gauge (0 until the change feed exists) | |
+//! | `sync_server_feed_subscribers` | gauge: streams of the change feed open now | |
 //! | `sync_server_db_pool_connections` | gauge | `state` = `open`, `idle`, `max` (PostgreSQL) |
 //!
 //! `route` is the route's pattern (`/tables/{table}`, `/tables/{table}/{id}`, `/healthz`,
-//! `/metrics`, or `other`), never the request's path, so that no client can grow the
+//! `/metrics`, `/feed` (its duration is the time to the stream's first byte), or
+//! `other`), never the request's path, so that no client can grow the
 //! number of series. The endpoint needs no token, like `/healthz`: keep it off the
 //! public internet with the proxy in front, or scrape from inside.
 
@@ -36,6 +37,7 @@ pub(crate) enum Route {
     Item,
     Health,
     Metrics,
+    Feed,
     Other,
 }
 
@@ -45,6 +47,7 @@ impl Route {
         match path {
             "/healthz" => Route::Health,
             "/metrics" => Route::Metrics,
+            "/feed" => Route::Feed,
             _ => match path.strip_prefix("/tables/").map(|rest| rest.split('/').count()) {
                 Some(1) => Route::Table,
                 Some(2) => Route::Item,
@@ -59,6 +62,7 @@ impl Route {
             Route::Item => "/tables/{table}/{id}",
             Route::Health => "/healthz",
             Route::Metrics => "/metrics",
+            Route::Feed => "/feed",
             Route::Other => "other",
         }
     }
@@ -92,6 +96,7 @@ pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub(crate) open_connections: Gauge,
+    pub(crate) feed_subscribers: Gauge,
     pool: Family<PoolLabels, Gauge>,
 }
 
@@ -116,10 +121,10 @@ impl Metrics {
         let open_connections = Gauge::default();
         registry.register("open_connections", "Client connections open now", open_connections.clone());
         let feed_subscribers: Gauge = Gauge::default();
-        registry.register("feed_subscribers", "Subscribers of the change feed (none yet)", feed_subscribers);
+        registry.register("feed_subscribers", "Streams of the change feed open now", feed_subscribers.clone());
         let pool = Family::<PoolLabels, Gauge>::default();
         registry.register("db_pool_connections", "Database connections of the storage's pool", pool.clone());
-        Metrics { registry, requests, latency, open_connections, pool }
+        Metrics { registry, requests, latency, open_connections, feed_subscribers, pool }
     }
 
     /// Counts an answered request.

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/tables/{t}` and `/tables/{t}/{id}` for both protocol generations
-//! (chosen per request by `ZUMO-API-VERSION`), `/healthz`, `/metrics`, authentication,
+//! (chosen per request by `ZUMO-API-VERSION`), `/feed` (the change feed, `feed/`),
+//! `/healthz`, `/metrics`, authentication,
 //! and a `tracing` span, a log line, metrics and an `x-request-id` for every request.
 //!
 //! Every table handler begins with the request preamble as extractors (protocol, table,
@@ -31,6 +32,7 @@ use sync_core::{ProtocolVersion, Value};
 use tracing::Instrument as _;
 
 use crate::body::JsonBody;
+use crate::feed::{self, FEED_HEADER, FEED_PATH};
 use crate::links::Links;
 use crate::list;
 use crate::metrics::Route;
@@ -57,12 +59,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 "GET, PATCH, PUT, DELETE, POST",
             )
         });
-    Router::new()
+    let authenticated = || middleware::from_fn_with_state(Arc::clone(&state), authenticate);
+    let mut api = Router::new()
         .route("/tables/{table}", collection)
         .route("/tables/{table}/{id}", item)
-        // Only the routes above: health checks, metrics and 404s need no token.
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), authenticate))
-        .route("/healthz", get(healthz))
+        .route_layer(authenticated());
+    if state.feed.is_some() {
+        // Tells clients of the feed without a probe: on every /tables answer, 401s too.
+        api = api.route_layer(middleware::map_response(|mut response: Response| async move {
+            response.headers_mut().insert(FEED_HEADER, HeaderValue::from_static(FEED_PATH));
+            response
+        }));
+        let feed = get(feed::feed).fallback(|| async { ApiError::method_not_allowed("use GET on /feed", "GET") });
+        api = api.merge(Router::new().route(FEED_PATH, feed).route_layer(authenticated()));
+    }
+    // Only the routes above need a token: health checks, metrics and 404s do not.
+    api.route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such resource; tables are served under /tables/{table}") })
         .layer(middleware::from_fn(crate::problem::shape_for_protocol))
@@ -180,6 +192,14 @@ fn write_error(
         StorageError::VersionMismatch(row) => item_response(mismatch_status, table, &row, version),
         StorageError::AlreadyExists(row) => item_response(StatusCode::CONFLICT, table, &row, version),
         other => ApiError::storage(other).into_response(),
+    }
+}
+
+/// Tells the change feed that a write to `table` committed: for an owned table, to a
+/// row of `owner`.
+fn committed(state: &AppState, table: &TableDef, owner: Option<&str>) {
+    if let Some(hub) = &state.feed {
+        hub.publish(&table.name, owner.filter(|_| table.owner_column.is_some()));
     }
 }
 
@@ -322,8 +342,9 @@ async fn insert_item(
     let id = item.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // A served owner column is set to the caller by the storage, whatever the body says.
     let values: Vec<Value> = item.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
-    match state.storage.write(Arc::clone(&table), id.clone(), Change::Insert { values }, owner).await {
+    match state.storage.write(Arc::clone(&table), id.clone(), Change::Insert { values }, owner.clone()).await {
         Ok(row) => {
+            committed(&state, &table, owner.as_deref());
             let mut response = item_response(StatusCode::CREATED, &table, &row, version);
             let mut location = links.location(uri.path());
             location.push('/');
@@ -377,8 +398,11 @@ async fn update_item(
     // The owner column never changes: the storage ignores a client's value for it.
     let undelete = item.undelete && list::include_deleted(&pairs)?;
     let update = Update { values, expected_version, undelete };
-    match state.storage.write(Arc::clone(&table), id.clone(), Change::Update(update), owner).await {
-        Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
+    match state.storage.write(Arc::clone(&table), id.clone(), Change::Update(update), owner.clone()).await {
+        Ok(row) => {
+            committed(&state, &table, owner.as_deref());
+            Ok(item_response(StatusCode::OK, &table, &row, version))
+        }
         Err(e) => Ok(write_error(e, version, &table, &id, mismatch_status)),
     }
 }
@@ -391,10 +415,13 @@ async fn delete_item(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let change = Change::Delete { expected_version: if_match_version(&headers)?, soft: table.soft_delete };
-    match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
-        Ok(row) => Ok(match version {
-            ProtocolVersion::V2 => item_response(StatusCode::OK, &table, &row, version),
-            ProtocolVersion::V3 => StatusCode::NO_CONTENT.into_response(),
+    match state.storage.write(Arc::clone(&table), id.clone(), change, owner.clone()).await {
+        Ok(row) => Ok({
+            committed(&state, &table, owner.as_deref());
+            match version {
+                ProtocolVersion::V2 => item_response(StatusCode::OK, &table, &row, version),
+                ProtocolVersion::V3 => StatusCode::NO_CONTENT.into_response(),
+            }
         }),
         Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
     }
@@ -409,8 +436,13 @@ async fn undelete_item(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let change = Change::Undelete { expected_version: if_match_version(&headers)? };
-    match state.storage.write(Arc::clone(&table), id.clone(), change, owner).await {
-        Ok(row) => Ok(item_response(StatusCode::OK, &table, &row, version)),
+    match state.storage.write(Arc::clone(&table), id.clone(), change, owner.clone()).await {
+        Ok(row) => {
+            // (An undelete of a live row changes nothing, but answers as if it did: it
+            // nudges too, costing subscribers a pull that finds nothing.)
+            committed(&state, &table, owner.as_deref());
+            Ok(item_response(StatusCode::OK, &table, &row, version))
+        }
         Err(e) => Ok(write_error(e, version, &table, &id, StatusCode::PRECONDITION_FAILED)),
     }
 }

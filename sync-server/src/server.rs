@@ -16,6 +16,7 @@ use crate::auth::Auth;
 use crate::connections::{self, ConnectionLimits};
 use crate::database::Database;
 use crate::error::{Error, Result};
+use crate::feed::{FeedSettings, Hub};
 use crate::links::{self, LinkSettings};
 use crate::metrics::Metrics;
 use crate::routes;
@@ -36,6 +37,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a kept-alive connection may wait for its next request.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a change feed stream stays silent before a heartbeat comment.
+pub const DEFAULT_FEED_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// A table server, ready to serve: tables registered, storage open and prepared.
 ///
@@ -75,6 +78,12 @@ pub struct ServerBuilder {
     body_read_timeout: Duration,
     public_url: Option<String>,
     trust_forwarded: bool,
+    feed: bool,
+    feed_heartbeat: Duration,
+    /// `None`: twice the heartbeat.
+    feed_stall_timeout: Option<Duration>,
+    /// `None`: half the connection cap.
+    feed_max_subscribers: Option<usize>,
 }
 
 impl Default for ServerBuilder {
@@ -95,6 +104,10 @@ impl Default for ServerBuilder {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             public_url: None,
             trust_forwarded: false,
+            feed: true,
+            feed_heartbeat: DEFAULT_FEED_HEARTBEAT,
+            feed_stall_timeout: None,
+            feed_max_subscribers: None,
         }
     }
 }
@@ -186,6 +199,38 @@ impl ServerBuilder {
         self
     }
 
+    /// Offers the change feed, `GET /feed` (default: on; see the crate docs). Off, `/feed`
+    /// answers 404, as servers of the Azure family do, and clients poll.
+    pub fn feed(mut self, enabled: bool) -> ServerBuilder {
+        self.feed = enabled;
+        self
+    }
+
+    /// How long a change feed stream stays silent before a `: heartbeat` comment
+    /// (default 15 s). Clients treat a stream silent for three heartbeats as lost.
+    pub fn feed_heartbeat(mut self, heartbeat: Duration) -> ServerBuilder {
+        self.feed_heartbeat = heartbeat;
+        self
+    }
+
+    /// How long a change feed subscriber's socket may refuse bytes (the subscriber does
+    /// not read) before the stream is dropped (default: twice the heartbeat). Writers
+    /// never wait for a subscriber meanwhile: its changes wait merged, one entry per
+    /// table. Enforced by [`Server::serve`]'s loop.
+    pub fn feed_stall_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.feed_stall_timeout = Some(timeout);
+        self
+    }
+
+    /// The most change feed subscribers at once (default: half the connection cap, see
+    /// [`ServerBuilder::max_connections`]); beyond it `GET /feed` answers 503 with
+    /// `Retry-After`. Feed streams are never closed to make room for new connections,
+    /// so keep this below the connection cap.
+    pub fn feed_max_subscribers(mut self, subscribers: usize) -> ServerBuilder {
+        self.feed_max_subscribers = Some(subscribers);
+        self
+    }
+
     /// The database (default: a private in-memory SQLite database).
     pub fn database(mut self, database: Database) -> ServerBuilder {
         self.database = database;
@@ -258,6 +303,26 @@ impl ServerBuilder {
         if self.connections.max_connections == Some(0) {
             return Err(Error::Setting { name: "max_connections", message: "must be at least 1".into() });
         }
+        let feed_settings = FeedSettings {
+            heartbeat: self.feed_heartbeat,
+            stall_timeout: self.feed_stall_timeout.unwrap_or(self.feed_heartbeat.saturating_mul(2)),
+            max_subscribers: self.feed_max_subscribers.unwrap_or_else(|| {
+                (self.connections.max_connections.unwrap_or_else(connections::default_max_connections) / 2).max(1)
+            }),
+        };
+        for (name, timeout) in
+            [("feed_heartbeat", feed_settings.heartbeat), ("feed_stall_timeout", feed_settings.stall_timeout)]
+        {
+            if timeout.is_zero() {
+                return Err(Error::Setting { name, message: "must be longer than zero".into() });
+            }
+        }
+        if feed_settings.max_subscribers == 0 {
+            return Err(Error::Setting {
+                name: "feed_max_subscribers",
+                message: "must be at least 1 (turn the feed off with `feed(false)`)".into(),
+            });
+        }
         let public_url = self.public_url.as_deref().map(links::check_public_url).transpose()?;
 
         let mut defs = self.tables;
@@ -288,6 +353,16 @@ impl ServerBuilder {
             None => self.database.open(self.clock).await?,
         };
         storage.prepare(tables.values().cloned().collect()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let feed = match self.feed {
+            true => {
+                let names = tables.values().map(|t| (t.name.clone(), t.owner_column.is_some()));
+                let hub = Arc::new(Hub::new(names, feed_settings.max_subscribers, metrics.feed_subscribers.clone()));
+                hub.connect_relay(&*storage).await;
+                Some(hub)
+            }
+            false => None,
+        };
         let state = AppState {
             tables,
             storage,
@@ -295,7 +370,9 @@ impl ServerBuilder {
             auth: self.auth,
             links: LinkSettings { public_url, trust_forwarded: self.trust_forwarded },
             body_read_timeout: self.body_read_timeout,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            feed,
+            feed_settings,
         };
         Ok(Server { state: Arc::new(state), connections: self.connections })
     }
@@ -315,13 +392,22 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting, lets
-    /// requests in flight finish, and returns. Enforces the header-read and idle
-    /// timeouts and the connection cap (see [`ServerBuilder::max_connections`]).
+    /// requests in flight finish, ends the change feed's streams, and returns. Enforces
+    /// the header-read and idle timeouts, the connection cap (see
+    /// [`ServerBuilder::max_connections`]) and the feed's stall timeout.
     pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let gauge = self.state.metrics.open_connections.clone();
+        let feed = self.state.feed.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Streams never end by themselves: end them, so that serving stops at once.
+            if let Some(hub) = feed {
+                hub.close_streams();
+            }
+        };
         connections::serve(listener, self.router(), self.connections, gauge, shutdown).await
     }
 
@@ -358,9 +444,13 @@ impl Server {
         served
     }
 
-    /// Closes the storage (for SQLite: closes the connections, checkpointing the WAL).
-    /// Call it after serving stopped; requests after it get 503.
+    /// Closes the storage (for SQLite: closes the connections, checkpointing the WAL)
+    /// and the change feed (its streams and its relay to other instances). Call it
+    /// after serving stopped; requests after it get 503.
     pub async fn close(&self) {
+        if let Some(hub) = &self.state.feed {
+            hub.close();
+        }
         self.state.storage.close().await;
     }
 

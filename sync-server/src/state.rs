@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Auth;
+use crate::feed::{FeedSettings, Hub};
 use crate::links::LinkSettings;
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, clip};
@@ -34,6 +35,9 @@ pub(crate) struct AppState {
     /// How long a handler waits for the whole request body (408 beyond).
     pub(crate) body_read_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
+    /// The change feed's hub; `None` when the feed is off.
+    pub(crate) feed: Option<Arc<Hub>>,
+    pub(crate) feed_settings: FeedSettings,
 }
 
 impl AppState {

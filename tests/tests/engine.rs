@@ -28,6 +28,7 @@ struct ServerProcess {
     addr: String,
     url: String,
     max_body: Option<usize>,
+    no_feed: bool,
 }
 
 impl ServerProcess {
@@ -36,17 +37,29 @@ impl ServerProcess {
     }
 
     fn start_at(database: &str, addr: &str, max_body: Option<usize>) -> ServerProcess {
+        ServerProcess::start_with(database, addr, max_body, false)
+    }
+
+    /// A server without the change feed, as the Azure family's.
+    fn start_without_feed(database: &str) -> ServerProcess {
+        ServerProcess::start_with(database, "127.0.0.1:0", None, true)
+    }
+
+    fn start_with(database: &str, addr: &str, max_body: Option<usize>, no_feed: bool) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_server_child"));
         command.arg(database).arg(addr).stdout(Stdio::piped()).stderr(Stdio::inherit());
         if let Some(bytes) = max_body {
             command.arg(bytes.to_string());
+        }
+        if no_feed {
+            command.arg("no-feed");
         }
         let mut child = command.spawn().expect("the server child starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("the server says where it listens");
         let url = line.trim().strip_prefix("listening ").expect("a `listening URL` line").to_owned();
         let addr = url.trim_start_matches("http://").to_owned();
-        ServerProcess { child: Some(child), database: database.to_owned(), addr, url, max_body }
+        ServerProcess { child: Some(child), database: database.to_owned(), addr, url, max_body, no_feed }
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -60,8 +73,8 @@ impl ServerProcess {
     /// Starts again on the same address and database.
     fn restart(&mut self) {
         self.kill();
-        let (database, addr, max_body) = (self.database.clone(), self.addr.clone(), self.max_body);
-        *self = ServerProcess::start_at(&database, &addr, max_body);
+        let (database, addr, max_body, no_feed) = (self.database.clone(), self.addr.clone(), self.max_body, self.no_feed);
+        *self = ServerProcess::start_with(&database, &addr, max_body, no_feed);
     }
 }
 
@@ -162,6 +175,23 @@ impl Device {
             .table::<TodoItem>()
             .push_debounce(Duration::from_millis(20))
             .poll_interval(Duration::from_millis(300))
+            .feed_poll_interval(Duration::from_millis(300))
+            .backoff(Duration::from_millis(50), Duration::from_millis(400))
+            .start()
+            .unwrap();
+        self.engine = Some(engine);
+    }
+
+    /// Starts the engine with polling so rare that only the change feed can bring the
+    /// other devices' changes in time.
+    fn start_on_feed_only(&mut self) {
+        let engine = self
+            .client
+            .engine()
+            .table::<TodoItem>()
+            .push_debounce(Duration::from_millis(20))
+            .poll_interval(Duration::from_secs(3600))
+            .feed_poll_interval(Duration::from_secs(3600))
             .backoff(Duration::from_millis(50), Duration::from_millis(400))
             .start()
             .unwrap();
@@ -439,8 +469,7 @@ fn no_stall_after_failed_rounds() {
         }
         server.restart();
         converge(&[&a], &[row("queued", "while down", false)]).await;
-        let status = a.status();
-        assert!(status.connected && status.last_error.is_none() && status.retry_at.is_none(), "{status:?}");
+        wait_for_status(&a, "back to normal", |s| s.connected && s.last_error.is_none() && s.retry_at.is_none()).await;
     });
 }
 
@@ -571,4 +600,73 @@ fn the_engine_runs_from_a_plain_thread() {
     engine.stop().wait().unwrap();
     assert!(statuses.wait_next().is_none_or(|s| !s.running));
     assert_eq!(store.pending_count().wait().unwrap(), 0);
+}
+
+/// With the server's change feed, a change on one device reaches another with no poll
+/// (polling is set to once an hour): on SQLite and on PostgreSQL.
+#[test]
+fn the_feed_brings_changes_without_polling() {
+    on_both_databases("feed", |dir, database| {
+        let server = ServerProcess::start(database);
+        runtime().block_on(async {
+            let mut a = Device::open(dir, "a", &server.url).await;
+            let mut b = Device::open(dir, "b", &server.url).await;
+            a.start_on_feed_only();
+            b.start_on_feed_only();
+            wait_for_status(&b, "subscribed", |s| s.feed && s.connected).await;
+            let mut expected = Vec::new();
+            for i in 0..10 {
+                let id = format!("f{i}");
+                a.todos.insert(TodoItem::new(&id, "fed")).await.unwrap();
+                expected.push(row(&id, "fed", false));
+                converge(&[&a, &b], &expected).await;
+            }
+        });
+    });
+}
+
+/// The server killed and started again: the engines subscribe again by themselves and
+/// nothing written after (or while the stream was down) is missed.
+#[test]
+fn the_feed_comes_back_after_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let mut server = ServerProcess::start(&database);
+    runtime().block_on(async {
+        let mut a = Device::open(dir.path(), "a", &server.url).await;
+        let mut b = Device::open(dir.path(), "b", &server.url).await;
+        a.start_on_feed_only();
+        b.start_on_feed_only();
+        wait_for_status(&b, "subscribed", |s| s.feed).await;
+        a.todos.insert(TodoItem::new("before", "x")).await.unwrap();
+        converge(&[&a, &b], &[row("before", "x", false)]).await;
+
+        server.kill();
+        wait_for_status(&b, "the feed lost", |s| !s.feed).await;
+        // Written while the server is down: it goes out once the server is back.
+        a.todos.insert(TodoItem::new("during", "x")).await.unwrap();
+        server.restart();
+        wait_for_status(&b, "subscribed again", |s| s.feed).await;
+        a.todos.insert(TodoItem::new("after", "x")).await.unwrap();
+        let expected = [row("after", "x", false), row("before", "x", false), row("during", "x", false)];
+        converge(&[&a, &b], &expected).await;
+    });
+}
+
+/// Against a server without the feed (the Azure family's), the engine polls as before.
+#[test]
+fn without_a_feed_the_engine_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let server = ServerProcess::start_without_feed(&database);
+    runtime().block_on(async {
+        let mut a = Device::open(dir.path(), "a", &server.url).await;
+        let mut b = Device::open(dir.path(), "b", &server.url).await;
+        a.start();
+        b.start();
+        a.todos.insert(TodoItem::new("polled", "x")).await.unwrap();
+        converge(&[&a, &b], &[row("polled", "x", false)]).await;
+        let status = b.status();
+        assert!(!status.feed && status.connected, "{status:?}");
+    });
 }

@@ -95,6 +95,15 @@ pub(crate) fn is_unavailable(status: u16) -> bool {
 }
 
 impl ClientInner {
+    /// The bearer token of a request, from the token provider (`refreshed`: the last
+    /// one was refused, ask for a new one); `None` without a provider.
+    pub(crate) async fn token(&self, refreshed: bool) -> Option<String> {
+        match &self.token {
+            Some(provider) => provider(refreshed).await,
+            None => None,
+        }
+    }
+
     /// `<base>/tables/<table>[/<id>]`, each segment percent-encoded.
     pub(crate) fn table_url(&self, table: &str, id: Option<&str>) -> Url {
         table_url(&self.base, table, id)
@@ -107,10 +116,7 @@ impl ClientInner {
         let mut refreshed = false;
         let mut attempt = 0u32;
         loop {
-            let token = match &self.token {
-                Some(provider) => provider(refreshed).await,
-                None => None,
-            };
+            let token = self.token(refreshed).await;
             let mut answer = self.send_once(req, token.as_deref()).await?;
             answer.0.retried = attempt > 0;
             if matches!(answer.0.status, 401 | 403) {

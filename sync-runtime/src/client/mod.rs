@@ -23,6 +23,7 @@
 mod call;
 mod conflict_handler;
 mod engine;
+mod feed;
 mod http;
 mod progress;
 mod pull;

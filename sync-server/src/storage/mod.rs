@@ -229,6 +229,55 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+
+    /// Relays the change feed's nudges between server instances on this storage's
+    /// database: the relay announces this instance's committed writes to the others
+    /// ([`Relay::announce`]) and calls `heard` with theirs. `None` (the default) when
+    /// the database has no other instances to tell, or no way to: the feed then works
+    /// within the process. [`PostgresStorage`] relays through `LISTEN`/`NOTIFY`.
+    /// Called once, inside a tokio runtime, when the server is built with the feed on.
+    fn relay(&self, heard: HeardFn) -> Option<Box<dyn Relay>> {
+        let _ = heard;
+        None
+    }
+}
+
+/// What a [`Relay`] heard from another server instance on its database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Heard<'a> {
+    /// A write to `table` committed: for an owned table, to a row of `owner` (`None`:
+    /// of an owner not said, so every subscriber of the table is nudged).
+    Write {
+        /// The table's name.
+        table: &'a str,
+        /// The row's owner, for an owned table.
+        owner: Option<&'a str>,
+    },
+    /// Anything may have changed: the relay (re)connected and may have missed writes.
+    Anything,
+}
+
+/// Called by a [`Relay`] with what it heard (see [`Storage::relay`]); never blocks.
+pub type HeardFn = Arc<dyn Fn(Heard<'_>) + Send + Sync>;
+
+/// Carries the change feed's nudges between server instances on one database (see
+/// [`Storage::relay`]). Dropping it, or [`Relay::close`], stops it.
+pub trait Relay: Send + Sync + fmt::Debug {
+    /// Tells the other instances that a write to `table` (for an owned table, to a row
+    /// of `owner`) committed. Called after the commit; must not block or wait for the
+    /// database (announcements are sent in the background, and may be merged).
+    fn announce(&self, table: &str, owner: Option<&str>);
+
+    /// Completes once the relay hears other instances (for a server to start with its
+    /// feed whole); the server waits for it a few seconds at most. The default completes
+    /// at once.
+    fn listening(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// Stops relaying (the server stopped).
+    fn close(&self);
 }
 
 /// The key of one row in a call: its id and, for an owned table, its owner.

@@ -47,6 +47,7 @@
 
 mod attempt;
 mod pool;
+mod relay;
 mod reservations;
 mod stamps;
 
@@ -66,7 +67,7 @@ use super::engine::Engine;
 use super::schema::{self, StoredTable};
 use super::statements;
 use super::write;
-use super::{BoxFuture, Change, Key, ListQuery, Page, Row, Storage, StorageError, StorageFuture};
+use super::{BoxFuture, Change, HeardFn, Key, ListQuery, Page, Relay, Row, Storage, StorageError, StorageFuture};
 use crate::stamp::Clock;
 use crate::table::{StorageSchema, TableDef};
 use sync_core::sql::SqlQuery;
@@ -85,6 +86,8 @@ pub struct PostgresStorage {
     /// The reserving task of the storage's writes (which has the clock).
     stamps: Stamps,
     clock: Arc<dyn Clock>,
+    /// How to connect, for the change feed's relay.
+    config: tokio_postgres::Config,
 }
 
 impl PostgresStorage {
@@ -106,7 +109,7 @@ impl PostgresStorage {
         let config = pool::with_defaults(config);
         let pool = Pool::new(config.clone(), max_connections, pool::ACQUIRE_TIMEOUT)?;
         pool.get().await?.finish();
-        Ok(PostgresStorage { pool, stamps: Stamps::start(config, Arc::clone(&clock)), clock })
+        Ok(PostgresStorage { pool, stamps: Stamps::start(config.clone(), Arc::clone(&clock)), clock, config })
     }
 }
 
@@ -448,5 +451,10 @@ impl Storage for PostgresStorage {
             self.stamps.close();
             self.pool.close();
         })
+    }
+
+    /// Relays through `LISTEN`/`NOTIFY` on a connection of its own (see [`relay`]).
+    fn relay(&self, heard: HeardFn) -> Option<Box<dyn Relay>> {
+        Some(Box::new(relay::PgRelay::start(self.config.clone(), heard)))
     }
 }

@@ -7,6 +7,14 @@
 //! a retry after a failure (backing off with jitter while the server is unreachable or
 //! unavailable). A failed round is retried by itself: nothing waits for a new local
 //! write. Nothing runs while nothing is due.
+//!
+//! When the server offers a change feed (`GET /feed`, server-sent events), a second
+//! task keeps a subscription to it for the engine's tables and nudges a pull on each
+//! change (bursts coalesce into one pull at a time), on each (re)subscription and
+//! when the stream drops; it reconnects with backoff. While the feed is up the polling
+//! interval is only a fallback (at least [`EngineBuilder::feed_poll_interval`], 30 s).
+//! Against a server without the feed (the Azure family) the engine polls, and looks
+//! for a feed again every ten minutes.
 
 mod status;
 
@@ -24,6 +32,7 @@ use crate::store::{Change, ChangeOrigin, ChangeStream};
 use sync_core::SyncEntity;
 use sync_core::query::Query;
 
+use super::feed::{self, FeedEvent};
 use super::progress::{SyncEvent, SyncPhase};
 use super::{PullReport, SyncCall, SyncClient, pull, push};
 
@@ -67,7 +76,14 @@ struct Pace {
     min_backoff: Duration,
     max_backoff: Duration,
     stop_timeout: Duration,
+    /// Subscribe to the server's change feed when it offers one.
+    feed: bool,
+    /// The polling interval while the feed is up (the longer of this and `poll`).
+    feed_poll: Duration,
 }
+
+/// How long the engine waits before it looks again for a feed on a server that has none.
+const NO_FEED_RECHECK: Duration = Duration::from_secs(600);
 
 /// Builds a [`SyncEngine`]: from [`SyncClient::engine`].
 #[must_use = "an engine builder does nothing until `start`"]
@@ -127,6 +143,22 @@ impl EngineBuilder {
         self
     }
 
+    /// Whether the engine subscribes to the server's change feed when the server offers
+    /// one (default: yes). Without it, changes of other devices arrive at the next poll.
+    pub fn feed(mut self, enabled: bool) -> Self {
+        self.pace.feed = enabled;
+        self
+    }
+
+    /// How often the engine still pulls while the change feed is up (default 30 s, or
+    /// the polling interval if that is longer): a fallback, should a nudge be lost or
+    /// come early (on PostgreSQL a write cut short by a crash holds back the rows after
+    /// it for up to 5 s, and the nudge of a later write may come within that time).
+    pub fn feed_poll_interval(mut self, interval: Duration) -> Self {
+        self.pace.feed_poll = interval.max(Duration::from_millis(10));
+        self
+    }
+
     /// How long [`SyncEngine::stop`] waits for the request in flight to be answered
     /// and recorded (default 10 s). Past it the request is abandoned as a crash would
     /// leave it: its operation stays queued and the next push sends it again.
@@ -148,7 +180,12 @@ impl EngineBuilder {
             }
         }
         let (status, _) = watch::channel(SyncStatus::starting());
-        let shared = Arc::new(Shared { stop: Arc::new(Stop::default()), nudge: Notify::new(), status });
+        let shared = Arc::new(Shared {
+            stop: Arc::new(Stop::default()),
+            nudge: Notify::new(),
+            pull_nudge: Notify::new(),
+            status,
+        });
         let changes = self.client.inner.store.changes();
         let engine = Engine {
             client: self.client.clone(),
@@ -220,6 +257,8 @@ impl SyncClient {
                 min_backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(30),
                 stop_timeout: Duration::from_secs(10),
+                feed: true,
+                feed_poll: Duration::from_secs(30),
             },
         }
     }
@@ -228,8 +267,10 @@ impl SyncClient {
 /// What the engine's task and its handle share.
 struct Shared {
     stop: Arc<Stop>,
-    /// Asks for a push and a pull now ([`SyncEngine::sync_now`], a feed's nudge).
+    /// Asks for a push and a pull now ([`SyncEngine::sync_now`]).
     nudge: Notify,
+    /// Asks for a pull now: the change feed's nudges.
+    pull_nudge: Notify,
     status: watch::Sender<SyncStatus>,
 }
 
@@ -379,6 +420,22 @@ impl Due {
 
 impl Engine {
     async fn run(mut self) {
+        let feed = self.pace.feed.then(|| {
+            let mut tables: Vec<String> = self.pulls.iter().map(|p| p.table.to_owned()).collect();
+            tables.sort_unstable();
+            tables.dedup();
+            tokio::spawn(follow_feed(self.client.clone(), Arc::clone(&self.shared), tables, self.pace))
+        });
+        self.sync().await;
+        if let Some(feed) = feed {
+            feed.abort();
+        }
+        self.shared.update(|s| *s = stopped(s));
+        tracing::info!("sync engine stopped");
+    }
+
+    /// The engine's loop, until it stops or its store closes.
+    async fn sync(&mut self) {
         let now = Instant::now();
         // What is queued goes out at once, and the first pull too.
         let mut due = Due { push: Some(now), pull: Some(now), counts: true, ..Due::default() };
@@ -408,7 +465,7 @@ impl Engine {
                             due.push = None;
                         }
                         if pull_now {
-                            due.pull = Some(now + self.pace.poll);
+                            due.pull = Some(now + self.poll_interval());
                         }
                         self.shared.update(|s| {
                             s.retry_at = None;
@@ -460,6 +517,7 @@ impl Engine {
                     due.pull = Some(now);
                     due.retry = None;
                 }
+                () = self.shared.pull_nudge.notified() => due.pull = Some(Instant::now()),
                 change = self.changes.next() => match change {
                     Some(change) => self.note(&change, &mut due),
                     None => {
@@ -470,8 +528,11 @@ impl Engine {
                 () = sleep => {}
             }
         }
-        self.shared.update(|s| *s = stopped(s));
-        tracing::info!("sync engine stopped");
+    }
+
+    /// The polling interval: a fallback only while the change feed is up.
+    fn poll_interval(&self) -> Duration {
+        if self.shared.status.borrow().feed { self.pace.poll.max(self.pace.feed_poll) } else { self.pace.poll }
     }
 
     /// Takes in a committed change: a local write (of this process or another, or an
@@ -589,6 +650,62 @@ impl Engine {
                 s.last_error = None;
             }
         });
+    }
+}
+
+/// Keeps a subscription to the server's change feed for `tables` while the engine runs
+/// (the engine aborts this task when it stops): a pull is nudged on each change, on
+/// each (re)subscription (a change may have come while there was none) and when the
+/// stream drops. Reconnects with backoff; a server without the feed is asked again
+/// every [`NO_FEED_RECHECK`].
+async fn follow_feed(client: SyncClient, shared: Arc<Shared>, tables: Vec<String>, pace: Pace) {
+    let mut failures = 0u32;
+    loop {
+        match feed::open(&client.inner, &tables).await {
+            Ok(Some(mut stream)) => {
+                let mut subscribed = false;
+                loop {
+                    match stream.next().await {
+                        Ok(Some(FeedEvent::Ready { heartbeat, .. })) => {
+                            failures = 0;
+                            subscribed = true;
+                            tracing::debug!(?heartbeat, "subscribed to the server's change feed");
+                            shared.update(|s| {
+                                s.feed = true;
+                                s.connected = true;
+                            });
+                            shared.pull_nudge.notify_one();
+                        }
+                        Ok(Some(FeedEvent::Change { tables })) => {
+                            tracing::trace!(?tables, "the change feed nudges a pull");
+                            shared.pull_nudge.notify_one();
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e.with_sources(), "the change feed dropped");
+                            break;
+                        }
+                    }
+                }
+                if subscribed {
+                    shared.update(|s| s.feed = false);
+                    // Back to polling: a pull now, in case a change came unannounced.
+                    shared.pull_nudge.notify_one();
+                }
+                failures += 1;
+            }
+            Ok(None) => {
+                tracing::debug!("the server offers no change feed; polling");
+                shared.update(|s| s.feed = false);
+                tokio::time::sleep(NO_FEED_RECHECK).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e.with_sources(), "cannot subscribe to the change feed");
+                failures += 1;
+            }
+        }
+        tokio::time::sleep(backoff(pace, failures)).await;
     }
 }
 
