@@ -216,6 +216,11 @@ impl Hub {
         }
     }
 
+    /// How many subscribe now.
+    pub(crate) fn subscribers(&self) -> usize {
+        usize::try_from(self.gauge.get()).unwrap_or(0)
+    }
+
     /// The index of a table by its exact name.
     pub(crate) fn index(&self, table: &str) -> Option<usize> {
         self.names.binary_search_by(|name| (**name).cmp(table)).ok()

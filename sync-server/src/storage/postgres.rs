@@ -453,7 +453,9 @@ impl Storage for PostgresStorage {
         })
     }
 
-    /// Relays through `LISTEN`/`NOTIFY` on a connection of its own (see [`relay`]).
+    /// Relays through `LISTEN`/`NOTIFY` on a connection of its own, on the channel
+    /// `sync_feed_<schema>`; reconnects with backoff, and after each (re)connect tells
+    /// the server that anything may have changed ([`super::Heard::Anything`]).
     fn relay(&self, heard: HeardFn) -> Option<Box<dyn Relay>> {
         Some(Box::new(relay::PgRelay::start(self.config.clone(), heard)))
     }
