@@ -141,7 +141,15 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
         show(&mut figures, live::idle(d, sizes.idle_secs, 10)?);
     }
     if wanted("engine_latency_poll") {
-        show(&mut figures, engine::latency_poll(&rt, d, sizes.live_writes)?);
+        let db = Db::Sqlite(d.join("engine-poll-server.db"));
+        show(
+            &mut figures,
+            engine::latency(&rt, d, sizes.live_writes, engine::Via::Polling, &db, "engine_latency_poll")?,
+        );
+    }
+    if wanted("engine_latency_feed") {
+        let db = Db::Sqlite(d.join("engine-feed-server.db"));
+        show(&mut figures, engine::latency(&rt, d, sizes.live_writes, engine::Via::Feed, &db, "engine_latency_feed")?);
     }
     if wanted("engine_idle") {
         show(&mut figures, engine::idle(&rt, d, sizes.idle_secs)?);
@@ -175,6 +183,25 @@ fn run(args: &Args) -> Res<Vec<Figure>> {
     }
     if wanted("push") {
         show(&mut figures, remote::push(&rt, d, r, sizes.push_ops, "push", &Db::Sqlite(d.join("push-server.db")))?);
+    }
+    // Through the feed with A and B on two server instances on one PostgreSQL.
+    if wanted("engine_latency_feed_pg") {
+        match &postgres {
+            Some(base) => {
+                let schema = PgSchema::create(&rt, base, "engine_feed")?;
+                let figure = engine::latency(
+                    &rt,
+                    d,
+                    sizes.live_writes,
+                    engine::Via::Feed,
+                    &schema.db(),
+                    "engine_latency_feed_pg",
+                );
+                schema.drop_schema(&rt)?;
+                show(&mut figures, figure?);
+            }
+            None => eprintln!("engine_latency_feed_pg: skipped (set {POSTGRES_URL_VAR} to a PostgreSQL URL to run it)"),
+        }
     }
     // Concurrent HTTP writers vs the same statements sent raw to PostgreSQL: the server
     // on PostgreSQL, then on SQLite for comparison.

@@ -1,6 +1,6 @@
 //! The sync engine, end to end: a commit on device A reaching a watch on device B with
-//! no sync call (both engines running, B polling at 1 s), and the CPU time of an idle
-//! engine.
+//! no sync call (both engines running; B polling at 1 s, or following the server's
+//! change feed), and the CPU time of an idle engine.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,24 +16,34 @@ use crate::remote::{BenchServer, Db};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// How device B hears of A's writes in [`latency`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// B polls every second (no feed).
+    Polling,
+    /// B follows the server's change feed (polling once an hour).
+    Feed,
+}
+
 /// A device: a store file, a client of `url` and its engine (default debounce, polling
-/// every `poll`).
-fn device(rt: &Runtime, dir: &Path, name: &str, url: &str, poll: Duration) -> Res<(Store, SyncEngine)> {
+/// every `poll`; with `feed`, following the server's change feed).
+fn device(rt: &Runtime, dir: &Path, name: &str, url: &str, poll: Duration, feed: bool) -> Res<(Store, SyncEngine)> {
     let store = Store::open(dir.join(format!("{name}.db"))).wait()?;
     store.table::<Item>().wait()?;
     let client = SyncClient::builder(store.clone(), url).protocol(ProtocolVersion::V3).build()?;
     let _entered = rt.enter();
-    let engine = client.engine().table::<Item>().poll_interval(poll).start()?;
+    let engine = client.engine().table::<Item>().poll_interval(poll).feed(feed).feed_poll_interval(poll).start()?;
     Ok((store, engine))
 }
 
-/// Waits until the engine's first round went through.
-fn first_round(engine: &SyncEngine) -> Res<()> {
+/// Waits until the engine's first round went through (and, with `feed`, until it
+/// follows the feed).
+fn ready(engine: &SyncEngine, feed: bool) -> Res<()> {
     let mut statuses = engine.statuses();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         match statuses.wait_next() {
-            Some(s) if s.last_synced_at.is_some() => return Ok(()),
+            Some(s) if s.last_synced_at.is_some() && (s.feed || !feed) => return Ok(()),
             Some(_) => {}
             None => break,
         }
@@ -41,19 +51,27 @@ fn first_round(engine: &SyncEngine) -> Res<()> {
     Err("the engine's first round did not go through".into())
 }
 
-/// `engine_latency_poll`: `writes` inserts on A, about 50 ms apart (so that they fall
-/// at every phase of B's polling), each timed from the start of its insert call to
-/// B's watch yielding a result that holds it. B polls every second; A pushes after the
-/// default debounce (100 ms). Against the polling interval.
-pub fn latency_poll(rt: &Runtime, dir: &Path, writes: usize) -> Res<Figure> {
-    let db = Db::Sqlite(dir.join("engine-latency-server.db"));
-    let server = rt.block_on(BenchServer::start(&db))?;
-    let url = server.url();
-    let poll = Duration::from_secs(1);
-    let (a, engine_a) = device(rt, dir, "engine-a", &url, poll)?;
-    let (b, engine_b) = device(rt, dir, "engine-b", &url, poll)?;
-    first_round(&engine_a)?;
-    first_round(&engine_b)?;
+/// `engine_latency_poll`, `engine_latency_feed[_pg]`: `writes` inserts on A, 0 to 100
+/// ms apart (so that they fall at every phase of B's polling), each timed from the
+/// start of its insert call to B's watch yielding a result that holds it. A pushes
+/// after the default debounce (100 ms). B polls every second, or follows the change
+/// feed (polling once an hour); with `db` on PostgreSQL, A and B talk to two server
+/// instances on one database. Against the polling interval, or the 100 ms p99 target
+/// through the feed.
+pub fn latency(rt: &Runtime, dir: &Path, writes: usize, via: Via, db: &Db, name: &str) -> Res<Figure> {
+    let server_a = rt.block_on(BenchServer::start(db))?;
+    let server_b = match db {
+        Db::Postgres(_) => Some(rt.block_on(BenchServer::start(db))?),
+        Db::Sqlite(_) => None,
+    };
+    let url_a = server_a.url();
+    let url_b = server_b.as_ref().map_or_else(|| url_a.clone(), BenchServer::url);
+    let feed = via == Via::Feed;
+    let poll = if feed { Duration::from_secs(3600) } else { Duration::from_secs(1) };
+    let (a, engine_a) = device(rt, dir, &format!("{name}-a"), &url_a, poll, feed)?;
+    let (b, engine_b) = device(rt, dir, &format!("{name}-b"), &url_b, poll, feed)?;
+    ready(&engine_a, feed)?;
+    ready(&engine_b, feed)?;
     let table_a = a.table::<Item>().wait()?;
     let table_b = b.table::<Item>().wait()?;
 
@@ -89,7 +107,7 @@ pub fn latency_poll(rt: &Runtime, dir: &Path, writes: usize) -> Res<Figure> {
     }
     let spent = cpu.elapsed();
     if arrived.len() < writes {
-        return Err(format!("{} of {writes} writes never reached device B", writes - arrived.len()).into());
+        return Err(format!("{name}: {} of {writes} writes never reached device B", writes - arrived.len()).into());
     }
     drop(rx);
     rt.block_on(async {
@@ -100,22 +118,25 @@ pub fn latency_poll(rt: &Runtime, dir: &Path, writes: usize) -> Res<Figure> {
     a.close().wait()?;
     b.close().wait()?;
     let _ = watcher.join();
-    rt.block_on(server.stop())?;
+    rt.block_on(server_a.stop())?;
+    if let Some(server) = server_b {
+        rt.block_on(server.stop())?;
+    }
 
     let times: Vec<Duration> = arrived.into_values().collect();
     let p50 = percentile(&times, 0.5);
     let p99 = percentile(&times, 0.99);
     let per = spent / u32::try_from(writes.max(1)).unwrap_or(u32::MAX);
-    let rounds = Rounds { ours: vec![p99], raw: vec![poll], ours_cpu: vec![per], raw_cpu: vec![per] };
-    Ok(Figure::new("engine_latency_poll", 1, "calls", None, rounds)
-        .sides("p99 commit on A to watch on B", "polling interval")
+    let (against, how) = match via {
+        Via::Polling => (Duration::from_secs(1), "B polling every second".to_owned()),
+        Via::Feed => (Duration::from_millis(100), format!("through the change feed, server on {}", db.label())),
+    };
+    let rounds = Rounds { ours: vec![p99], raw: vec![against], ours_cpu: vec![per], raw_cpu: vec![per] };
+    Ok(Figure::new(name, 1, "calls", feed.then_some(1.0), rounds)
+        .sides("p99 commit on A to watch on B", if feed { "100 ms" } else { "polling interval" })
         .with(
             "p50",
-            format!(
-                "{} (p99 {}), {writes} writes, B polling every {poll:?}, A's push debounce 100 ms",
-                ms(p50),
-                ms(p99)
-            ),
+            format!("{} (p99 {}), {writes} writes, {how}, A's push debounce 100 ms", ms(p50), ms(p99)),
             serde_json::json!({"p50_secs": p50.as_secs_f64(), "p99_secs": p99.as_secs_f64(), "writes": writes}),
         ))
 }
@@ -137,17 +158,19 @@ fn note_arrivals(
     }
 }
 
-/// `engine_idle`: an engine with nothing to do (synced, polling every 30 s, its server
-/// in the same process) for `seconds`: the process's CPU time, against 10 ms.
+/// `engine_idle`: an engine with nothing to do (synced, following the change feed,
+/// polling every 30 s, its server in the same process) for `seconds`: the process's
+/// CPU time, against 10 ms.
 pub fn idle(rt: &Runtime, dir: &Path, seconds: u64) -> Res<Figure> {
     let db = Db::Sqlite(dir.join("engine-idle-server.db"));
     let server = rt.block_on(BenchServer::start(&db))?;
-    let (store, engine) = device(rt, dir, "engine-idle", &server.url(), Duration::from_secs(30))?;
-    first_round(&engine)?;
+    let (store, engine) = device(rt, dir, "engine-idle", &server.url(), Duration::from_secs(30), true)?;
+    ready(&engine, true)?;
     std::thread::sleep(Duration::from_millis(300));
     let cpu = process_cpu();
     std::thread::sleep(Duration::from_secs(seconds));
     let spent = cpu.elapsed();
+    let feed = engine.status().feed;
     rt.block_on(engine.stop())?;
     store.close().wait()?;
     rt.block_on(server.stop())?;
@@ -155,5 +178,9 @@ pub fn idle(rt: &Runtime, dir: &Path, seconds: u64) -> Res<Figure> {
     let rounds = Rounds { ours: vec![spent], raw: vec![budget], ours_cpu: vec![spent], raw_cpu: vec![budget] };
     Ok(Figure::new("engine_idle", 1, "calls", Some(1.0), rounds)
         .sides(if seconds == 10 { "cpu in 10 s idle" } else { "cpu while idle" }, "budget")
-        .with("engine", format!("one engine, synced, {seconds} s"), serde_json::json!({"secs": seconds})))
+        .with(
+            "engine",
+            format!("one engine, synced, following the feed: {feed}, {seconds} s (server in the process)"),
+            serde_json::json!({"secs": seconds, "feed": feed}),
+        ))
 }

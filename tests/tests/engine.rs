@@ -73,7 +73,8 @@ impl ServerProcess {
     /// Starts again on the same address and database.
     fn restart(&mut self) {
         self.kill();
-        let (database, addr, max_body, no_feed) = (self.database.clone(), self.addr.clone(), self.max_body, self.no_feed);
+        let (database, addr, max_body, no_feed) =
+            (self.database.clone(), self.addr.clone(), self.max_body, self.no_feed);
         *self = ServerProcess::start_with(&database, &addr, max_body, no_feed);
     }
 }
