@@ -126,6 +126,7 @@ mod connections;
 mod database;
 mod error;
 mod feed;
+mod feed_stream;
 mod jwks;
 mod links;
 mod list;

@@ -32,7 +32,8 @@ use sync_core::{ProtocolVersion, Value};
 use tracing::Instrument as _;
 
 use crate::body::JsonBody;
-use crate::feed::{self, FEED_HEADER, FEED_PATH};
+use crate::feed::{FEED_HEADER, FEED_PATH};
+use crate::feed_stream;
 use crate::links::Links;
 use crate::list;
 use crate::metrics::Route;
@@ -70,7 +71,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             response.headers_mut().insert(FEED_HEADER, HeaderValue::from_static(FEED_PATH));
             response
         }));
-        let feed = get(feed::feed).fallback(|| async { ApiError::method_not_allowed("use GET on /feed", "GET") });
+        let feed =
+            get(feed_stream::feed).fallback(|| async { ApiError::method_not_allowed("use GET on /feed", "GET") });
         api = api.merge(Router::new().route(FEED_PATH, feed).route_layer(authenticated()));
     }
     // Only the routes above need a token: health checks, metrics and 404s do not.

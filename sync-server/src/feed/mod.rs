@@ -43,13 +43,11 @@
 //! PostgreSQL database relay writes to each other through the storage's
 //! [`crate::storage::Relay`] (LISTEN/NOTIFY, see `storage/postgres/relay.rs`).
 
-mod hub;
-mod stream;
+pub(crate) mod hub;
 
 use std::time::Duration;
 
 pub(crate) use hub::Hub;
-pub(crate) use stream::feed;
 
 /// The header on `/tables` answers that names the feed's path.
 pub(crate) const FEED_HEADER: &str = "x-sync-feed";

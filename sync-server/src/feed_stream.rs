@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Serialize;
 
-use super::hub::{Hub, Refused, Subscription};
 use crate::auth::Caller;
 use crate::connections::StreamingConnection;
+use crate::feed::hub::{Hub, Refused, Subscription};
 use crate::preamble::QueryPairs;
 use crate::problem::ApiError;
 use crate::state::AppState;
