@@ -119,7 +119,7 @@ impl EngineBuilder {
         self
     }
 
-    /// How long after a local write the push starts (default 100 ms): writes made
+    /// How long after a local write the push starts (default 25 ms): writes made
     /// meanwhile go in the same push. A stream of writes is pushed at least this
     /// often; it does not hold the push back.
     pub fn push_debounce(mut self, delay: Duration) -> Self {
@@ -252,7 +252,7 @@ impl SyncClient {
             client: self.clone(),
             pulls: Vec::new(),
             pace: Pace {
-                debounce: Duration::from_millis(100),
+                debounce: Duration::from_millis(25),
                 poll: Duration::from_secs(30),
                 min_backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(30),
