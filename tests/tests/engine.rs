@@ -170,29 +170,23 @@ impl Device {
 
     /// Starts the engine: quick polls and short backoffs, so the tests run quickly.
     fn start(&mut self) {
-        let engine = self
-            .client
-            .engine()
-            .table::<TodoItem>()
-            .push_debounce(Duration::from_millis(20))
-            .poll_interval(Duration::from_millis(300))
-            .feed_poll_interval(Duration::from_millis(300))
-            .backoff(Duration::from_millis(50), Duration::from_millis(400))
-            .start()
-            .unwrap();
-        self.engine = Some(engine);
+        self.start_polling_every(Duration::from_millis(300));
     }
 
     /// Starts the engine with polling so rare that only the change feed can bring the
     /// other devices' changes in time.
     fn start_on_feed_only(&mut self) {
+        self.start_polling_every(Duration::from_secs(3600));
+    }
+
+    fn start_polling_every(&mut self, poll: Duration) {
         let engine = self
             .client
             .engine()
             .table::<TodoItem>()
             .push_debounce(Duration::from_millis(20))
-            .poll_interval(Duration::from_secs(3600))
-            .feed_poll_interval(Duration::from_secs(3600))
+            .poll_interval(poll)
+            .feed_poll_interval(poll)
             .backoff(Duration::from_millis(50), Duration::from_millis(400))
             .start()
             .unwrap();
