@@ -130,11 +130,15 @@ fn pg_execute(url: &str, sql: &str) {
     .unwrap();
 }
 
+/// The URL of a SQLite server database in `dir`.
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("server.db").display())
+}
+
 /// Runs `test` on a SQLite server database in `dir`, and again on PostgreSQL.
 fn on_both_databases(name: &str, test: impl Fn(&Path, &str)) {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = format!("sqlite:{}", dir.path().join("server.db").display());
-    test(&dir.path().join("sqlite"), &sqlite);
+    test(&dir.path().join("sqlite"), &sqlite_url(dir.path()));
     if let Some(schema) = PgSchema::create(name) {
         test(&dir.path().join("postgres"), &schema.url());
     }
@@ -373,7 +377,7 @@ fn the_server_killed_and_restarted_while_devices_write() {
 #[test]
 fn a_refused_operation_does_not_stop_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let server = ServerProcess::start_at(&database, "127.0.0.1:0", Some(4096));
     runtime().block_on(async {
         let mut a = Device::open(dir.path(), "a", &server.url).await;
@@ -409,7 +413,7 @@ fn a_refused_operation_does_not_stop_the_rest() {
 #[test]
 fn a_resolved_conflict_goes_out_with_no_other_trigger() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let server = ServerProcess::start(&database);
     runtime().block_on(async {
         let mut a = Device::open(dir.path(), "a", &server.url).await;
@@ -442,7 +446,7 @@ fn a_resolved_conflict_goes_out_with_no_other_trigger() {
 #[test]
 fn no_stall_after_failed_rounds() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let mut server = ServerProcess::start(&database);
     server.kill();
     runtime().block_on(async {
@@ -473,7 +477,7 @@ fn no_stall_after_failed_rounds() {
 #[test]
 fn a_write_by_another_process_is_pushed() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let server = ServerProcess::start(&database);
     runtime().block_on(async {
         let mut a = Device::open(dir.path(), "a", &server.url).await;
@@ -498,7 +502,7 @@ fn a_write_by_another_process_is_pushed() {
 #[test]
 fn stop_during_a_push_and_during_a_pull_leaves_the_store_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let server = ServerProcess::start(&database);
     runtime().block_on(async {
         // During a push of 300 operations.
@@ -551,7 +555,7 @@ fn stop_during_a_push_and_during_a_pull_leaves_the_store_consistent() {
 #[test]
 fn manual_calls_work_beside_the_engine() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let server = ServerProcess::start(&database);
     runtime().block_on(async {
         let mut a = Device::open(dir.path(), "a", &server.url).await;
@@ -577,7 +581,7 @@ fn manual_calls_work_beside_the_engine() {
 #[test]
 fn the_engine_runs_from_a_plain_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let server = ServerProcess::start(&database);
     let store = Store::open(dir.path().join("plain.db")).wait().unwrap();
     let todos = store.table::<TodoItem>().wait().unwrap();
@@ -625,7 +629,7 @@ fn the_feed_brings_changes_without_polling() {
 #[test]
 fn the_feed_comes_back_after_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let mut server = ServerProcess::start(&database);
     runtime().block_on(async {
         let mut a = Device::open(dir.path(), "a", &server.url).await;
@@ -652,7 +656,7 @@ fn the_feed_comes_back_after_a_server_restart() {
 #[test]
 fn without_a_feed_the_engine_polls() {
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite:{}", dir.path().join("server.db").display());
+    let database = sqlite_url(dir.path());
     let server = ServerProcess::start_without_feed(&database);
     runtime().block_on(async {
         let mut a = Device::open(dir.path(), "a", &server.url).await;

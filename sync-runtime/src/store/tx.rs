@@ -263,7 +263,12 @@ impl Tx<'_> {
         }
         let mut latest = queue::latest_op(&self.tx, meta.name, id)?;
         let mut behind_another = false;
-        if let Some(first) = queue::earliest_op(&self.tx, meta.name, id)? {
+        // Only an item with an operation queued can have two (most writes have none).
+        let first = match latest {
+            Some(_) => queue::earliest_op(&self.tx, meta.name, id)?,
+            None => None,
+        };
+        if let Some(first) = first {
             // A second operation of the item was queued while the first was in flight;
             // the first is not any more: the two become one before the collapse rules
             // see the latest (which assume it is the item's only one).

@@ -34,7 +34,7 @@ use sync_core::query::Query;
 
 use super::feed::{self, FeedEvent};
 use super::progress::{SyncEvent, SyncPhase};
-use super::{PullReport, SyncCall, SyncClient, pull, push};
+use super::{ClientInner, PullReport, SyncCall, SyncClient, pull, push};
 
 pub use status::{StatusStream, SyncErrorKind, SyncFailure, SyncProgress, SyncStatus};
 
@@ -194,16 +194,11 @@ impl EngineBuilder {
             pace: self.pace,
             changes,
         };
-        let id = NEXT_ENGINE.fetch_add(1, Ordering::Relaxed);
-        {
-            let shared = Arc::clone(&shared);
-            let sink: super::ProgressSink = Arc::new(move |event: &SyncEvent| shared.progress(event));
-            lock(&self.client.inner.observers).push((id, sink));
-        }
-        let inner = Arc::clone(&self.client.inner);
+        let observer = Observer::register(&self.client.inner, &shared);
         let task = async move {
+            // Dropped when the task ends, also when `stop` aborts it.
+            let _observer = observer;
             engine.run().await;
-            lock(&inner.observers).retain(|(other, _)| *other != id);
         };
         let task = match tokio::runtime::Handle::try_current() {
             Ok(handle) => handle.spawn(task),
@@ -215,6 +210,38 @@ impl EngineBuilder {
 }
 
 static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
+
+/// The engine's progress sink among its client's observers, removed on drop.
+struct Observer {
+    inner: Arc<ClientInner>,
+    id: u64,
+}
+
+impl Observer {
+    fn register(inner: &Arc<ClientInner>, shared: &Arc<Shared>) -> Observer {
+        let id = NEXT_ENGINE.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::clone(shared);
+        let sink: super::ProgressSink = Arc::new(move |event: &SyncEvent| shared.progress(event));
+        lock(&inner.observers).push((id, sink));
+        Observer { inner: Arc::clone(inner), id }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        lock(&self.inner.observers).retain(|(other, _)| *other != self.id);
+    }
+}
+
+/// A task aborted when this is dropped: the feed follower ends with the engine's task,
+/// also when that one is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -424,12 +451,10 @@ impl Engine {
             let mut tables: Vec<String> = self.pulls.iter().map(|p| p.table.to_owned()).collect();
             tables.sort_unstable();
             tables.dedup();
-            tokio::spawn(follow_feed(self.client.clone(), Arc::clone(&self.shared), tables, self.pace))
+            AbortOnDrop(tokio::spawn(follow_feed(self.client.clone(), Arc::clone(&self.shared), tables, self.pace)))
         });
         self.sync().await;
-        if let Some(feed) = feed {
-            feed.abort();
-        }
+        drop(feed);
         self.shared.update(|s| *s = stopped(s));
         tracing::info!("sync engine stopped");
     }
