@@ -14,7 +14,9 @@
 //! landing while the copy runs. So once the background copy is done, the next commit runs
 //! a checkpoint itself; it finds only the pages written since, and the write after it
 //! starts the log over. If the background thread falls behind, a commit that finds
-//! [`HARD_PAGES`] pages in the log checkpoints itself, as SQLite would.
+//! [`HARD_PAGES`] pages in the log waits for the background copy to end (it holds the
+//! checkpoint lock, so a checkpoint started meanwhile would only find it busy) and then
+//! checkpoints itself: the log's size stays bounded however slow the disk is.
 //!
 //! The checkpointer connection writes no data: the store keeps its one writer connection.
 
@@ -33,6 +35,9 @@ pub(crate) const SOFT_PAGES: c_int = 1000;
 
 /// Pages in the log past which a commit checkpoints itself.
 pub(crate) const HARD_PAGES: c_int = 8 * SOFT_PAGES;
+
+/// How long a commit at [`HARD_PAGES`] waits for the background copy to end.
+const HARD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 thread_local! {
     /// The checkpointer of the store whose thread this is: the WAL hook is a plain
@@ -117,7 +122,7 @@ impl Checkpointer {
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         *self.shared.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Closed;
-        self.shared.wake.notify_one();
+        self.shared.wake.notify_all();
         CHECKPOINTER.with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_some_and(|s| Arc::ptr_eq(s, &self.shared)) {
@@ -166,6 +171,8 @@ fn run(copier: &Connection, shared: &Shared) {
         if *phase == Phase::Running {
             *phase = Phase::Copied;
         }
+        // A commit at the hard limit may be waiting for this copy.
+        shared.wake.notify_all();
     }
 }
 
@@ -186,14 +193,33 @@ fn after_commit(wal: &Wal, pages: c_int) -> rusqlite::Result<()> {
         match *phase {
             Phase::Idle => {
                 *phase = Phase::Wanted;
-                shared.wake.notify_one();
+                shared.wake.notify_all();
                 false
             }
             Phase::Copied => {
                 *phase = Phase::Idle;
                 true
             }
-            Phase::Wanted | Phase::Running => pages >= HARD_PAGES,
+            Phase::Wanted | Phase::Running if pages >= HARD_PAGES => {
+                // The log is at its bound and the background copy holds the checkpoint
+                // lock (or is about to): a checkpoint here would find it busy and the
+                // log would keep growing. Wait for the copy, then copy the rest here.
+                // Bounded, in case the thread is gone: then this checkpoint may find the
+                // log busy, as SQLite's own would.
+                let deadline = std::time::Instant::now() + HARD_WAIT;
+                while matches!(*phase, Phase::Wanted | Phase::Running) {
+                    let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                        tracing::warn!(pages, "the background checkpoint did not end in time");
+                        break;
+                    };
+                    phase = shared.wake.wait_timeout(phase, left).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                if *phase == Phase::Copied {
+                    *phase = Phase::Idle;
+                }
+                true
+            }
+            Phase::Wanted | Phase::Running => false,
             Phase::Closed => true,
         }
     };
