@@ -154,8 +154,10 @@ pub struct PoolUse {
     pub max: usize,
 }
 
-/// A write to one row, carried out atomically by [`Storage::write`].
+/// A write to one row, carried out atomically by [`Storage::write`]. Kinds may be added:
+/// a storage answers one it does not know with an error.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Change {
     /// Inserts a row. Refuses an existing id (tombstones included) with
     /// [`StorageError::AlreadyExists`].
