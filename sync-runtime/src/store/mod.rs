@@ -46,7 +46,7 @@ pub use live::{Change, ChangeOrigin, ChangeStream};
 pub(crate) use meta::{TableMeta, validate_id};
 pub use migration::Migration;
 pub use queue::PendingOp;
-pub(crate) use queue::{ErrorInput, OpToSend, QueuedOp};
+pub(crate) use queue::{ErrorInput, Folded, OpToSend, QueuedOp};
 pub use rejected::RejectedRow;
 pub(crate) use rejected::Rejection;
 pub(crate) use server_copy::{Answered, ServerCopy};

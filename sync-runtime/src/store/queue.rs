@@ -148,6 +148,23 @@ pub(super) fn latest_op(conn: &Connection, table: &str, id: &str) -> Result<Opti
     Ok(stmt.query_row(params![table, id], op_row).optional()?)
 }
 
+/// What [`Tx::absorb_later_ops`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Folded {
+    /// No operation was queued behind it that could be folded in.
+    Nothing,
+    /// This many operations were folded into it.
+    Into(usize),
+    /// The folding removed it too (an insert never sent, then deleted), or it was gone.
+    Removed,
+}
+
+impl Folded {
+    fn counted(folded: usize) -> Folded {
+        if folded == 0 { Folded::Nothing } else { Folded::Into(folded) }
+    }
+}
+
 /// The item's first queued operation (there are two only when a write came while the
 /// first was in flight).
 pub(super) fn earliest_op(conn: &Connection, table: &str, id: &str) -> Result<Option<OpRow>> {
@@ -441,23 +458,22 @@ impl Tx<'_> {
     /// the process restarted). The queue becomes what the collapse rules make of the
     /// same writes made while it was not in flight, so that the item is not sent twice
     /// (both operations would read the same row) and no update waits behind a delete
-    /// with its row gone. Returns how many operations were folded in, or `None` when the
-    /// folding removed `seq` too (an insert never sent, then deleted). A delete followed
-    /// by an insert stays as two operations.
-    pub(crate) fn absorb_later_ops(&self, table: &str, id: &str, seq: i64) -> Result<Option<usize>> {
+    /// with its row gone. A delete followed by an insert stays as two operations.
+    pub(crate) fn absorb_later_ops(&self, table: &str, id: &str, seq: i64) -> Result<Folded> {
         let mut folded = 0;
         loop {
-            let Some(first) = op_by_seq(&self.tx, seq)? else { return Ok(None) };
+            // The later operation first: most items have none, and then that is all.
             let mut stmt = self.tx.prepare_cached(sql_once!(
                 "SELECT seq, kind, state, op_version, item FROM {OPERATIONS_TABLE}
                  WHERE table_name = ?1 AND item_id = ?2 AND seq > ?3 ORDER BY seq LIMIT 1"
             ))?;
             let Some(later) = stmt.query_row(params![table, id, seq], op_row).optional()? else {
-                return Ok(Some(folded));
+                return Ok(Folded::counted(folded));
             };
             drop(stmt);
+            let Some(first) = op_by_seq(&self.tx, seq)? else { return Ok(Folded::Removed) };
             if later.state != OpState::Pending || first.state == OpState::Failed {
-                return Ok(Some(folded));
+                return Ok(Folded::counted(folded));
             }
             let decision = match (first.kind, later.kind) {
                 // The later insert re-created the item after a local delete (the two
@@ -472,9 +488,9 @@ impl Tx<'_> {
                 Ok(Collapse::Remove) => {
                     self.remove_op(seq)?;
                     self.remove_op(later.seq)?;
-                    return Ok(None);
+                    return Ok(Folded::Removed);
                 }
-                _ => return Ok(Some(folded)),
+                _ => return Ok(Folded::counted(folded)),
             }
             self.remove_op(later.seq)?;
             folded += 1;
@@ -515,37 +531,38 @@ impl Tx<'_> {
             changes.queue();
             changes.errors();
         }
-        match self.fold_before_error(seq)? {
-            Some(_)
-                if matches!(input.status, Some(404 | 410))
-                    && self.op(seq)?.is_some_and(|op| op.kind == OpKind::Delete) =>
-            {
-                // The item was deleted locally meanwhile, and the server has it no more:
-                // that delete is done.
-                self.remove_op(seq)
+        let Some((table, id)) = self.op_item(seq)? else {
+            // Gone: refused as stale below.
+            return record_error(&self.tx, seq, input);
+        };
+        match self.absorb_later_ops(&table, &id, seq)? {
+            Folded::Nothing => record_error(&self.tx, seq, input),
+            // An insert never sent, then deleted: nothing is left to refuse.
+            Folded::Removed => Ok(()),
+            Folded::Into(_) => {
+                let Some(op) = self.op(seq)? else { return Ok(()) };
+                if op.kind == OpKind::Delete && matches!(input.status, Some(404 | 410)) {
+                    // The item was deleted locally meanwhile, and the server has it no
+                    // more: that delete is done.
+                    return self.remove_op(seq);
+                }
+                let current = match (op.kind, self.meta_by_name(&table)) {
+                    (OpKind::Delete, _) => op.item.as_deref().and_then(|snapshot| serde_json::from_str(snapshot).ok()),
+                    (OpKind::Insert | OpKind::Update, Some(meta)) => {
+                        self.read_row(&meta, &id)?.map(|row| meta.push_json(&row))
+                    }
+                    (_, None) => input.client_item.clone(),
+                };
+                record_error(&self.tx, seq, &ErrorInput { client_item: current, ..input.clone() })
             }
-            Some(current) => record_error(&self.tx, seq, &ErrorInput { client_item: current, ..input.clone() }),
-            None => record_error(&self.tx, seq, input),
         }
     }
 
-    /// See [`Tx::record_error`]: `Some(item as it stands)` when later operations were
-    /// folded into `seq`.
-    fn fold_before_error(&self, seq: i64) -> Result<Option<Option<serde_json::Value>>> {
-        let item: Option<(String, String)> = self
-            .tx
-            .prepare_cached(sql_once!("SELECT table_name, item_id FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?
-            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((table, id)) = item else { return Ok(None) };
-        if !self.has_later_op(&table, &id, seq)? || !matches!(self.absorb_later_ops(&table, &id, seq)?, Some(1..)) {
-            return Ok(None);
-        }
-        let (Some(op), Some(meta)) = (self.op(seq)?, self.meta_by_name(&table)) else { return Ok(None) };
-        Ok(Some(match op.kind {
-            OpKind::Delete => op.item.as_deref().and_then(|snapshot| serde_json::from_str(snapshot).ok()),
-            OpKind::Insert | OpKind::Update => self.read_row(&meta, &id)?.map(|row| meta.push_json(&row)),
-        }))
+    /// The table and item id of operation `seq`, if it is still queued.
+    fn op_item(&self, seq: i64) -> Result<Option<(String, String)>> {
+        let mut stmt =
+            self.tx.prepare_cached(sql_once!("SELECT table_name, item_id FROM {OPERATIONS_TABLE} WHERE seq = ?1"))?;
+        Ok(stmt.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
     /// Removes an operation (settled) and its error row.

@@ -1,6 +1,6 @@
 //! Store and queue tests on real SQLite (in memory, or files in a temp dir).
 
-use crate::{Error, Query, Store, StoreOptions};
+use crate::{ChangeOrigin, Error, Query, Store, StoreOptions};
 
 use super::queue::{self, ErrorInput, OpKind, OpState, PendingOp};
 
@@ -379,6 +379,60 @@ fn a_delete_behind_an_in_flight_insert_is_kept() {
         assert_eq!(q.iter().map(|op| op.kind).collect::<Vec<_>>(), [OpKind::Insert, OpKind::Delete], "{q:?}");
         assert_eq!(t.get("x").await.unwrap(), None);
         store.set_in_flight(first, false).await.unwrap();
+        assert!(store.check_integrity().await.unwrap().is_ok());
+    });
+}
+
+/// An error recorded for an insert that was never sent (its push stopped at it) while
+/// a delete of the item waits behind it: the two cancel out, so nothing is left to
+/// refuse. No error row, no operation, no failure.
+#[test]
+fn an_error_for_an_insert_deleted_meanwhile_leaves_nothing() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        t.insert(todo("x", "a")).await.unwrap();
+        let first = ops(&store).await[0].op_id;
+        store.set_in_flight(first, true).await.unwrap();
+        t.delete("x").await.unwrap();
+        store.set_in_flight(first, false).await.unwrap();
+        let input = ErrorInput { status: Some(400), message: "bad".into(), ..ErrorInput::default() };
+        store.transaction_as(ChangeOrigin::Push, move |tx| tx.record_error(first, &input)).await.unwrap();
+        assert!(ops(&store).await.is_empty());
+        assert_eq!(store.error_count().await.unwrap(), 0);
+        assert!(store.check_integrity().await.unwrap().is_ok());
+    });
+}
+
+/// An error recorded for an update sent while the app edited the item again: the edit
+/// folds into the failed operation, and the error's client item is the item as it
+/// stands, so settling the error keeps the edit.
+#[test]
+fn an_error_carries_the_item_as_it_stands_after_a_fold() {
+    rt().block_on(async {
+        let store = Store::open_in_memory().await.unwrap();
+        let t = store.table::<TodoItem>().await.unwrap();
+        seed_synced(&store, todo("x", "base"), "v1").await;
+        t.update(&todo("x", "sent")).await.unwrap();
+        let first = ops(&store).await[0].op_id;
+        set_state(&store, first, OpState::Attempted).await;
+        store.set_in_flight(first, true).await.unwrap();
+        t.update(&todo("x", "edited meanwhile")).await.unwrap();
+        assert_eq!(ops(&store).await.len(), 2);
+        store.set_in_flight(first, false).await.unwrap();
+        let input = ErrorInput {
+            status: Some(400),
+            message: "bad".into(),
+            client_item: Some(serde_json::json!({"id": "x", "text": "sent"})),
+            ..ErrorInput::default()
+        };
+        store.transaction_as(ChangeOrigin::Push, move |tx| tx.record_error(first, &input)).await.unwrap();
+        let q = ops(&store).await;
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!((q[0].op_id, q[0].state), (first, OpState::Failed));
+        let errors = t.errors().await.unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].client_item.as_ref().map(|i| i.text.as_str()), Some("edited meanwhile"));
         assert!(store.check_integrity().await.unwrap().is_ok());
     });
 }

@@ -14,7 +14,7 @@ use crate::client::conflict_handler::ErasedResolution;
 use crate::client::http::{Answer, Request};
 use crate::error::{Error, Result};
 use crate::op::OpKind;
-use crate::store::{Answered, ErrorInput, QueuedOp, TableMeta};
+use crate::store::{Answered, ErrorInput, Folded, QueuedOp, TableMeta};
 use sync_core::{ProtocolVersion, Value};
 
 use super::answer::{Step, record};
@@ -121,12 +121,7 @@ pub(super) async fn conflict(
         let (seq, table, id) = (op.seq, op.table.clone(), op.item_id.clone());
         let folded = inner
             .store
-            .transaction_as(ChangeOrigin::Push, move |tx| {
-                if !tx.has_later_op(&table, &id, seq)? {
-                    return Ok(false);
-                }
-                Ok(!matches!(tx.absorb_later_ops(&table, &id, seq)?, Some(0)))
-            })
+            .transaction_as(ChangeOrigin::Push, move |tx| Ok(tx.absorb_later_ops(&table, &id, seq)? != Folded::Nothing))
             .await?;
         if folded {
             return Ok(Step::Refolded);
@@ -286,8 +281,7 @@ async fn overwrite(
         .transaction_as(ChangeOrigin::Push, move |tx| {
             // A write of the app's since the decision was asked for (the request was
             // still out): it goes first, folded in, and the conflict is met again.
-            let table = meta.name;
-            if tx.has_later_op(table, &id, seq)? && !matches!(tx.absorb_later_ops(table, &id, seq)?, Some(0)) {
+            if tx.absorb_later_ops(meta.name, &id, seq)? != Folded::Nothing {
                 return Ok(Step::Refolded);
             }
             match kind {

@@ -8,7 +8,7 @@ use reqwest::Method;
 use crate::client::http::{Request, table_url};
 use crate::error::{Error, Result};
 use crate::op::{OpKind, OpState};
-use crate::store::{OpToSend, QueuedOp, TableMeta, Tx};
+use crate::store::{Folded, OpToSend, QueuedOp, TableMeta, Tx};
 use sync_core::ProtocolVersion;
 use sync_core::Value;
 
@@ -40,7 +40,7 @@ pub(super) fn prepare(
     };
     // Writes made while it was in flight before (a push that stopped) queued behind it:
     // folded in now, as if made while it was not.
-    if tx.absorb_later_ops(&op.table, &op.item_id, op.seq)?.is_none() {
+    if tx.absorb_later_ops(&op.table, &op.item_id, op.seq)? == Folded::Removed {
         return Ok(None);
     }
     // Re-read the operation inside the transaction: it may have changed since.
