@@ -272,9 +272,10 @@ pub(crate) struct ClientInner {
 
 impl ClientInner {
     pub(crate) fn emit(&self, event: SyncEvent) {
-        let observers: Vec<ProgressSink> = match self.observers.lock() {
-            Ok(list) => list.iter().map(|(_, sink)| Arc::clone(sink)).collect(),
-            Err(poisoned) => poisoned.into_inner().iter().map(|(_, sink)| Arc::clone(sink)).collect(),
+        // Copied out, so that a sink never runs under the lock.
+        let observers: Vec<ProgressSink> = {
+            let list = self.observers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            list.iter().map(|(_, sink)| Arc::clone(sink)).collect()
         };
         for sink in observers {
             sink(&event);

@@ -24,7 +24,7 @@
 //! `heartbeatSeconds` without an event. While an event waits for a slow socket, later
 //! changes merge into it (one pending set of table names per subscriber); so do the
 //! changes within a stream's gap after an event (25 ms, longer with many subscribers:
-//! `stream.rs`), so that a burst of writes does not cost one event per write per
+//! `feed_stream.rs`), so that a burst of writes does not cost one event per write per
 //! subscriber. Refusals: an
 //! unknown table is 404 naming it, a bad token 401, the subscriber cap (or a server
 //! shutting down) 503 with `Retry-After`. A server with the feed turned off answers 404,

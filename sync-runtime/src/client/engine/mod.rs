@@ -669,11 +669,7 @@ impl Engine {
         self.shared.update(|s| {
             s.connected = true;
             s.connecting = false;
-            if failure.is_some() {
-                s.last_error = failure;
-            } else if s.last_error.is_some() {
-                s.last_error = None;
-            }
+            s.last_error = failure;
         });
     }
 }
