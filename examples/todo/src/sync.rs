@@ -11,6 +11,12 @@ use crate::model::TodoItem;
 /// only what changed since the last of either.
 pub const QUERY_ID: &str = "todo";
 
+/// Starts the sync engine on `client`: every item, pulled under [`QUERY_ID`] (the cursor
+/// `todo pull` moves too), polling every `poll` when the server has no change feed.
+pub fn start_engine(client: &SyncClient, poll: std::time::Duration) -> sync_runtime::Result<sync_runtime::SyncEngine> {
+    client.engine().pull(Query::<TodoItem>::new(), QUERY_ID).poll_interval(poll).start()
+}
+
 /// Which way to sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {

@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use sync_runtime::{Query, SyncStatus};
+use sync_runtime::SyncStatus;
 
 use crate::Ctx;
 use crate::failure::{Exit, Failure, Result};
@@ -61,11 +61,7 @@ pub async fn watch(ctx: &Ctx, poll: f64) -> Result<()> {
     let server = ctx.server.as_deref().ok_or_else(|| Failure::no_server("watch"))?;
     let device = ctx.device().await?;
     let client = device.client(server, ctx.protocol, None)?;
-    let engine = client
-        .engine()
-        .pull(Query::<TodoItem>::new(), crate::sync::QUERY_ID)
-        .poll_interval(Duration::from_secs_f64(poll))
-        .start()?;
+    let engine = crate::sync::start_engine(&client, Duration::from_secs_f64(poll))?;
     let mut items = device.items_query(true).watch();
     let mut statuses = engine.statuses();
     let mut shown: Option<StatusJson> = None;

@@ -65,11 +65,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         }
     };
     let client = device.client(&url, ctx.protocol, None)?;
-    let engine = client
-        .engine()
-        .pull(sync_runtime::Query::<crate::model::TodoItem>::new(), crate::sync::QUERY_ID)
-        .poll_interval(POLL)
-        .start()?;
+    let engine = crate::sync::start_engine(&client, POLL)?;
     let (tx, rx) = mpsc::unbounded_channel();
     watch_store(&device, &tx);
     let mut statuses = engine.statuses();
