@@ -174,13 +174,9 @@ pub fn idle(rt: &Runtime, dir: &Path, seconds: u64) -> Res<Figure> {
     rt.block_on(engine.stop())?;
     store.close().wait()?;
     rt.block_on(server.stop())?;
-    let budget = Duration::from_millis(10);
-    let rounds = Rounds { ours: vec![spent], raw: vec![budget], ours_cpu: vec![spent], raw_cpu: vec![budget] };
-    Ok(Figure::new("engine_idle", 1, "calls", Some(1.0), rounds)
-        .sides(if seconds == 10 { "cpu in 10 s idle" } else { "cpu while idle" }, "budget")
-        .with(
-            "engine",
-            format!("one engine, synced, following the feed: {feed}, {seconds} s (server in the process)"),
-            serde_json::json!({"secs": seconds, "feed": feed}),
-        ))
+    Ok(Figure::idle("engine_idle", spent, seconds).with(
+        "engine",
+        format!("one engine, synced, following the feed: {feed}, {seconds} s (server in the process)"),
+        serde_json::json!({"secs": seconds, "feed": feed}),
+    ))
 }

@@ -372,13 +372,9 @@ pub fn idle(dir: &Path, seconds: u64, watchers: usize) -> Res<Figure> {
     let reads: u64 = watches.iter().map(Watch::reads).sum();
     drop(watches);
     store.close().wait()?;
-    let budget = Duration::from_millis(10);
-    let rounds = Rounds { ours: vec![spent], raw: vec![budget], ours_cpu: vec![spent], raw_cpu: vec![budget] };
-    Ok(Figure::new("live_idle", 1, "calls", Some(1.0), rounds)
-        .sides(if seconds == 10 { "cpu in 10 s idle" } else { "cpu while idle" }, "budget")
-        .with(
-            "watches",
-            format!("{watchers} open, {reads} reads in all, {seconds} s"),
-            serde_json::json!({"watchers": watchers, "reads": reads, "secs": seconds}),
-        ))
+    Ok(Figure::idle("live_idle", spent, seconds).with(
+        "watches",
+        format!("{watchers} open, {reads} reads in all, {seconds} s"),
+        serde_json::json!({"watchers": watchers, "reads": reads, "secs": seconds}),
+    ))
 }

@@ -345,10 +345,5 @@ pub fn idle(rt: &Runtime, dir: &Path, seconds: u64) -> Res<Figure> {
     std::thread::sleep(Duration::from_secs(seconds));
     let spent = cpu.elapsed();
     rt.block_on(store.close())?;
-    let budget = Duration::from_millis(10);
-    let rounds =
-        crate::measure::Rounds { ours: vec![spent], raw: vec![budget], ours_cpu: vec![spent], raw_cpu: vec![budget] };
-    Ok(Figure::new("idle", 1, "calls", Some(1.0), rounds)
-        .sides(if seconds == 10 { "cpu in 10 s idle" } else { "cpu while idle" }, "budget")
-        .with("idle", format!("{seconds} s"), seconds.into()))
+    Ok(Figure::idle("idle", spent, seconds).with("idle", format!("{seconds} s"), seconds.into()))
 }

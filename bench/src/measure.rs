@@ -143,6 +143,15 @@ impl Figure {
         }
     }
 
+    /// An idle scenario's figure: the CPU time `spent` over `seconds` of nothing to do,
+    /// against a budget of 10 ms (the "raw" side).
+    pub fn idle(scenario: &str, spent: Duration, seconds: u64) -> Figure {
+        let budget = Duration::from_millis(10);
+        let rounds = Rounds { ours: vec![spent], raw: vec![budget], ours_cpu: vec![spent], raw_cpu: vec![budget] };
+        Figure::new(scenario, 1, "calls", Some(1.0), rounds)
+            .sides(if seconds == 10 { "cpu in 10 s idle" } else { "cpu while idle" }, "budget")
+    }
+
     /// Names the two sides in the line (see [`Figure::sides`]).
     pub fn sides(mut self, ours: &'static str, raw: &'static str) -> Figure {
         self.sides = (ours, raw);
